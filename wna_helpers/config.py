@@ -1,0 +1,139 @@
+"""Every costly setting of the project, in one place (nanoGPT style).
+
+Two profiles exist: ``quick`` (tests, CI, laptops: minutes for the whole book)
+and ``full`` (the numbers the book reports). Pick one with the environment
+variable ``WNA_PROFILE``; the default is ``full``. The device follows
+``WNA_DEVICE`` (``cpu``, ``cuda``, ``cuda:1`` ...) and defaults to CUDA when
+it is present.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+__all__ = ["Profile", "PROFILES", "get_profile", "default_device", "data_root", "cache_root"]
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Costly settings of one profile.
+
+    Attributes:
+        name: ``"quick"`` or ``"full"``.
+        train_subset: number of training images used (``None``: all 60,000).
+        epochs: training epochs, keyed by dataset name or ``"arch/dataset"`` (which wins);
+            see :meth:`epochs_for`.
+        batch_size: training batch size.
+        lr: Adam learning rate.
+        seed: seed of training and of every noise run in the book.
+        n_noise: noise samples per architecture for classification images,
+            on CPU; ``n_noise_gpu`` is used instead on CUDA.
+        n_sta: noise samples for spike-triggered averages, per architecture.
+        n_real: real (test) images used for real-data STAs and activation views.
+        noise_batch: batch size of the white-noise engine (``None``: engine default).
+    """
+
+    name: str
+    train_subset: int | None
+    epochs: dict[str, int]
+    batch_size: int
+    lr: float
+    seed: int
+    n_noise: dict[str, int]
+    n_noise_gpu: dict[str, int]
+    n_sta: dict[str, int]
+    n_real: int
+    noise_batch: int | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def epochs_for(self, arch: str, dataset: str) -> int:
+        """Training epochs of ``arch`` on ``dataset``."""
+        return int(self.epochs.get(f"{arch}/{dataset}", self.epochs[dataset]))
+
+    def noise_samples(self, arch: str, device: torch.device | str | None = None) -> int:
+        """Noise samples for classification images of ``arch`` on ``device``."""
+        dev = torch.device(device) if device is not None else default_device()
+        table = self.n_noise_gpu if dev.type == "cuda" else self.n_noise
+        return int(table.get(arch, table["default"]))
+
+    def sta_samples(self, arch: str, device: torch.device | str | None = None) -> int:
+        """Noise samples for spike-triggered averages of ``arch`` on ``device``."""
+        dev = torch.device(device) if device is not None else default_device()
+        if dev.type == "cuda":
+            return self.noise_samples(arch, dev)
+        return int(self.n_sta.get(arch, self.n_sta["default"]))
+
+
+_HEAVY = ("alexnet_small", "net3")
+
+PROFILES: dict[str, Profile] = {
+    "quick": Profile(
+        name="quick",
+        train_subset=4000,
+        epochs={"mnist": 1, "fashion_mnist": 1},
+        batch_size=32,
+        lr=1e-3,
+        seed=0,
+        n_noise={"default": 20_000, **{a: 10_000 for a in _HEAVY}},
+        n_noise_gpu={"default": 100_000},
+        n_sta={"default": 10_000, **{a: 5_000 for a in _HEAVY}},
+        n_real=1000,
+    ),
+    "full": Profile(
+        name="full",
+        train_subset=None,
+        # about 50 min for all twelve pairs on a 2-core CPU; cheap models get more epochs
+        epochs={"mnist": 4, "fashion_mnist": 6, "alexnet_small/mnist": 3, "alexnet_small/fashion_mnist": 5,
+                "mlp/mnist": 10, "mlp/fashion_mnist": 10, "logreg/mnist": 10, "logreg/fashion_mnist": 10},
+        batch_size=128,
+        lr=1e-3,
+        seed=0,
+        n_noise={"default": 1_000_000, **{a: 200_000 for a in _HEAVY}},
+        n_noise_gpu={"default": 10_000_000},
+        n_sta={"default": 200_000, **{a: 100_000 for a in _HEAVY}},
+        n_real=10_000,
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the profile ``name``, else ``$WNA_PROFILE``, else ``full``.
+
+    Raises:
+        ValueError: for a name that is not a profile (the message lists them).
+    """
+    name = name or os.environ.get("WNA_PROFILE") or "full"
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown profile {name!r} (from the argument or WNA_PROFILE); "
+            f"valid profiles: {sorted(PROFILES)}"
+        ) from None
+
+
+def default_device() -> torch.device:
+    """``$WNA_DEVICE`` if set, else ``cuda`` when available, else ``cpu``."""
+    env = os.environ.get("WNA_DEVICE")
+    if env:
+        return torch.device(env)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def data_root() -> Path:
+    """Dataset root: ``$WNA_DATA_DIR`` or ``./data``."""
+    return Path(os.environ.get("WNA_DATA_DIR") or "data").expanduser()
+
+
+def cache_root() -> Path:
+    """Trained-model cache: ``$WNA_CACHE_DIR`` or ``~/.cache/wna``."""
+    env = os.environ.get("WNA_CACHE_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "wna"
+
+
+def with_overrides(profile: Profile, **changes: object) -> Profile:
+    """A copy of ``profile`` with some fields changed (for experiments)."""
+    return replace(profile, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,290 @@
+"""Spike-triggered averages of convolution units, from noise or from real images.
+
+The STA of unit ``u`` (channel ``k`` at position ``p`` of a conv layer) is the
+stimulus averaged with weight ``a_u(x) = ReLU(conv output)``, cut to the unit's
+receptive-field window ``RF(p)`` in the input. Every position of a channel applies
+the same filter, so the *pooled* STA averages the RF-aligned windows of all
+positions whose window lies inside the input; the *centre* STA uses the unit at the
+centre of the map alone (what Borji & Lin did). The pooled sums of a batch are one
+convolution of the stimuli with the activation maps; the centre sums one matrix product.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .kernel import Accumulator, check_n_samples, model_device, run_engine
+from .noise import DEFAULT_CHUNK, ImageSource, NoiseSource
+
+__all__ = ["ReceptiveField", "receptive_field", "SpikeTriggeredAverage", "spike_triggered_average",
+           "STAAccumulator", "filter_correlation", "pearson"]
+
+_POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity,
+              nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Window in the input seen by the units of a layer, per axis ``(rows, cols)``.
+
+    Unit ``(i, j)`` of the layer sees input rows ``offset[0] + i * jump[0]`` to
+    ``offset[0] + i * jump[0] + size[0] - 1`` (and likewise columns); offsets are
+    negative where padding puts the window partly outside the input.
+    """
+
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    offset: tuple[int, int]
+    out_shape: tuple[int, int]
+
+    def inside(self, in_shape: tuple[int, int]) -> tuple[range, range]:
+        """Output positions (rows, cols) whose whole window lies inside an input of ``in_shape``."""
+        out = []
+        for ax in range(2):
+            lo = max(0, math.ceil(-self.offset[ax] / self.jump[ax]))
+            hi = (in_shape[ax] - self.size[ax] - self.offset[ax]) // self.jump[ax]
+            out.append(range(lo, min(hi, self.out_shape[ax] - 1) + 1))
+        return out[0], out[1]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def receptive_field(model: nn.Module, layer: str, input_shape: tuple[int, ...] = (1, 28, 28)) -> ReceptiveField:
+    """Receptive field of the units of conv layer ``layer``, composed through every layer before it.
+
+    The layers are taken in execution order (recorded with forward hooks on a dummy input);
+    convolutions and max/avg pooling compose kernel, stride, padding and dilation; pointwise
+    layers (activations, normalisation, dropout) pass through.
+
+    Raises:
+        ValueError: the layer is missing, or a layer before it changes the spatial size in a
+            way this function cannot compose (the message names it).
+    """
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
+    order: list[tuple[str, nn.Module, tuple, tuple]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append((n, m, tuple(i[0].shape), tuple(o.shape))))
+             for n, m in modules.items() if n and not list(m.children())]
+    device = model_device(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    size, jump, offset = [1, 1], [1, 1], [0, 0]
+    for name, mod, ishape, oshape in order:
+        if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            k, s, p = _pair(mod.kernel_size), _pair(mod.stride), _pair(mod.padding)
+            d = _pair(getattr(mod, "dilation", 1))
+            if isinstance(p, str):
+                raise ValueError(f"layer {name!r}: string padding is not supported for receptive fields")
+            for ax in range(2):
+                keff = d[ax] * (k[ax] - 1) + 1
+                offset[ax] -= p[ax] * jump[ax]
+                size[ax] += (keff - 1) * jump[ax]
+                jump[ax] *= s[ax]
+        elif not (isinstance(mod, _POINTWISE) or ishape == oshape):
+            raise ValueError(f"cannot compose the receptive field through layer {name!r} "
+                             f"({type(mod).__name__}, {ishape} -> {oshape})")
+        if name == layer:
+            return ReceptiveField(tuple(size), tuple(jump), tuple(offset), (oshape[-2], oshape[-1]))
+    raise ValueError(f"layer {layer!r} did not run in the forward pass")
+
+
+class STAAccumulator(Accumulator):
+    """Activation-weighted sums of RF windows, for the centre unit and pooled over positions."""
+
+    def __init__(self, layer: str, rf: ReceptiveField, in_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.taps = (layer,)
+        self.layer, self.rf = layer, rf
+        self.rows, self.cols = rf.inside(in_shape[1:])
+        if not len(self.rows) or not len(self.cols):
+            raise ValueError(f"no unit of layer {layer!r} has its whole receptive field "
+                             f"({rf.size[0]}x{rf.size[1]}) inside the {in_shape[1]}x{in_shape[2]} input")
+        self.center = (rf.out_shape[0] // 2, rf.out_shape[1] // 2)
+        # zero padding so that the centre window is defined even where it overhangs the input
+        self.pad = [max(0, -rf.offset[1]), max(0, -rf.offset[0])]
+
+    def describe(self):  # noqa: D102
+        return {**super().describe(), "rf": [self.rf.size, self.rf.jump, self.rf.offset]}
+
+    def setup(self, num_classes, input_shape, device, tap_shapes):  # noqa: D102
+        k = tap_shapes[self.layer][0]
+        d = input_shape[0] * self.rf.size[0] * self.rf.size[1]
+        f64 = dict(dtype=torch.float64, device=device)
+        self.acc = {"center_num": torch.zeros(k, d, **f64), "center_den": torch.zeros(k, **f64),
+                    "pooled_num": torch.zeros(k, d, **f64), "pooled_den": torch.zeros(k, **f64),
+                    "act_sum": torch.zeros(k, **f64)}
+
+    def update(self, x, logits, taps, labels):  # noqa: D102
+        a = F.relu(taps[self.layer])                            # (B, K, H', W')
+        b, k = a.shape[:2]
+        (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
+        r, c = self.rows, self.cols
+        top, left = oh + r.start * jh, ow + c.start * jw
+        region = x[:, :, top:top + (len(r) - 1) * jh + sh, left:left + (len(c) - 1) * jw + sw]
+        a_in = a[:, :, r.start:r.stop, c.start:c.stop]          # (B, K, nr, nc)
+        # sum_b sum_(i,j) a[b,k,i,j] x[b, :, top + i*jh + u, left + j*jw + v] for every (u, v):
+        # a convolution of the stimuli (batch as channels) with the activation maps, dilated by the jump
+        num = F.conv2d(region.transpose(0, 1), a_in.transpose(0, 1), dilation=(jh, jw))  # (C, K, sh, sw)
+        self.acc["pooled_num"] += num.transpose(0, 1).reshape(k, -1).double()
+        self.acc["pooled_den"] += a_in.sum((0, 2, 3)).double()
+        ci, cj = self.center
+        t0, l0 = oh + ci * jh, ow + cj * jw
+        if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
+            x = F.pad(x, (sw, sw, sh, sh))  # zeros outside the input
+            t0, l0 = t0 + sh, l0 + sw
+        window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)  # (B, D)
+        ac = a[:, :, ci, cj]                                      # (B, K)
+        self.acc["center_num"] += (ac.T @ window).double()
+        self.acc["center_den"] += ac.sum(0).double()
+        self.acc["act_sum"] += a.sum((0, 2, 3)).double()
+
+
+@dataclass
+class SpikeTriggeredAverage:
+    """Result of :func:`spike_triggered_average`.
+
+    Attributes:
+        layer: the conv layer.
+        center: float64 ``(K, C, h, w)``: STA of the unit at the centre of each channel's map,
+            in its receptive-field window ``h x w`` (NaN for a channel that never fired).
+        pooled: float64 ``(K, C, h, w)``: STA pooled over every position whose window lies inside
+            the input.
+        center_weight: float64 ``(K,)``: total activation of the centre units (the denominator).
+        pooled_weight: float64 ``(K,)``: total activation over the pooled positions.
+        mean_activation: float64 ``(K,)``: mean ReLU activation per unit of each channel.
+        rf: the :class:`ReceptiveField` of the layer.
+        positions: number of positions pooled per channel.
+        n_samples: number of stimuli.
+        stimulus: parameters of the stimuli (noise kind and parameters, or real images).
+        world_size: processes that shared the run.
+    """
+
+    layer: str
+    center: torch.Tensor
+    pooled: torch.Tensor
+    center_weight: torch.Tensor
+    pooled_weight: torch.Tensor
+    mean_activation: torch.Tensor
+    rf: ReceptiveField
+    positions: int
+    n_samples: int
+    stimulus: dict
+    world_size: int = 1
+
+
+def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None = None, *,
+                            images: torch.Tensor | None = None, input_shape: tuple[int, ...] = (1, 28, 28),
+                            noise: str = "gaussian", mean: float = 0.0, std: float = 1.0,
+                            gamma: float = 0.0, signal: torch.Tensor | None = None,
+                            clip: tuple[float, float] | None = None, batch_size: int | None = None,
+                            seed: int = 0, device: torch.device | str | None = None,
+                            autocast: torch.dtype | None = None, chunk_size: int = DEFAULT_CHUNK,
+                            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
+                            progress: bool = True) -> SpikeTriggeredAverage:
+    """Spike-triggered average of every channel of conv layer ``layer``.
+
+    ``STA_u = sum_i a_u(x_i) x_i[RF(u)] / sum_i a_u(x_i)`` with ``a_u = ReLU(conv output)``,
+    for the centre unit of each channel and pooled over all positions whose receptive
+    field lies inside the input. Stimuli are noise (default) or, with ``images``, real images.
+
+    Args:
+        model: any classifier; left as found (training flag, grads).
+        layer: name of a :class:`~torch.nn.Conv2d` submodule (``"conv1"`` ...).
+        n_samples: number of noise stimuli (positive integer); with ``images``, default all images.
+        images: real images ``(N, *input_shape)`` to use instead of noise; default None.
+        input_shape: ``(C, H, W)``; default ``(1, 28, 28)``.
+        noise, mean, std, gamma, signal, clip: the noise, as in
+            :func:`~wna_helpers.ci.classification_images`.
+        batch_size: default 1,024 on CPU, 32,768 on CUDA; does not change the result.
+        seed: default 0.
+        device: the model's device (checked); default the model's device.
+        autocast: ``torch.bfloat16`` or ``torch.float16`` for the forward pass; default None.
+        chunk_size: samples per seeded chunk; default 4,096.
+        checkpoint, checkpoint_every: resumable runs, as in ``classification_images``.
+        progress: default True.
+
+    Returns:
+        :class:`SpikeTriggeredAverage` with ``center`` and ``pooled`` of shape ``(K, C, h, w)``.
+
+    Raises:
+        ValueError: unknown layer (lists them), a layer that is not a convolution, bad
+            ``n_samples`` or noise parameters; all before any heavy work.
+
+    Example:
+        >>> from wna_helpers import build_model, spike_triggered_average
+        >>> m = build_model("paper_cnn", seed=0)
+        >>> sta = spike_triggered_average(m, "conv1", 20_000, progress=False)
+        >>> sta.pooled.shape
+        torch.Size([20, 1, 5, 5])
+    """
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
+    if not isinstance(modules[layer], nn.Conv2d):
+        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        raise ValueError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a convolution; "
+                         f"the STA needs one of the conv layers: {convs}")
+    if images is not None:
+        n_samples = len(images) if n_samples is None else check_n_samples(n_samples)
+        source: NoiseSource | ImageSource = ImageSource(images=images, chunk_size=chunk_size)
+    else:
+        if n_samples is None:
+            raise ValueError("n_samples must be a positive integer when no images are given")
+        n_samples = check_n_samples(n_samples)
+        source = NoiseSource(kind=noise, mean=mean, std=std, gamma=gamma, signal=signal, clip=clip,
+                             seed=seed, chunk_size=chunk_size)
+    model_device(model, device)
+    try:
+        rf = receptive_field(model, layer, input_shape)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
+                         f"({type(exc).__name__}: {exc})") from exc
+    acc = STAAccumulator(layer, rf, tuple(input_shape))
+    world = run_engine(model, source, n_samples, [acc], input_shape=input_shape, batch_size=batch_size,
+                       device=device, autocast=autocast, checkpoint=checkpoint,
+                       checkpoint_every=checkpoint_every, progress=progress, desc=f"STA {layer}")
+    t = {k: v.cpu() for k, v in acc.acc.items()}
+    shape = (-1, input_shape[0], *rf.size)
+    positions = len(acc.rows) * len(acc.cols)
+    return SpikeTriggeredAverage(
+        layer=layer, center=(t["center_num"] / t["center_den"][:, None]).view(shape),
+        pooled=(t["pooled_num"] / t["pooled_den"][:, None]).view(shape),
+        center_weight=t["center_den"], pooled_weight=t["pooled_den"],
+        mean_activation=t["act_sum"] / (n_samples * rf.out_shape[0] * rf.out_shape[1]),
+        rf=rf, positions=positions, n_samples=n_samples, stimulus=source.describe(), world_size=world)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Pearson correlation of two tensors of the same number of elements (flattened)."""
+    a, b = a.flatten().double(), b.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    return float((a @ b) / (a.norm() * b.norm()))
+
+
+def filter_correlation(sta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Per-channel Pearson correlation between STAs ``(K, C, h, w)`` and conv filters ``(K, C, h, w)``.
+
+    Returns:
+        float64 ``(K,)``; NaN for a channel whose STA is undefined.
+    """
+    if sta.shape != weight.shape:
+        raise ValueError(f"STA shape {tuple(sta.shape)} differs from filter shape {tuple(weight.shape)}; "
+                         f"compare first-layer STAs with first-layer filters")
+    return torch.tensor([pearson(s, w) for s, w in zip(sta, weight.detach().cpu())], dtype=torch.float64)

@@ -1,0 +1,235 @@
+"""Seeded training and a cache of trained models.
+
+:func:`train` trains any classifier with Adam; :func:`get_trained_model` returns a
+trained registry model for (architecture, dataset, profile), training it once
+and storing it under ``$WNA_CACHE_DIR`` (default ``~/.cache/wna``).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import tempfile
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from .config import Profile, cache_root, default_device, get_profile
+from .data import Dataset, _canonical, load_dataset
+from .models import build_model
+
+__all__ = ["TrainResult", "train", "evaluate", "get_trained_model", "checkpoint_path",
+           "CACHE_FORMAT"]
+
+#: Bumped whenever the training recipe changes so that old checkpoints are retrained.
+CACHE_FORMAT = 1
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` measured.
+
+    Attributes:
+        test_accuracy: accuracy on the test set after the last epoch (fraction).
+        epoch_test_accuracy: test accuracy after each epoch.
+        epoch_train_accuracy: running training accuracy of each epoch.
+        step_loss: training loss every ``log_every`` steps.
+        log_every: steps between two entries of ``step_loss``.
+        seconds: wall time of training.
+    """
+
+    test_accuracy: float
+    epoch_test_accuracy: list[float] = field(default_factory=list)
+    epoch_train_accuracy: list[float] = field(default_factory=list)
+    step_loss: list[float] = field(default_factory=list)
+    log_every: int = 10
+    seconds: float = 0.0
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 1000,
+             device: torch.device | str | None = None) -> tuple[float, torch.Tensor]:
+    """Accuracy of ``model`` on ``data`` and its predictions.
+
+    Returns:
+        ``(accuracy, predictions)``; predictions is an int64 tensor ``(N,)`` on the CPU.
+        The model's training flag is restored.
+    """
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        preds = torch.cat([model(data.images[i:i + batch_size].to(device)).argmax(1).cpu()
+                           for i in range(0, len(data), batch_size)])
+    finally:
+        model.train(was_training)
+    return float((preds == data.labels).double().mean()), preds
+
+
+def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = None, *,
+          epochs: int = 1, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
+          device: torch.device | str | None = None, progress: bool = True,
+          log_every: int = 10) -> TrainResult:
+    """Train ``model`` in place with Adam and cross-entropy.
+
+    Args:
+        model: a classifier returning logits.
+        train_data: training split (:class:`~wna_helpers.data.Dataset`).
+        test_data: evaluated after each epoch; default None (then ``test_accuracy`` is NaN).
+        epochs: default 1.
+        batch_size: default 64.
+        lr: Adam learning rate, decayed to zero over training on a cosine; default 1e-3.
+        seed: seeds the shuffling (its own generator); default 0. Deterministic on CPU.
+        device: default the model's device.
+        progress: show a ``tqdm`` bar with loss and accuracy; default True.
+        log_every: record the loss every this many steps; default 10.
+
+    Returns:
+        A :class:`TrainResult`. The model is left in eval mode on ``device``.
+    """
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
+    model.to(device).train()
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    steps_per_epoch = (len(train_data) + batch_size - 1) // batch_size
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    result = TrainResult(test_accuracy=float("nan"), log_every=log_every)
+    n = len(train_data)
+    t0 = time.perf_counter()
+    bar = tqdm(total=epochs * steps_per_epoch, disable=not progress,
+               desc=f"train {getattr(model, 'arch', type(model).__name__)}", unit="step")
+    step = 0
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        correct = seen = 0
+        running = 0.0
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            x, y = train_data.images[idx].to(device), train_data.labels[idx].to(device)
+            logits = model(x)
+            loss = F.cross_entropy(logits, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            correct += int((logits.argmax(1) == y).sum())
+            seen += len(idx)
+            lv = float(loss.detach())
+            running = 0.9 * running + 0.1 * lv if step > 1 else lv
+            if step % log_every == 0:
+                result.step_loss.append(lv)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", acc=f"{correct / seen:.3f}")
+            bar.update(1)
+        result.epoch_train_accuracy.append(correct / seen)
+        if test_data is not None:
+            acc, _ = evaluate(model, test_data, device=device)
+            result.epoch_test_accuracy.append(acc)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", test_acc=f"{acc:.4f}")
+    bar.close()
+    model.eval()
+    result.seconds = time.perf_counter() - t0
+    if result.epoch_test_accuracy:
+        result.test_accuracy = result.epoch_test_accuracy[-1]
+    return result
+
+
+def _recipe(arch: str, dataset: str, profile: Profile) -> dict[str, object]:
+    """The settings a cached checkpoint must match to be reused."""
+    return {"format": CACHE_FORMAT, "arch": arch, "dataset": dataset, "profile": profile.name,
+            "epochs": profile.epochs_for(arch, dataset), "seed": profile.seed, "lr": profile.lr,
+            "batch_size": profile.batch_size, "train_subset": profile.train_subset}
+
+
+def checkpoint_path(arch: str, dataset: str, profile: Profile | str | None = None,
+                    cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the checkpoint of (arch, dataset, profile) lives."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
+    return root / "models" / f"{arch}-{_canonical(dataset)}-{prof.name}.pt"
+
+
+def _versions() -> dict[str, str]:
+    import torchvision
+
+    return {"torch": torch.__version__, "torchvision": torchvision.__version__,
+            "python": platform.python_version()}
+
+
+def _atomic_save(obj: object, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = None, *,
+                      cache_dir: str | os.PathLike | None = None,
+                      device: torch.device | str | None = None,
+                      progress: bool = True) -> tuple[nn.Module, dict[str, object]]:
+    """A trained registry model, from the cache or trained now and cached.
+
+    A checkpoint is reused only when its recipe (architecture, dataset, profile, epochs,
+    seed, learning rate, batch size, training subset, cache format) matches; a corrupt
+    or mismatched checkpoint is retrained with a warning. Writes are atomic.
+
+    Args:
+        arch: registry name (see :func:`~wna_helpers.models.model_names`).
+        dataset: ``"mnist"`` or ``"fashion_mnist"``.
+        profile: a :class:`~wna_helpers.config.Profile` or its name; default ``$WNA_PROFILE``.
+        cache_dir: default ``$WNA_CACHE_DIR`` or ``~/.cache/wna``.
+        device: where the model is returned; default CUDA when present.
+        progress: show the training bar; default True.
+
+    Returns:
+        ``(model, meta)``: the model in eval mode on ``device``; ``meta`` holds the recipe,
+        ``test_accuracy``, the training ``history``, ``train_seconds``, ``versions``.
+
+    Example:
+        >>> model, meta = get_trained_model("paper_cnn", "mnist", "quick")
+        >>> meta["test_accuracy"] > 0.9
+        True
+    """
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    dataset = _canonical(dataset)
+    model = build_model(arch, seed=prof.seed)  # validates arch
+    device = torch.device(device) if device is not None else default_device()
+    path = checkpoint_path(arch, dataset, prof, cache_dir)
+    recipe = _recipe(arch, dataset, prof)
+    if path.exists():
+        try:
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            meta = json.loads(blob["meta"])
+            if {k: meta.get(k) for k in recipe} == recipe:
+                model.load_state_dict(blob["state_dict"])
+                return model.to(device).eval(), meta
+            warnings.warn(f"checkpoint {path} was trained with another recipe "
+                          f"({ {k: meta.get(k) for k in recipe if meta.get(k) != recipe[k]} }); retraining",
+                          stacklevel=2)
+        except Exception as exc:  # corrupt, truncated, or not ours
+            warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); retraining",
+                          stacklevel=2)
+    train_data = load_dataset(dataset, "train", limit=prof.train_subset)
+    test_data = load_dataset(dataset, "test")
+    torch.manual_seed(prof.seed)
+    result = train(model, train_data, test_data, epochs=prof.epochs_for(arch, dataset), batch_size=prof.batch_size,
+                   lr=prof.lr, seed=prof.seed, device=device, progress=progress)
+    meta = {**recipe, "test_accuracy": result.test_accuracy, "train_seconds": result.seconds,
+            "train_size": len(train_data), "history": asdict(result), "versions": _versions(),
+            "device": str(device)}
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_save({"state_dict": state, "meta": json.dumps(meta)}, path)
+    return model.eval(), meta
