@@ -25,11 +25,12 @@ class CIAccumulator(Accumulator):
                     "sumsq": torch.zeros(num_classes, d, dtype=torch.float64, device=device)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
-        pred = logits.argmax(1)
+        k = len(self.acc["counts"])
+        onehot = torch.nn.functional.one_hot(logits.argmax(1), k).T.double()  # (K, B)
         xd = x.reshape(len(x), -1).double()
-        self.acc["sums"].index_add_(0, pred, xd)
-        self.acc["sumsq"].index_add_(0, pred, xd.square_())
-        self.acc["counts"] += torch.bincount(pred, minlength=len(self.acc["counts"]))
+        self.acc["sums"].addmm_(onehot, xd)           # per-class sums as one matrix product
+        self.acc["sumsq"].addmm_(onehot, xd.square_())
+        self.acc["counts"] += onehot.sum(1).long()
 
 
 @dataclass

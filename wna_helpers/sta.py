@@ -130,7 +130,9 @@ class STAAccumulator(Accumulator):
                     "act_sum": torch.zeros(k, **f64)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
-        a = F.relu(taps[self.layer])                            # (B, K, H', W')
+        # products and sums in float64, so that results do not depend on how samples are batched
+        a = F.relu(taps[self.layer]).double()                   # (B, K, H', W')
+        x = x.double()
         b, k = a.shape[:2]
         (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
         r, c = self.rows, self.cols
@@ -140,8 +142,8 @@ class STAAccumulator(Accumulator):
         # sum_b sum_(i,j) a[b,k,i,j] x[b, :, top + i*jh + u, left + j*jw + v] for every (u, v):
         # a convolution of the stimuli (batch as channels) with the activation maps, dilated by the jump
         num = F.conv2d(region.transpose(0, 1), a_in.transpose(0, 1), dilation=(jh, jw))  # (C, K, sh, sw)
-        self.acc["pooled_num"] += num.transpose(0, 1).reshape(k, -1).double()
-        self.acc["pooled_den"] += a_in.sum((0, 2, 3)).double()
+        self.acc["pooled_num"] += num.transpose(0, 1).reshape(k, -1)
+        self.acc["pooled_den"] += a_in.sum((0, 2, 3))
         ci, cj = self.center
         t0, l0 = oh + ci * jh, ow + cj * jw
         if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
@@ -149,9 +151,9 @@ class STAAccumulator(Accumulator):
             t0, l0 = t0 + sh, l0 + sw
         window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)  # (B, D)
         ac = a[:, :, ci, cj]                                      # (B, K)
-        self.acc["center_num"] += (ac.T @ window).double()
-        self.acc["center_den"] += ac.sum(0).double()
-        self.acc["act_sum"] += a.sum((0, 2, 3)).double()
+        self.acc["center_num"] += ac.T @ window
+        self.acc["center_den"] += ac.sum(0)
+        self.acc["act_sum"] += a.sum((0, 2, 3))
 
 
 @dataclass

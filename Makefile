@@ -1,0 +1,37 @@
+# Two entry points (see README):
+#   make book   set up, execute every chapter in the full profile, build the site into _build/html
+#   make test   set up, run the unit tests and every chapter in the quick profile
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SHARED := $(abspath ../shared/data)
+
+# the offline data copy when there is one, else ./data (torchvision downloads into it)
+export WNA_DATA_DIR ?= $(if $(wildcard $(SHARED)/MNIST),$(SHARED),$(abspath data))
+
+.PHONY: book test setup clean
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+# The execution cache is keyed on cell code only: drop it when wna_helpers or the profile changed.
+STAMP = $(shell cat wna_helpers/*.py _config.yml | sha256sum | cut -c1-16)-$(WNA_PROFILE)
+book: export WNA_PROFILE ?= full
+book: setup
+	@if [ "$$(cat _build/.wna-stamp 2>/dev/null)" != "$(STAMP)" ]; then \
+	  echo "wna_helpers or profile changed: clearing the execution cache"; rm -rf _build/.jupyter_cache; fi
+	$(BIN)/jupyter-book build . -W --keep-going
+	@mkdir -p _build && echo "$(STAMP)" > _build/.wna-stamp
+
+test: export WNA_PROFILE = quick
+test: export WNA_CACHE_DIR ?= $(abspath .cache/wna)
+test: setup
+	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --nbmake --nbmake-timeout=1800 book
+
+clean:
+	rm -rf _build .cache

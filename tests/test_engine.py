@@ -1,0 +1,331 @@
+"""The white-noise engine against known answers, invariances and error paths."""
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from torch import nn
+
+import wna_helpers as wna
+from wna_helpers.kernel import _segments
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def r(a, b) -> float:
+    return wna.pearson(a, b)
+
+
+# ---------------------------------------------------------------- known answers
+def test_linear_ci_matches_weights():
+    """For f(x) = Wx + b and isotropic Gaussian noise, CI_c lies along w_c - mean_k w_k."""
+    model = wna.build_model("logreg", seed=0)
+    ci = wna.classification_images(model, 50_000, progress=False)
+    w = model.fc1.weight.detach()
+    target = w - w.mean(0)
+    rs = [r(ci.images[c], target[c]) for c in range(10)]
+    assert min(rs) >= 0.9, rs
+    # and not just any direction: the CI of c is far less correlated with another class's direction
+    assert r(ci.images[0], target[1]) < 0.5
+
+
+def test_linear_ci_trained(tmp_path):
+    from dataclasses import replace
+    prof = replace(wna.PROFILES["quick"], name="tiny-ci", train_subset=2000)
+    model, _ = wna.get_trained_model("logreg", "mnist", prof, cache_dir=tmp_path, progress=False)
+    ci = wna.classification_images(model, 50_000, progress=False)
+    w = model.fc1.weight.detach()
+    target = w - w.mean(0)
+    present = [c for c in range(10) if ci.counts[c] > 2000]
+    assert len(present) >= 5
+    assert min(r(ci.images[c], target[c]) for c in present) >= 0.9
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_first_layer_sta_is_the_filter(seed):
+    """Bussgang: for Gaussian noise the STA of a = ReLU(w.x + b) is proportional to w."""
+    model = wna.build_model("paper_cnn", seed=seed)
+    sta = wna.spike_triggered_average(model, "conv1", 20_000, progress=False)
+    assert sta.pooled.shape == (20, 1, 5, 5) and sta.positions == 24 * 24
+    rp = wna.filter_correlation(sta.pooled, model.conv1.weight)
+    rc = wna.filter_correlation(sta.center, model.conv1.weight)
+    assert float(rp.mean()) >= 0.95 and float(rc.mean()) >= 0.95
+    assert float(rp.mean()) >= float(rc.mean())  # pooling uses every position as a trigger
+
+
+def test_sta_of_deeper_layer_equals_brute_force():
+    """Real-image STA of a padded deep layer against a per-position reference."""
+    torch.manual_seed(0)
+    model = wna.build_model("net3", seed=0)
+    x = torch.rand(64, 1, 28, 28)
+    sta = wna.spike_triggered_average(model, "conv2", images=x, progress=False, batch_size=20)
+    rf = wna.receptive_field(model, "conv2")
+    assert rf.size == (8, 8) and rf.jump == (2, 2) and rf.offset == (-3, -3)
+    with torch.no_grad():
+        a = torch.relu(model.conv2(model.pool1(model.relu1(model.conv1(x)))))
+    rows, cols = rf.inside((28, 28))
+    num = torch.zeros(64, 64, dtype=torch.float64)
+    den = torch.zeros(64, dtype=torch.float64)
+    for i in rows:
+        for j in cols:
+            t, l = rf.offset[0] + i * rf.jump[0], rf.offset[1] + j * rf.jump[1]
+            win = x[:, 0, t:t + 8, l:l + 8].reshape(64, -1).double()
+            num += a[:, :, i, j].double().T @ win
+            den += a[:, :, i, j].sum(0).double()
+    live = den > 0
+    assert torch.allclose(sta.pooled.view(64, -1)[live], (num / den[:, None])[live], atol=1e-5)
+    assert torch.allclose(sta.pooled_weight, den, rtol=1e-5)
+    # the centre unit (3 + 7 // 2 ... ) window overhangs nothing here; compare with its own reference
+    ci, cj = 7, 7
+    t, l = rf.offset[0] + ci * 2, rf.offset[1] + cj * 2
+    ref = (a[:, :, ci, cj].double().T @ x[:, 0, t:t + 8, l:l + 8].reshape(64, -1).double())
+    d = a[:, :, ci, cj].sum(0).double()
+    ok = d > 0
+    assert torch.allclose(sta.center.view(64, -1)[ok], (ref / d[:, None])[ok], atol=1e-5)
+
+
+def test_receptive_fields_of_registry():
+    exp = {"paper_cnn": {"conv2": (14, 2, 0)}, "lenet": {"conv2": (14, 2, 0)},
+           "alexnet_small": {"conv3": (11, 1, 0)}, "net3": {"conv3": (18, 4, -7)}}
+    for arch, layers in exp.items():
+        m = wna.build_model(arch)
+        for layer, (size, jump, off) in layers.items():
+            rf = wna.receptive_field(m, layer)
+            assert (rf.size[0], rf.jump[0], rf.offset[0]) == (size, jump, off)
+
+
+def test_uniform_noise_and_full_signal_mixture():
+    model = wna.build_model("mlp", seed=0)
+    ci = wna.classification_images(model, 20_000, noise="uniform", progress=False)
+    assert abs(float(ci.mean_stimulus.mean()) - 0.5) < 0.01
+    assert float(ci.sums.min()) >= 0
+    img = torch.rand(1, 1, 28, 28)
+    mix = wna.classification_images(model, 1000, gamma=1.0, signal=img, progress=False)
+    c = int(model(img).argmax())
+    assert mix.counts[c] == 1000 and torch.allclose(mix.images[c], img[0].double(), atol=1e-6)
+    clipped = wna.classification_images(model, 1000, gamma=0.5, signal=img, clip=(0, 1), progress=False)
+    assert float(clipped.sums.min()) >= 0 and float((clipped.sumsq - clipped.sums).max()) <= 1e-9
+
+
+def test_contrast_variance_snr():
+    model = wna.build_model("logreg", seed=0)
+    ci = wna.classification_images(model, 20_000, progress=False)
+    others = (ci.sums.sum(0) - ci.sums[3]) / (ci.n_samples - ci.counts[3])
+    assert torch.allclose(ci.contrast[3], ci.images[3] - others)
+    assert abs(float(ci.variance.mean()) - 1.0) < 0.05  # N(0, 1) noise, slightly shrunk by selection
+    assert ci.snr.shape == ci.images.shape and ci.entropy <= torch.log2(torch.tensor(10.0))
+
+
+def test_any_input_shape_and_class_count():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 5))
+    ci = wna.classification_images(model, 3000, input_shape=(3, 32, 32), progress=False)
+    assert ci.images.shape == (5, 3, 32, 32) and int(ci.counts.sum()) == 3000
+    sta = wna.spike_triggered_average(model, "0", 3000, input_shape=(3, 32, 32), progress=False)
+    assert sta.pooled.shape == (4, 3, 3, 3)
+    assert float(wna.filter_correlation(sta.pooled, model[0].weight).mean()) > 0.9
+
+
+def test_activation_statistics():
+    model = wna.build_model("paper_cnn", seed=0)
+    x, y = torch.rand(50, 1, 28, 28), torch.arange(50) % 10
+    st = wna.activation_statistics(model, ["conv1", "fc1"], images=x, labels=y, progress=False, batch_size=7)
+    with torch.no_grad():
+        ref = model.conv1(x)[y == 3].double().mean(0)
+    assert st.group_by == "label" and st.counts.tolist() == [5] * 10
+    assert torch.allclose(st.means["conv1"][3], ref, atol=1e-6) and st.means["fc1"].shape == (10, 500)
+    noise = wna.activation_statistics(model, "conv2", 5000, progress=False)
+    ci = wna.classification_images(model, 5000, progress=False)
+    assert noise.group_by == "prediction" and torch.equal(noise.counts, ci.counts)
+
+
+# ---------------------------------------------------------------- invariances
+def test_batch_size_invariance():
+    model = wna.build_model("paper_cnn", seed=0)
+    a = wna.classification_images(model, 12_345, batch_size=1000, progress=False)
+    b = wna.classification_images(model, 12_345, batch_size=4096, progress=False)
+    assert torch.equal(a.counts, b.counts) and int(a.counts.sum()) == 12_345
+    assert torch.allclose(a.sums, b.sums, rtol=0, atol=1e-9)
+    s1 = wna.spike_triggered_average(model, "conv2", 5000, batch_size=1000, progress=False)
+    s2 = wna.spike_triggered_average(model, "conv2", 5000, batch_size=4096, progress=False)
+    assert torch.allclose(s1.pooled, s2.pooled, atol=1e-9, equal_nan=True)
+
+
+def test_prefix_consistency():
+    """Sample i is the same for every n: the first n samples of a longer run."""
+    model = wna.build_model("logreg", seed=0)
+    a = wna.classification_images(model, 5000, progress=False)
+    b = wna.classification_images(model, 9000, progress=False, checkpoint=None)
+    assert not torch.equal(a.counts, b.counts)
+    c = wna.classification_images(model, 5000, batch_size=333, progress=False)
+    assert torch.allclose(a.sums, c.sums, atol=1e-9)
+
+
+def test_segments_cover_each_sample_once():
+    segs = [s for b in _segments([0, 2, 4], 10, 47, 0, 7) for s in b]
+    covered = [c * 10 + i for c, lo, hi in segs for i in range(lo, hi)]
+    assert covered == list(range(0, 10)) + list(range(20, 30)) + list(range(40, 47))
+    resumed = [s for b in _segments([0, 2, 4], 10, 47, 13, 7) for s in b]
+    assert [c * 10 + i for c, lo, hi in resumed for i in range(lo, hi)] == covered[13:]
+
+
+def _dist_worker(rank, world, init, out):
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        model = wna.build_model("paper_cnn", seed=0)
+        ci = wna.classification_images(model, 10_000, batch_size=1500, progress=False)
+        sta = wna.spike_triggered_average(model, "conv1", 6000, progress=False)
+        if rank == 0:
+            torch.save({"sums": ci.sums, "counts": ci.counts, "world": ci.world_size, "sta": sta.pooled}, out)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_gloo_processes_equal_one(tmp_path):
+    out = tmp_path / "dist.pt"
+    init = f"file://{tmp_path / 'rendezvous'}"
+    mp.start_processes(_dist_worker, args=(2, init, str(out)), nprocs=2, join=True, start_method="spawn")
+    got = torch.load(out)
+    model = wna.build_model("paper_cnn", seed=0)
+    one = wna.classification_images(model, 10_000, progress=False)
+    sta = wna.spike_triggered_average(model, "conv1", 6000, progress=False)
+    assert got["world"] == 2
+    assert torch.equal(got["counts"], one.counts)
+    assert torch.allclose(got["sums"], one.sums, rtol=0, atol=1e-9)
+    assert torch.allclose(got["sta"], sta.pooled, atol=1e-9)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    model = wna.build_model("paper_cnn", seed=0)
+    ckpt = tmp_path / "run.ckpt"
+    calls = {"n": 0}
+
+    def stop_after_five(mod, inp):
+        calls["n"] += 1
+        if calls["n"] > 6:  # the shape probe + five batches
+            raise Interrupt
+
+    h = model.register_forward_pre_hook(stop_after_five)
+    with pytest.raises(Interrupt):
+        wna.classification_images(model, 10_000, batch_size=1000, checkpoint=ckpt, checkpoint_every=2,
+                                  progress=False)
+    h.remove()
+    assert ckpt.exists() and torch.load(ckpt)["done"] == 4000
+    calls["n"] = 0
+    h = model.register_forward_pre_hook(lambda m, i: calls.__setitem__("n", calls["n"] + 1))
+    resumed = wna.classification_images(model, 10_000, batch_size=1000, checkpoint=ckpt, progress=False)
+    h.remove()
+    assert calls["n"] == 1 + 6  # probe + the six batches left
+    full = wna.classification_images(model, 10_000, batch_size=1000, progress=False)
+    assert torch.equal(resumed.counts, full.counts) and torch.allclose(resumed.sums, full.sums, atol=1e-9)
+    again = wna.classification_images(model, 10_000, batch_size=1000, checkpoint=ckpt, progress=False)
+    assert torch.equal(again.counts, full.counts)  # a finished run is read back
+    with pytest.raises(ValueError, match="belongs to another job"):
+        wna.classification_images(model, 20_000, checkpoint=ckpt, progress=False)
+
+
+def test_model_left_as_found():
+    model = wna.build_model("paper_cnn", seed=0)
+    model.train()
+    model(torch.rand(2, 1, 28, 28)).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.fc2.bias.requires_grad_(False)
+    wna.classification_images(model, 2000, progress=False)
+    wna.spike_triggered_average(model, "conv2", 2000, progress=False)
+    wna.activation_statistics(model, ["conv1"], 2000, progress=False)
+    assert model.training and not model.fc2.bias.requires_grad
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters())
+    assert not model._forward_hooks and not model.conv1._forward_hooks and not model.conv2._forward_hooks
+
+
+PEAK_SCRIPT = """
+import resource, sys, torch, wna_helpers as wna
+torch.manual_seed(0)
+model = wna.build_model("logreg", seed=0)
+wna.classification_images(model, 1000, progress=False)
+base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+wna.classification_images(model, int(sys.argv[1]), batch_size=1000, progress=False)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base)
+"""
+
+
+def test_peak_memory_flat_in_n():
+    """Storing the noise (the paper's code) would grow 3,136 bytes a sample: 565 MB here."""
+    def growth_kb(n):
+        out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, str(n)], capture_output=True, text=True,
+                             check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return int(out.stdout.strip().splitlines()[-1])
+    small, large = growth_kb(20_000), growth_kb(200_000)
+    assert large - small < 30_000, (small, large)  # < 30 MB for 180,000 more samples
+
+
+# ---------------------------------------------------------------- bad input
+@pytest.mark.parametrize("n", [0, -5, 1.5, True, "10"])
+def test_bad_n_samples(n):
+    with pytest.raises(ValueError, match="n_samples must be a positive integer"):
+        wna.classification_images(wna.build_model("logreg"), n, progress=False)
+
+
+@pytest.mark.parametrize("kw,match", [
+    ({"std": -1.0}, "std must be a finite number >= 0"), ({"std": float("nan")}, "std must be a finite"),
+    ({"gamma": 1.5}, r"gamma must lie in \[0, 1\]"), ({"gamma": -0.1}, "gamma must lie"),
+    ({"noise": "pink"}, r"unknown noise kind 'pink'; allowed: \['gaussian', 'uniform'\]"),
+    ({"gamma": 0.5}, "gamma > 0 needs `signal`"), ({"batch_size": 0}, "batch_size must be a positive"),
+    ({"input_shape": (3, 32, 32)}, r"cannot take inputs of shape \(N, 3, 32, 32\)"),
+    ({"autocast": torch.int8}, "autocast must be")])
+def test_bad_noise_arguments(kw, match):
+    model = wna.build_model("paper_cnn")
+    calls = {"n": 0}
+    model.register_forward_pre_hook(lambda m, i: calls.__setitem__("n", calls["n"] + 1))
+    with pytest.raises(ValueError, match=match):
+        wna.classification_images(model, 10**9, progress=False, **kw)
+    assert calls["n"] <= 1  # rejected before any batch ran (at most the shape probe)
+
+
+def test_bad_layers():
+    model = wna.build_model("paper_cnn")
+    with pytest.raises(ValueError, match=r"no layer 'conv9'; available layers: \['conv1', 'relu1'"):
+        wna.spike_triggered_average(model, "conv9", 100, progress=False)
+    with pytest.raises(ValueError, match=r"'fc1' is a Linear, not a convolution.*\['conv1', 'conv2'\]"):
+        wna.spike_triggered_average(model, "fc1", 100, progress=False)
+    with pytest.raises(ValueError, match="no layer 'nope'"):
+        wna.activation_statistics(model, ["nope"], 100, progress=False)
+    with pytest.raises(ValueError, match="n_samples must be a positive integer when no images"):
+        wna.spike_triggered_average(model, "conv1", progress=False)
+
+
+def test_device_mismatch():
+    with pytest.raises(ValueError, match="model's parameters are on cpu"):
+        wna.classification_images(wna.build_model("logreg"), 10, device="cuda:0", progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_shapes_and_counts():
+    model = wna.build_model("paper_cnn", seed=0).cuda()
+    ci = wna.classification_images(model, 100_000, progress=False)
+    assert int(ci.counts.sum()) == 100_000 and ci.images.device.type == "cpu"
+    bf = wna.classification_images(model, 100_000, autocast=torch.bfloat16, progress=False)
+    assert int(bf.counts.sum()) == 100_000
+    sta = wna.spike_triggered_average(model, "conv1", 50_000, progress=False)
+    assert float(wna.filter_correlation(sta.pooled, model.conv1.weight.cpu()).mean()) > 0.95
+
+
+def test_cli_prints_counts(tmp_path):
+    out = tmp_path / "ci.pt"
+    res = subprocess.run([sys.executable, "-m", "wna_helpers", "ci", "--arch", "logreg", "--untrained",
+                          "--n-samples", "3000", "--device", "cpu", "--out", str(out), "--no-progress"],
+                         capture_output=True, text=True, check=True, cwd=ROOT)
+    assert "class 0 (0):" in res.stdout and "n=3000" in res.stdout
+    blob = torch.load(out, weights_only=False)
+    assert int(blob["counts"].sum()) == 3000 and blob["images"].shape == (10, 1, 28, 28)
+    bad = subprocess.run([sys.executable, "-m", "wna_helpers", "sta", "--arch", "paper_cnn", "--untrained",
+                          "--layer", "fc1", "--n-samples", "10", "--out", str(out)], capture_output=True, text=True)
+    assert bad.returncode != 0 and "not a convolution" in bad.stderr

@@ -1,0 +1,58 @@
+"""Project hygiene: dependencies agree, notebooks are committed clean, the TOC is complete."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~ \[]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _specs(reqs) -> dict[str, str]:
+    return {_name(r): r.replace(" ", "")[len(_name(r)):] for r in reqs}
+
+
+def test_environment_yml_matches_pyproject():
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    conda = [d for d in env if isinstance(d, str) and not d.startswith(("python", "pip"))]
+    pip = next(d["pip"] for d in env if isinstance(d, dict))
+    assert _specs(deps) == _specs(conda + pip)
+    assert _specs(deps)["torch"] == ">=2.14" and _specs(deps)["torchvision"] == ">=0.29"
+    assert _specs(deps)["jupyter-book"] == ">=1.0.4,<2"
+
+
+def test_notebooks_have_no_outputs():
+    notebooks = sorted((ROOT / "book").glob("*.ipynb"))
+    assert notebooks
+    for nb in notebooks:
+        for cell in json.loads(nb.read_text())["cells"]:
+            if cell["cell_type"] == "code":
+                assert not cell["outputs"] and cell["execution_count"] is None, f"{nb.name} has outputs"
+
+
+def test_toc_lists_every_chapter_and_nothing_missing():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
+    for f in files:
+        assert any((ROOT / f"{f}{ext}").exists() for ext in (".ipynb", ".md")), f
+    listed = {f.split("/")[-1] for f in files}
+    on_disk = {p.stem for p in (ROOT / "book").iterdir() if p.suffix in (".ipynb", ".md")}
+    assert on_disk == listed
+
+
+def test_config_fails_on_notebook_errors():
+    cfg = yaml.safe_load((ROOT / "_config.yml").read_text())
+    assert cfg["execute"]["execute_notebooks"] == "cache" and cfg["execute"]["timeout"] > 0
+    assert cfg["sphinx"]["config"]["nb_execution_raise_on_error"] is True and cfg["only_build_toc_files"]
+
+
+def test_readme_commands_exist():
+    readme = (ROOT / "README.md").read_text()
+    assert "make book" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text()

@@ -1,0 +1,38 @@
+"""Build the whole site in the quick profile and check every chapter page."""
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PLOTLESS = {"intro", "appendix_api", "appendix_reproducibility"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    out = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "WNA_PROFILE": "quick"}
+    jb = Path(sys.executable).with_name("jupyter-book")
+    res = subprocess.run([str(jb), "build", str(ROOT), "--path-output", str(out), "-W", "--keep-going"],
+                         capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stdout[-5000:] + res.stderr[-5000:]
+    return out / "_build" / "html"
+
+
+def test_every_chapter_page_exists_with_figures_and_no_traceback(site):
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [toc["root"]] + [c["file"] for p in toc["parts"] for c in p["chapters"]]
+    for f in files:
+        page = site / f"{f}.html"
+        assert page.exists(), f
+        html = page.read_text()
+        text = re.sub(r"<[^>]+>", "", html)
+        assert "Traceback (most recent call last)" not in text and "traceback" not in html.lower(), f
+        if Path(f).name not in PLOTLESS:
+            assert html.count("<img") >= 1, f"{f} has no figure"
+    api = (site / "book" / "appendix_api.html").read_text()
+    assert "classification_images" in api and "spike_triggered_average" in api
