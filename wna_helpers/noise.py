@@ -66,6 +66,7 @@ class NoiseSource:
         if not (isinstance(self.chunk_size, int) and self.chunk_size > 0):
             raise ValueError(f"chunk_size must be a positive integer, got {self.chunk_size!r}")
         self._gens: dict[torch.device, torch.Generator] = {}
+        self._signals: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
 
     def describe(self) -> dict[str, object]:
         """The parameters that determine the stimuli (for checkpoints and titles)."""
@@ -102,7 +103,9 @@ class NoiseSource:
         else:
             x = torch.rand(shape, generator=gen, device=device, dtype=dtype)
         if self.gamma > 0:
-            sig = self.signal.to(device=device, dtype=dtype)  # type: ignore[union-attr]
+            sig = self._signals.get((device, dtype))
+            if sig is None:  # moved to the device once, not once per chunk
+                sig = self._signals[device, dtype] = self.signal.to(device=device, dtype=dtype)  # type: ignore[union-attr]
             pick = torch.randint(len(sig), (self.chunk_size,), generator=gen, device=device)
             x.mul_(1.0 - self.gamma).add_(sig[pick], alpha=self.gamma)
         if self.clip is not None:
