@@ -81,8 +81,13 @@ def activation_statistics(model: nn.Module, layers: Sequence[str] | str, n_sampl
         images: real images ``(N, *input_shape)``; default None (noise).
         labels: int64 ``(N,)`` labels of ``images``; needed for ``group_by="label"``.
         group_by: ``"label"`` or ``"prediction"``; default ``"label"`` with labels, else ``"prediction"``.
-        input_shape, noise, mean, std, gamma, signal, clip, batch_size, seed, device, autocast,
-            chunk_size, progress: as in :func:`~wna_helpers.ci.classification_images`.
+        input_shape: ``(C, H, W)``; default ``(1, 28, 28)``.
+        noise: the noise and its parameters (``mean``, ``std``, ``gamma``, ``signal``, ``clip``,
+            ``seed``, ``chunk_size``), as in :func:`~wna_helpers.ci.classification_images`.
+        batch_size: default 1,024 on CPU, 32,768 on CUDA; does not change the result.
+        device: the model's device (checked); default the model's device.
+        autocast: ``torch.bfloat16`` or ``torch.float16`` for the forward pass; default None.
+        progress: show a progress bar; default True.
 
     Returns:
         :class:`ActivationStatistics`; ``means[layer]`` has shape ``(K, *layer_output_shape)``.
