@@ -145,7 +145,7 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
 def _recipe(arch: str, dataset: str, profile: Profile) -> dict[str, object]:
     """The settings a cached checkpoint must match to be reused."""
     return {"format": CACHE_FORMAT, "arch": arch, "dataset": dataset, "profile": profile.name,
-            "epochs": profile.epochs_for(arch, dataset), "seed": profile.seed, "lr": profile.lr,
+            "epochs": profile.epochs_for(arch, dataset), "seed": profile.seed, "lr": profile.lr_for(arch, dataset),
             "batch_size": profile.batch_size, "train_subset": profile.train_subset}
 
 
@@ -226,7 +226,7 @@ def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = N
     test_data = load_dataset(dataset, "test")
     torch.manual_seed(prof.seed)
     result = train(model, train_data, test_data, epochs=prof.epochs_for(arch, dataset), batch_size=prof.batch_size,
-                   lr=prof.lr, seed=prof.seed, device=device, progress=progress)
+                   lr=prof.lr_for(arch, dataset), seed=prof.seed, device=device, progress=progress)
     meta = {**recipe, "test_accuracy": result.test_accuracy, "train_seconds": result.seconds,
             "train_size": len(train_data), "history": asdict(result), "versions": _versions(),
             "device": str(device)}
