@@ -82,9 +82,9 @@ PROFILES: dict[str, Profile] = {
         batch_size=32,
         lr=1e-3,
         seed=0,
-        n_noise={"default": 20_000, **{a: 10_000 for a in _HEAVY}},
+        n_noise={"default": 20_000, **{a: 5_000 for a in _HEAVY}},
         n_noise_gpu={"default": 100_000},
-        n_sta={"default": 10_000, **{a: 5_000 for a in _HEAVY}},
+        n_sta={"default": 10_000, **{a: 2_500 for a in _HEAVY}},
         n_real=1000,
     ),
     "full": Profile(

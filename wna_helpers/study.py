@@ -8,6 +8,7 @@ trained checkpoint and every parameter; writes are atomic.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 import json
 import os
 import tempfile
@@ -125,8 +126,8 @@ def study_sta(arch: str, dataset: str, layer: str, profile: Profile | str | None
     return _cached("sta", arch, dataset, prof, params, compute, refresh)
 
 
-def study_activations(arch: str, dataset: str, layers: list[str] | None = None,
-                      profile: Profile | str | None = None, *, stimulus: str = "noise",
+def study_activations(arch: str, dataset: str, profile: Profile | str | None = None, *,
+                      layers: list[str] | None = None, stimulus: str = "noise",
                       n_samples: int | None = None, refresh: bool = False,
                       progress: bool = True) -> ActivationStatistics:
     """Per-class mean activation maps of ``layers`` (default: every conv layer, else ``fc1``).
@@ -152,6 +153,12 @@ def study_activations(arch: str, dataset: str, layers: list[str] | None = None,
     return _cached("act", arch, dataset, prof, params, compute, refresh)
 
 
+@lru_cache(maxsize=4)
+def _train_class_means(dataset: str, k: int) -> torch.Tensor:
+    train = load_dataset(dataset, "train")
+    return class_means(train.images, train.labels, k)
+
+
 def template_report(arch: str, dataset: str, profile: Profile | str | None = None, *,
                     noise: str = "gaussian", center: bool = False) -> dict[str, object]:
     """CIs used as templates on the real test set, against class-mean templates and chance.
@@ -167,8 +174,7 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
     ci = study_ci(arch, dataset, prof, noise=noise)
     test = load_dataset(dataset, "test")
     k = ci.num_classes
-    train = load_dataset(dataset, "train")
-    means = class_means(train.images, train.labels, k)
+    means = _train_class_means(dataset, k)
     valid = ci.counts > 0
     ci_pred = torch.full((len(test),), -1, dtype=torch.int64)
     if valid.any():  # classes without samples have no template
