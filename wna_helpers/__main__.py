@@ -15,12 +15,12 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
+from ._io import atomic_torch_save
 from .ci import classification_images
 from .config import default_device
 from .data import class_names, dataset_names
@@ -56,18 +56,6 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -97,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             out = {k: v for k, v in dataclasses.asdict(res).items()}
             out.update(arch=args.arch, dataset=args.dataset, untrained=args.untrained)
-            _save(out, Path(args.out))
+            atomic_torch_save(out, Path(args.out))
             if args.command == "ci":
                 names = class_names(args.dataset)
                 print(f"classification images of {args.arch} ({'untrained' if args.untrained else args.dataset}), "

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .analysis import entropy_bits
-from .kernel import Accumulator, check_n_samples, model_device, run_engine
+from .kernel import Accumulator, check_n_samples, run_engine
 from .noise import DEFAULT_CHUNK, NoiseSource
 
 __all__ = ["ClassificationImages", "classification_images", "CIAccumulator"]

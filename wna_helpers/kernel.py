@@ -15,8 +15,7 @@ import json
 import math
 import numbers
 import os
-import tempfile
-from contextlib import ExitStack, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -25,6 +24,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._io import atomic_torch_save
 from .noise import ImageSource, NoiseSource
 
 __all__ = ["Accumulator", "run_engine", "check_n_samples", "model_device", "probe_model",
@@ -143,18 +143,6 @@ def _segments(chunks: Sequence[int], chunk_size: int, n_samples: int, start: int
         yield batch
 
 
-def _atomic_torch_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: int,
                accumulators: Sequence[Accumulator], *, input_shape: tuple[int, ...],
                batch_size: int | None = None, device: torch.device | str | None = None,
@@ -228,7 +216,7 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
 
         def save() -> None:
             if ckpt is not None:
-                _atomic_torch_save({"key": key, "done": done,
+                atomic_torch_save({"key": key, "done": done,
                                     "acc": [{k: v.cpu() for k, v in a.acc.items()} for a in accumulators]}, ckpt)
 
         captured: dict[str, torch.Tensor] = {}

@@ -11,13 +11,12 @@ import hashlib
 from functools import lru_cache
 import json
 import os
-import tempfile
-from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
 from torch import nn
 
+from ._io import atomic_torch_save
 from .activations import ActivationStatistics, activation_statistics
 from .analysis import class_means, confusion_matrix, feed_back, template_classify
 from .ci import ClassificationImages, classification_images
@@ -63,15 +62,7 @@ def _cached(kind: str, arch: str, dataset: str, prof: Profile, params: dict, com
         except Exception:
             pass  # unreadable: recompute
     value = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save({"key": key, "value": value}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save({"key": key, "value": value}, path)
     return value
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._io import atomic_torch_save
 from .config import Profile, cache_root, default_device, get_profile
 from .data import Dataset, _canonical, load_dataset
 from .models import build_model
@@ -164,18 +164,6 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _atomic_save(obj: object, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = None, *,
                       cache_dir: str | os.PathLike | None = None,
                       device: torch.device | str | None = None,
@@ -231,5 +219,5 @@ def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = N
             "train_size": len(train_data), "history": asdict(result), "versions": _versions(),
             "device": str(device)}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    _atomic_save({"state_dict": state, "meta": json.dumps(meta)}, path)
+    atomic_torch_save({"state_dict": state, "meta": json.dumps(meta)}, path)
     return model.eval(), meta
