@@ -70,10 +70,6 @@ class ClassificationImages:
         """Entropy of the predicted-class histogram in bits (log2 K when uniform)."""
         return entropy_bits(self.counts)
 
-    def _per_class(self, t: torch.Tensor) -> torch.Tensor:
-        n = self.counts.double().view(-1, *([1] * (t.dim() - 1)))
-        return t / n  # NaN where a class has no sample
-
     @property
     def variance(self) -> torch.Tensor:
         """Per-class, per-pixel variance of the stimuli (unbiased), ``(K, *input_shape)``."""
