@@ -89,6 +89,33 @@ def test_sta_of_deeper_layer_equals_brute_force():
     assert torch.allclose(sta.center.view(64, -1)[ok], (ref / d[:, None])[ok], atol=1e-5)
 
 
+def test_sta_skips_layers_behind_the_tap():
+    """An STA needs no logits: each pass stops after the tapped layer, with the same result
+    as a pass that runs the whole model (a CI accumulator riding along forces that)."""
+    from wna_helpers.ci import CIAccumulator
+    from wna_helpers.kernel import run_engine
+    from wna_helpers.noise import NoiseSource
+    from wna_helpers.sta import STAAccumulator
+
+    model = wna.build_model("paper_cnn", seed=0)
+    calls = []
+    hook = model.fc1.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    try:
+        sta = wna.spike_triggered_average(model, "conv2", 3000, batch_size=1000, progress=False)
+        assert calls and max(calls) <= 2  # shape probes (1 or 2 zero inputs) only: no noise batch reached fc1
+        calls.clear()
+        rf = wna.receptive_field(model, "conv2")
+        acc, ci = STAAccumulator("conv2", rf, (1, 28, 28)), CIAccumulator()
+        source = NoiseSource(kind="gaussian", seed=0)
+        run_engine(model, source, 3000, [acc, ci], input_shape=(1, 28, 28), batch_size=1000, progress=False)
+        assert [c for c in calls if c > 2] == [1000, 1000, 1000]
+    finally:
+        hook.remove()
+    full = (acc.acc["pooled_num"] / acc.acc["pooled_den"][:, None]).view_as(sta.pooled)
+    assert torch.equal(full, sta.pooled)
+    assert int(ci.acc["counts"].sum()) == 3000
+
+
 def test_receptive_fields_of_registry():
     exp = {"paper_cnn": {"conv2": (14, 2, 0)}, "lenet": {"conv2": (14, 2, 0)},
            "alexnet_small": {"conv3": (11, 1, 0)}, "net3": {"conv3": (18, 4, -7)}}

@@ -40,6 +40,9 @@ class Accumulator:
     """
 
     taps: tuple[str, ...] = ()
+    #: False when ``update`` ignores ``logits``: if no accumulator of a run needs them, the
+    #: engine stops each forward pass right after the last tapped layer (it gets ``logits=None``).
+    needs_logits: bool = True
 
     def __init__(self) -> None:
         self.acc: dict[str, torch.Tensor] = {}
@@ -48,7 +51,7 @@ class Accumulator:
               tap_shapes: dict[str, tuple[int, ...]]) -> None:
         raise NotImplementedError
 
-    def update(self, x: torch.Tensor, logits: torch.Tensor, taps: dict[str, torch.Tensor],
+    def update(self, x: torch.Tensor, logits: torch.Tensor | None, taps: dict[str, torch.Tensor],
                labels: torch.Tensor | None) -> None:
         raise NotImplementedError
 
@@ -87,14 +90,25 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
         ValueError: if a tap is not a submodule (the message lists the layers), or the
             model cannot take ``input_shape``, or does not return ``(N, classes)`` logits.
     """
+    num_classes, shapes, _ = _probe(model, input_shape, device, taps)
+    return num_classes, shapes
+
+
+def _probe(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
+           taps: Sequence[str]) -> tuple[int, dict[str, tuple[int, ...]], list[str]]:
+    """:func:`probe_model`, plus the order in which the tapped layers ran (one entry per call)."""
     names = dict(model.named_modules())
     for t in taps:
         if t not in names or t == "":
             layers = [n for n in names if n]
             raise ValueError(f"the model has no layer {t!r}; available layers: {layers}")
     shapes: dict[str, tuple[int, ...]] = {}
-    hooks = [names[t].register_forward_hook(
-        lambda m, i, o, t=t: shapes.__setitem__(t, tuple(o.shape[1:]))) for t in taps]
+    calls: list[str] = []
+
+    def record(t: str, o: torch.Tensor) -> None:
+        shapes[t] = tuple(o.shape[1:])
+        calls.append(t)
+    hooks = [names[t].register_forward_hook(lambda m, i, o, t=t: record(t, o)) for t in taps]
     try:
         with torch.inference_mode():
             out = model(torch.zeros(2, *input_shape, device=device))
@@ -107,7 +121,11 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 2):
         raise ValueError("the model must return logits of shape (N, num_classes), got "
                          f"{getattr(out, 'shape', type(out))}")
-    return int(out.shape[1]), shapes
+    return int(out.shape[1]), shapes, calls
+
+
+class _StopForward(Exception):
+    """Raised by the last tap's hook to skip the rest of a forward pass nobody needs."""
 
 
 def _fingerprint(model: nn.Module) -> str:
@@ -168,6 +186,10 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
         progress: show a ``tqdm`` bar (samples/s); default True.
         desc: label of the bar.
 
+    When no accumulator needs the logits (``needs_logits = False``, as for STAs) and each
+    tapped layer runs once per pass, every forward pass stops right after the last tapped
+    layer: the layers behind it are never computed.
+
     Returns:
         The number of processes that shared the work (1 without ``torch.distributed``).
         The accumulators hold the totals over all processes.
@@ -191,7 +213,10 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
     model.eval()
     hooks = []
     try:
-        num_classes, tap_shapes = probe_model(model, input_shape, device, taps)
+        num_classes, tap_shapes, calls = _probe(model, input_shape, device, taps)
+        # no logits needed and every tap runs once per pass: stop after the last one
+        stop_at = calls[-1] if calls and not any(a.needs_logits for a in accumulators) \
+            and len(calls) == len(set(calls)) else None
         for a in accumulators:
             a.setup(num_classes, input_shape, device, tap_shapes)
         world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_available() and dist.is_initialized() \
@@ -221,9 +246,12 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
 
         captured: dict[str, torch.Tensor] = {}
         modules = dict(model.named_modules())
+        def capture(t: str, o: torch.Tensor) -> None:
+            captured[t] = o
+            if t == stop_at:
+                raise _StopForward
         for t in taps:
-            hooks.append(modules[t].register_forward_hook(
-                lambda m, i, o, t=t: captured.__setitem__(t, o)))
+            hooks.append(modules[t].register_forward_hook(lambda m, i, o, t=t: capture(t, o)))
         amp = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast is not None else nullcontext
         bar = tqdm(total=mine, initial=done, disable=not progress or rank != 0, desc=desc,
                    unit="sample", unit_scale=True, smoothing=0.1)
@@ -238,10 +266,14 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
                     ys.append(cache[2][lo:hi] if cache[2] is not None else None)
                 x = xs[0] if len(xs) == 1 else torch.cat(xs)
                 y = None if ys[0] is None else (ys[0] if len(ys) == 1 else torch.cat(ys))
-                with amp():
-                    logits = model(x)
+                logits = None
+                try:
+                    with amp():
+                        logits = model(x).float()
+                except _StopForward:
+                    pass
                 for a in accumulators:
-                    a.update(x, logits.float(), {t: captured[t].float() for t in a.taps}, y)
+                    a.update(x, logits, {t: captured[t].float() for t in a.taps}, y)
                 captured.clear()
                 done += len(x)
                 bar.update(len(x))

@@ -106,6 +106,8 @@ def receptive_field(model: nn.Module, layer: str, input_shape: tuple[int, ...] =
 class STAAccumulator(Accumulator):
     """Activation-weighted sums of RF windows, for the centre unit and pooled over positions."""
 
+    needs_logits = False
+
     def __init__(self, layer: str, rf: ReceptiveField, in_shape: tuple[int, int, int]) -> None:
         super().__init__()
         self.taps = (layer,)

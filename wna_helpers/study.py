@@ -269,7 +269,7 @@ class PrefixSnapshots(Accumulator):
         if list(sizes) != sorted(set(sizes)) or not sizes or sizes[0] <= 0:
             raise ValueError(f"sizes must be strictly increasing positive integers, got {sizes!r}")
         self.inner, self.sizes = inner, [int(s) for s in sizes]
-        self.taps = inner.taps
+        self.taps, self.needs_logits = inner.taps, inner.needs_logits
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.seen = 0
 
@@ -282,7 +282,7 @@ class PrefixSnapshots(Accumulator):
 
     def _feed(self, lo, hi, x, logits, taps, labels) -> None:
         if hi > lo:
-            self.inner.update(x[lo:hi], logits[lo:hi], {t: v[lo:hi] for t, v in taps.items()},
+            self.inner.update(x[lo:hi], None if logits is None else logits[lo:hi], {t: v[lo:hi] for t, v in taps.items()},
                               None if labels is None else labels[lo:hi])
 
     def update(self, x, logits, taps, labels):  # noqa: D102
