@@ -42,5 +42,10 @@ def test_every_chapter_page_exists_with_figures_and_no_traceback(site):
         assert "Traceback (most recent call last)" not in text and "traceback" not in html.lower(), f
         if Path(f).name not in PLOTLESS:
             assert html.count("<img") >= 1, f"{f} has no figure"
+        # Markdown tables from display(Markdown(...)) must render as tables, not as "| a | b |" text
+        prose = re.sub(r"<[^>]+>", "", re.sub(r"<pre.*?</pre>", "", html, flags=re.S))  # outputs and text, no code
+        assert not re.search(r"\|\s*(-{3}|—)[-:—]*\s*\|", prose), f"{f} shows an unrendered Markdown table"
+    overview = (site / "book" / "07_results_overview.html").read_text()
+    assert overview.count("<table") >= 1 and "paper_cnn" in overview
     api = (site / "book" / "appendix_api.html").read_text()
     assert "classification_images" in api and "spike_triggered_average" in api
