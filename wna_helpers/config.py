@@ -102,7 +102,9 @@ PROFILES: dict[str, Profile] = {
         seed=0,
         n_noise={"default": 1_000_000, **{a: 200_000 for a in _HEAVY}},
         n_noise_gpu={"default": 10_000_000},
-        n_sta={"default": 200_000, **{a: 100_000 for a in _HEAVY}},
+        # STAs: 10^5 noise samples already give pooled first-layer STAs at r = 1.000 with the filters;
+        # 2 x 10^5 (10^5 for the heavy CNNs) made chapter 5 take 26 minutes of the first full build
+        n_sta={"default": 100_000, **{a: 50_000 for a in _HEAVY}},
         n_real=10_000,
         # inputs per stimulus kind of the biasing experiment (chapter 4): 1,000 test images and 1,000
         # noise images give each share to about 1.5 %; the default (n_noise / 200 = 5,000) made chapter 4
