@@ -18,12 +18,14 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e .
 	touch $@
 
-# The execution cache is keyed on cell code only: drop it when wna_helpers or the profile changed.
+# The execution cache is keyed on cell code only: drop it when wna_helpers or the profile changed,
+# with Sphinx's saved environment (else Sphinx sees unchanged sources and executes nothing).
 STAMP = $(shell cat wna_helpers/*.py _config.yml | sha256sum | cut -c1-16)-$(WNA_PROFILE)
 book: export WNA_PROFILE ?= full
 book: setup
 	@if [ "$$(cat _build/.wna-stamp 2>/dev/null)" != "$(STAMP)" ]; then \
-	  echo "wna_helpers or profile changed: clearing the execution cache"; rm -rf _build/.jupyter_cache; fi
+	  echo "wna_helpers or profile changed: clearing the execution cache"; \
+	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; fi
 	$(BIN)/jupyter-book build . -W --keep-going
 	@mkdir -p _build && echo "$(STAMP)" > _build/.wna-stamp
 
