@@ -15,15 +15,13 @@ Writes ``benchmarks/results/batch_size_benchmark[.quick].json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 
 import wna_helpers as wna
+from engine_benchmark import RESULTS, _cpu_name, _write_json  # same folder: run as a script
 
 # samples per timed run: about 10 s each for the default architectures on 2 CPU cores
 DEFAULT_N = {"paper_cnn": 40_960, "lenet": 40_960, "net3": 16_384, "alexnet_small": 8_192, "mlp": 81_920}
@@ -82,12 +80,10 @@ def main(argv: list[str] | None = None) -> None:
     load = os.getloadavg()[0]
     rows = measure(archs, batches, reps, scale, device, args.seed)
     out = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__,
-           "cpu": platform.processor() or platform.machine(), "load_average_start": load,
+           "cpu": _cpu_name(), "load_average_start": load,
            "load_average_end": os.getloadavg()[0], "date": time.strftime("%Y-%m-%d"), "rows": rows}
-    path = Path(__file__).parent / "results" / f"batch_size_benchmark{'.quick' if args.quick else ''}.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(out, indent=1))
-    tmp.replace(path)  # no half-written results
+    path = RESULTS / f"batch_size_benchmark{'.quick' if args.quick else ''}.json"
+    _write_json(path, out)  # atomic: no half-written results
     print(f"load average {load:.2f} -> {out['load_average_end']:.2f}; wrote {path}")
 
 
