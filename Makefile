@@ -20,7 +20,8 @@ $(VENV)/.installed: pyproject.toml
 
 # The execution cache is keyed on cell code only: drop it when wna_helpers or the profile changed,
 # with Sphinx's saved environment (else Sphinx sees unchanged sources and executes nothing).
-STAMP = $(shell cat wna_helpers/*.py _config.yml | sha256sum | cut -c1-16)-$(WNA_PROFILE)
+# The code part is the digest that every results-cache key holds (wna_helpers.code_digest).
+STAMP = $(shell $(BIN)/python -m wna_helpers code-digest)-$(shell sha256sum _config.yml | cut -c1-8)-$(WNA_PROFILE)
 book: export WNA_PROFILE ?= full
 book: setup
 	@if [ "$$(cat _build/.wna-stamp 2>/dev/null)" != "$(STAMP)" ]; then \

@@ -63,7 +63,7 @@ def test_sta_of_deeper_layer_equals_brute_force():
     torch.manual_seed(0)
     model = wna.build_model("net3", seed=0)
     x = torch.rand(64, 1, 28, 28)
-    sta = wna.spike_triggered_average(model, "conv2", images=x, progress=False, batch_size=20)
+    sta = wna.spike_triggered_average(model, "conv2", noise=wna.Images(x), progress=False, batch_size=20)
     rf = wna.receptive_field(model, "conv2")
     assert rf.size == (8, 8) and rf.jump == (2, 2) and rf.offset == (-3, -3)
     with torch.no_grad():
@@ -94,7 +94,6 @@ def test_sta_skips_layers_behind_the_tap():
     as a pass that runs the whole model (a CI accumulator riding along forces that)."""
     from wna_helpers.ci import CIAccumulator
     from wna_helpers.kernel import run_engine
-    from wna_helpers.noise import NoiseSource
     from wna_helpers.sta import STAAccumulator
 
     model = wna.build_model("paper_cnn", seed=0)
@@ -106,8 +105,7 @@ def test_sta_skips_layers_behind_the_tap():
         calls.clear()
         rf = wna.receptive_field(model, "conv2")
         acc, ci = STAAccumulator("conv2", rf, (1, 28, 28)), CIAccumulator()
-        source = NoiseSource(kind="gaussian", seed=0)
-        run_engine(model, source, 3000, [acc, ci], input_shape=(1, 28, 28), batch_size=1000, progress=False)
+        run_engine(model, wna.Gaussian(), 3000, [acc, ci], input_shape=(1, 28, 28), batch_size=1000, progress=False)
         assert [c for c in calls if c > 2] == [1000, 1000, 1000]
     finally:
         hook.remove()
@@ -131,12 +129,58 @@ def test_uniform_noise_and_full_signal_mixture():
     ci = wna.classification_images(model, 20_000, noise="uniform", progress=False)
     assert abs(float(ci.mean_stimulus.mean()) - 0.5) < 0.01
     assert float(ci.sums.min()) >= 0
+    wide = wna.classification_images(model, 20_000, noise=wna.Uniform(-1, 3), progress=False)
+    assert abs(float(wide.mean_stimulus.mean()) - 1.0) < 0.02 and float(wide.sums.min()) < 0
     img = torch.rand(1, 1, 28, 28)
-    mix = wna.classification_images(model, 1000, gamma=1.0, signal=img, progress=False)
+    mix = wna.classification_images(model, 1000, noise=wna.Mixture("gaussian", img, 1.0), progress=False)
     c = int(model(img).argmax())
     assert mix.counts[c] == 1000 and torch.allclose(mix.images[c], img[0].double(), atol=1e-6)
-    clipped = wna.classification_images(model, 1000, gamma=0.5, signal=img, clip=(0, 1), progress=False)
+    clipped = wna.classification_images(model, 1000, noise=wna.Mixture(wna.Gaussian(), img, 0.5, clip=(0, 1)),
+                                        progress=False)
     assert float(clipped.sums.min()) >= 0 and float((clipped.sumsq - clipped.sums).max()) <= 1e-9
+
+
+def test_stimuli_describe_themselves_completely():
+    """Equal descriptions mean equal stimuli; any parameter or image byte changes the description."""
+    img = torch.rand(3, 1, 28, 28)
+    assert wna.Gaussian().describe() == wna.as_stimulus("gaussian").describe()
+    assert wna.Gaussian(0, 1).describe() != wna.Gaussian(0, 2).describe()
+    assert wna.Uniform().describe() != wna.Uniform(0, 2).describe()
+    a = wna.Mixture(wna.Uniform(), img, 0.3).describe()
+    other = img.clone()
+    other[0, 0, 0, 0] += 1e-6  # the same sum to float precision would fool a sum-based key
+    assert a == wna.Mixture(wna.Uniform(), img.clone(), 0.3).describe()
+    assert a != wna.Mixture(wna.Uniform(), other, 0.3).describe()
+    assert a != wna.Mixture(wna.Uniform(), img, 0.3, clip=(0, 1)).describe()
+    assert a != wna.Mixture(wna.Gaussian(), img, 0.3).describe()
+
+
+def test_a_new_noise_kind_is_one_small_class():
+    from dataclasses import dataclass
+
+    @dataclass(frozen=True)
+    class Constant(wna.Noise):
+        value: float = 0.25
+        kind = "constant"
+
+        def sample(self, gen, shape, device, dtype):
+            return torch.full(shape, self.value, device=device, dtype=dtype)
+
+    model = wna.build_model("logreg", seed=0)
+    ci = wna.classification_images(model, 5000, noise=Constant(), progress=False)
+    assert int(ci.counts.max()) == 5000 and Constant().describe() == {"kind": "constant", "value": 0.25}
+    assert torch.allclose(ci.images[int(ci.counts.argmax())], torch.full((1, 28, 28), 0.25, dtype=torch.float64))
+
+
+def test_accumulators_do_not_modify_the_batch():
+    """Every accumulator sees the batch as generated, also when stimuli are float64 (no in-place ops)."""
+    from wna_helpers.ci import CIAccumulator
+    acc = CIAccumulator()
+    acc.setup(3, (4,), torch.device("cpu"), {})
+    x = torch.randn(5, 4, dtype=torch.float64)
+    before = x.clone()
+    acc.update(x, torch.randn(5, 3), {}, None)
+    assert torch.equal(x, before)
 
 
 def test_contrast_variance_snr():
@@ -160,7 +204,7 @@ def test_any_input_shape_and_class_count():
 def test_activation_statistics():
     model = wna.build_model("paper_cnn", seed=0)
     x, y = torch.rand(50, 1, 28, 28), torch.arange(50) % 10
-    st = wna.activation_statistics(model, ["conv1", "fc1"], images=x, labels=y, progress=False, batch_size=7)
+    st = wna.activation_statistics(model, ["conv1", "fc1"], noise=wna.Images(x, y), progress=False, batch_size=7)
     with torch.no_grad():
         ref = model.conv1(x)[y == 3].double().mean(0)
     assert st.group_by == "label" and st.counts.tolist() == [5] * 10
@@ -183,13 +227,18 @@ def test_batch_size_invariance():
 
 
 def test_prefix_consistency():
-    """Sample i is the same for every n: the first n samples of a longer run."""
+    """Sample i is the same for every n: the first n samples of a longer run are the shorter run."""
     model = wna.build_model("logreg", seed=0)
     a = wna.classification_images(model, 5000, progress=False)
-    b = wna.classification_images(model, 9000, progress=False, checkpoint=None)
-    assert not torch.equal(a.counts, b.counts)
-    c = wna.classification_images(model, 5000, batch_size=333, progress=False)
-    assert torch.allclose(a.sums, c.sums, atol=1e-9)
+    b = wna.classification_images(model, 9000, progress=False)
+    conv = wna.ci_convergence(model, [5000, 9000], progress=False, batch_size=333)
+    assert torch.equal(conv.snapshot(5000).counts, a.counts) and torch.equal(conv.snapshot(9000).counts, b.counts)
+    assert torch.allclose(conv.snapshot(5000).sums, a.sums, atol=1e-9)
+    assert torch.allclose(conv.snapshot(9000).sums, b.sums, atol=1e-9)
+    # the prefix is shared: the 4,000 samples after it add to it, they do not replace it
+    assert bool((b.counts >= a.counts).all()) and int((b.counts - a.counts).sum()) == 4000
+    other_seed = wna.classification_images(model, 5000, seed=1, progress=False)
+    assert not torch.allclose(other_seed.sums, a.sums, atol=1e-3)
 
 
 def test_segments_cover_each_sample_once():
@@ -301,13 +350,26 @@ def test_bad_n_samples(n):
         wna.classification_images(wna.build_model("logreg"), n, progress=False)
 
 
+@pytest.mark.parametrize("make,match", [
+    (lambda: wna.Gaussian(std=-1.0), "std must be a finite number >= 0"),
+    (lambda: wna.Gaussian(std=float("nan")), "std must be a finite"),
+    (lambda: wna.Uniform(1, 0), r"needs low < high, got \[1, 0\]"),
+    (lambda: wna.Mixture("uniform", torch.rand(2, 1, 28, 28), 1.5), r"gamma must lie in \[0, 1\]"),
+    (lambda: wna.Mixture("uniform", torch.rand(2, 1, 28, 28), -0.1), "gamma must lie"),
+    (lambda: wna.Mixture("uniform", torch.rand(0, 1, 28, 28), 0.5), "non-empty tensor"),
+    (lambda: wna.Mixture("uniform", torch.rand(2, 1, 28, 28), 0.5, clip=(1, 0)), "clip must be"),
+    (lambda: wna.as_stimulus("pink"), r"unknown noise 'pink'.*\['gaussian', 'uniform'\]")])
+def test_bad_stimuli(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
 @pytest.mark.parametrize("kw,match", [
-    ({"std": -1.0}, "std must be a finite number >= 0"), ({"std": float("nan")}, "std must be a finite"),
-    ({"gamma": 1.5}, r"gamma must lie in \[0, 1\]"), ({"gamma": -0.1}, "gamma must lie"),
-    ({"noise": "pink"}, r"unknown noise kind 'pink'; allowed: \['gaussian', 'uniform'\]"),
-    ({"gamma": 0.5}, "gamma > 0 needs `signal`"), ({"batch_size": 0}, "batch_size must be a positive"),
+    ({"noise": "pink"}, r"unknown noise 'pink'"), ({"batch_size": 0}, "batch_size must be a positive"),
+    ({"noise": wna.Mixture("uniform", torch.rand(2, 1, 32, 32), 0.5)}, r"images have shape \(1, 32, 32\)"),
     ({"input_shape": (3, 32, 32)}, r"cannot take inputs of shape \(N, 3, 32, 32\)"),
-    ({"autocast": torch.int8}, "autocast must be")])
+    ({"autocast": torch.int8}, "autocast must be"), ({"seed": -1}, "seed must be an integer >= 0"),
+    ({"chunk_size": 0}, "chunk_size must be a positive")])
 def test_bad_noise_arguments(kw, match):
     model = wna.build_model("paper_cnn")
     calls = {"n": 0}
@@ -315,6 +377,15 @@ def test_bad_noise_arguments(kw, match):
     with pytest.raises(ValueError, match=match):
         wna.classification_images(model, 10**9, progress=False, **kw)
     assert calls["n"] <= 1  # rejected before any batch ran (at most the shape probe)
+
+
+def test_unknown_run_option_lists_the_known_ones():
+    with pytest.raises(TypeError, match=r"unknown run option\(s\) \['bach_size'\].*'batch_size', 'seed'"):
+        wna.classification_images(wna.build_model("logreg"), 10, bach_size=3)
+    run = wna.RunOptions(batch_size=500, progress=False)
+    a = wna.classification_images(wna.build_model("logreg", seed=0), 2000, run=run)
+    b = wna.classification_images(wna.build_model("logreg", seed=0), 2000, run=run, batch_size=2000)
+    assert torch.equal(a.counts, b.counts)
 
 
 def test_bad_layers():
@@ -325,8 +396,19 @@ def test_bad_layers():
         wna.spike_triggered_average(model, "fc1", 100, progress=False)
     with pytest.raises(ValueError, match="no layer 'nope'"):
         wna.activation_statistics(model, ["nope"], 100, progress=False)
-    with pytest.raises(ValueError, match="n_samples must be a positive integer when no images"):
+    with pytest.raises(ValueError, match="n_samples must be a positive integer when the stimulus is noise"):
         wna.spike_triggered_average(model, "conv1", progress=False)
+    with pytest.raises(ValueError, match="only 5 images were given"):
+        wna.spike_triggered_average(model, "conv1", 6, noise=wna.Images(torch.rand(5, 1, 28, 28)), progress=False)
+    with pytest.raises(ValueError, match="group_by='label' needs real images with labels"):
+        wna.activation_statistics(model, ["conv1"], 100, group_by="label", progress=False)
+
+
+def test_string_padding_is_a_clear_error():
+    model = nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.ReLU(), nn.Conv2d(2, 2, 3), nn.Flatten(),
+                          nn.Linear(2 * 26 * 26, 3))
+    with pytest.raises(ValueError, match=r"padding='same' is not supported for receptive fields"):
+        wna.receptive_field(model, "2")
 
 
 def test_device_mismatch():
@@ -356,3 +438,28 @@ def test_cli_prints_counts(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "wna_helpers", "sta", "--arch", "paper_cnn", "--untrained",
                           "--layer", "fc1", "--n-samples", "10", "--out", str(out)], capture_output=True, text=True)
     assert bad.returncode != 0 and "not a convolution" in bad.stderr
+
+
+@pytest.mark.parametrize("args,match", [(["--n-samples", "-5"], "n_samples must be a positive integer"),
+                                        (["--n-samples", "10", "--std", "-1"], "std must be a finite number"),
+                                        (["--n-samples", "10", "--noise", "uniform", "--low", "2"], "low < high")])
+def test_cli_bad_value_is_a_message_not_a_traceback(tmp_path, args, match):
+    res = subprocess.run([sys.executable, "-m", "wna_helpers", "ci", "--arch", "logreg", "--untrained",
+                          "--device", "cpu", "--out", str(tmp_path / "x.pt"), *args], capture_output=True, text=True)
+    assert res.returncode == 2 and match in res.stderr and "Traceback" not in res.stderr
+
+
+def test_cli_seeds_are_separate(tmp_path):
+    """--init-seed chooses the untrained weights, --seed the noise: changing one keeps the other."""
+    def run(*extra):
+        out = tmp_path / "ci.pt"
+        subprocess.run([sys.executable, "-m", "wna_helpers", "ci", "--arch", "logreg", "--untrained", "--device", "cpu",
+                        "--n-samples", "2000", "--out", str(out), "--no-progress", *extra], check=True, cwd=ROOT,
+                       capture_output=True)
+        return torch.load(out, weights_only=False)
+    base, noise1, init1 = run(), run("--seed", "1"), run("--init-seed", "1")
+    model = wna.build_model("logreg", seed=0)
+    assert torch.equal(base["counts"], wna.classification_images(model, 2000, progress=False).counts)
+    assert torch.equal(noise1["counts"], wna.classification_images(model, 2000, seed=1, progress=False).counts)
+    other = wna.build_model("logreg", seed=1)
+    assert torch.equal(init1["counts"], wna.classification_images(other, 2000, progress=False).counts)

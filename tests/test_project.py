@@ -52,6 +52,14 @@ def test_config_fails_on_notebook_errors():
     assert cfg["sphinx"]["config"]["nb_execution_raise_on_error"] is True and cfg["only_build_toc_files"]
 
 
+def test_python_version_promise_is_the_one_the_code_needs():
+    """tomllib (used above) is in the standard library from Python 3.11: promise that everywhere."""
+    assert tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"] == ">=3.11"
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())["dependencies"]
+    assert "python>=3.11" in env
+    assert "3.10" not in (ROOT / "README.md").read_text()
+
+
 def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme

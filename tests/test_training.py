@@ -1,16 +1,16 @@
 import json
 import warnings
-from dataclasses import replace
-
 import pytest
 import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
 import wna_helpers as wna
 from wna_helpers import training
 
 from conftest import needs_data
 
-TINY = replace(wna.PROFILES["quick"], name="tiny", train_subset=600, batch_size=50)
+TINY = wna.PROFILES["quick"].updated(name="tiny", train_subset=600, batch_size=50)
 
 
 @needs_data
@@ -100,3 +100,50 @@ def test_profiles():
         wna.get_profile("huge")
     with pytest.raises(ValueError, match="unknown model"):
         wna.get_trained_model("vgg", "mnist", TINY)
+
+
+@needs_data
+def test_training_leaves_the_global_generator_alone(tmp_path):
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    wna.get_trained_model("logreg", "mnist", TINY, cache_dir=tmp_path, progress=False)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def _train_worker(rank, world, init, cache, log):
+    import wna_helpers.training as tr
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    real = tr.train
+
+    def counted(*a, **k):
+        with open(log, "a") as f:
+            f.write(f"{rank}\n")
+        return real(*a, **k)
+    tr.train = counted
+    try:
+        _, meta = tr.get_trained_model("logreg", "mnist", TINY, cache_dir=cache, progress=False)
+        with open(log, "a") as f:
+            f.write(f"acc {rank} {meta['test_accuracy']}\n")
+    finally:
+        dist.destroy_process_group()
+
+
+@needs_data
+def test_under_torchrun_rank_zero_trains_and_the_others_load(tmp_path):
+    log = tmp_path / "calls.txt"
+    mp.start_processes(_train_worker, args=(2, f"file://{tmp_path / 'rdv'}", str(tmp_path), str(log)), nprocs=2,
+                       join=True, start_method="spawn")
+    lines = log.read_text().split()
+    trained_by = [x for x in log.read_text().splitlines() if not x.startswith("acc")]
+    assert trained_by == ["0"], lines  # one training, by rank 0
+    accs = {x.split()[1]: x.split()[2] for x in log.read_text().splitlines() if x.startswith("acc")}
+    assert accs["0"] == accs["1"]
+
+
+def test_checkpoint_path_is_keyed_by_the_recipe_not_the_name(tmp_path):
+    a = wna.checkpoint_path("logreg", "mnist", TINY, tmp_path)
+    assert a == wna.checkpoint_path("logreg", "mnist", TINY.updated(name="renamed"), tmp_path)
+    assert a != wna.checkpoint_path("logreg", "mnist", TINY.updated(lr=2e-3), tmp_path)
+    assert a != wna.checkpoint_path("logreg", "mnist", TINY.updated(epochs={"mnist": 2, "fashion_mnist": 1}), tmp_path)
+    assert a == wna.checkpoint_path("logreg", "mnist", TINY.updated(n_noise={"default": 7}), tmp_path)

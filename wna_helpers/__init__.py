@@ -1,31 +1,41 @@
 """wna_helpers: white-noise analysis of PyTorch classifiers.
 
-Classification images, spike-triggered averages and activation statistics from a
-streaming, vectorized engine (:mod:`wna_helpers.kernel`), plus the data, models,
-training cache, plots and widgets the book's chapters call.
+Engine (bottom): stimuli (:mod:`~wna_helpers.stimuli`), run options
+(:mod:`~wna_helpers.options`) and the streaming engine (:mod:`~wna_helpers.kernel`), with the
+methods built on it: classification images (:mod:`~wna_helpers.ci`), spike-triggered averages
+(:mod:`~wna_helpers.sta`), activation statistics (:mod:`~wna_helpers.activations`), convergence
+series (:mod:`~wna_helpers.convergence`) and their uses (:mod:`~wna_helpers.analysis`).
+Book helpers (top): the cached studies (:mod:`~wna_helpers.studies`, :mod:`~wna_helpers.biasing`,
+:mod:`~wna_helpers.overview`), measures, plots, reports and widgets the chapters call.
 """
+from . import chapter
 from .activations import ActivationStatistics, activation_statistics
 from .analysis import (bias_curve, class_means, confusion_matrix, correlation_matrix, entropy_bits, feed_back,
                        template_classify)
 from .ci import ClassificationImages, classification_images
-from .config import PROFILES, Profile, default_device, get_profile
+from .config import PROFILES, SETTINGS, Profile, default_device, get_profile
+from .convergence import CIConvergence, STAConvergence, ci_convergence, geometric_sizes, sta_convergence
 from .data import DataIntegrityError, Dataset, DatasetNotFoundError, class_names, dataset_names, load_dataset
+from .fingerprint import code_digest, state_digest, tensor_digest
 from .kernel import Accumulator, run_engine
 from .models import CNN_NAMES, MODELS, build_model, conv_layer_names, layer_table, model_names
-from .noise import NOISE_KINDS, ImageSource, NoiseSource
+from .options import RunOptions
 from .sta import (ReceptiveField, SpikeTriggeredAverage, filter_correlation, pearson, receptive_field,
                   spike_triggered_average)
+from .stimuli import Gaussian, Images, Mixture, Noise, Stimulus, Uniform, as_stimulus
 from .training import TrainResult, checkpoint_path, evaluate, get_trained_model, train
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
-    "ActivationStatistics", "activation_statistics", "bias_curve", "class_means", "confusion_matrix",
+    "chapter", "ActivationStatistics", "activation_statistics", "bias_curve", "class_means", "confusion_matrix",
     "correlation_matrix", "entropy_bits", "feed_back", "template_classify", "ClassificationImages",
-    "classification_images", "PROFILES", "Profile", "default_device", "get_profile", "DataIntegrityError",
-    "Dataset", "DatasetNotFoundError", "class_names", "dataset_names", "load_dataset", "Accumulator",
-    "run_engine", "CNN_NAMES", "MODELS", "build_model", "conv_layer_names", "layer_table", "model_names",
-    "NOISE_KINDS", "ImageSource", "NoiseSource", "ReceptiveField", "SpikeTriggeredAverage",
-    "filter_correlation", "pearson", "receptive_field", "spike_triggered_average", "TrainResult",
+    "classification_images", "PROFILES", "SETTINGS", "Profile", "default_device", "get_profile",
+    "CIConvergence", "STAConvergence", "ci_convergence", "geometric_sizes", "sta_convergence",
+    "DataIntegrityError", "Dataset", "DatasetNotFoundError", "class_names", "dataset_names", "load_dataset",
+    "code_digest", "state_digest", "tensor_digest", "Accumulator", "run_engine", "CNN_NAMES", "MODELS",
+    "build_model", "conv_layer_names", "layer_table", "model_names", "RunOptions", "ReceptiveField",
+    "SpikeTriggeredAverage", "filter_correlation", "pearson", "receptive_field", "spike_triggered_average",
+    "Gaussian", "Images", "Mixture", "Noise", "Stimulus", "Uniform", "as_stimulus", "TrainResult",
     "checkpoint_path", "evaluate", "get_trained_model", "train",
 ]

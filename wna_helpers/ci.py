@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from .analysis import entropy_bits
-from .kernel import Accumulator, check_n_samples, run_engine
-from .noise import DEFAULT_CHUNK, NoiseSource
+from .kernel import Accumulator, check_n_samples, describe_run, run_engine
+from .options import RunOptions, resolve_options
+from .stimuli import Stimulus, as_stimulus
 
 __all__ = ["ClassificationImages", "classification_images", "CIAccumulator"]
 
@@ -27,9 +27,9 @@ class CIAccumulator(Accumulator):
     def update(self, x, logits, taps, labels):  # noqa: D102
         k = len(self.acc["counts"])
         onehot = torch.nn.functional.one_hot(logits.argmax(1), k).T.double()  # (K, B)
-        xd = x.reshape(len(x), -1).double()
+        xd = x.reshape(len(x), -1).double()          # may be x itself: never modify it in place
         self.acc["sums"].addmm_(onehot, xd)           # per-class sums as one matrix product
-        self.acc["sumsq"].addmm_(onehot, xd.square_())
+        self.acc["sumsq"].addmm_(onehot, xd.square())
         self.acc["counts"] += onehot.sum(1).long()
 
 
@@ -44,7 +44,7 @@ class ClassificationImages:
         n_samples: number of stimuli.
         sums: float64 ``(K, *input_shape)``: per-class sum of stimuli.
         sumsq: float64 ``(K, *input_shape)``: per-class sum of squared stimuli.
-        noise: the parameters of the stimuli (kind, mean, std, gamma, seed ...).
+        stimulus: the complete description of the stimuli (kind and parameters, seed, chunk size).
         world_size: processes that shared the run.
     """
 
@@ -53,7 +53,7 @@ class ClassificationImages:
     n_samples: int
     sums: torch.Tensor
     sumsq: torch.Tensor
-    noise: dict
+    stimulus: dict
     world_size: int = 1
 
     @property
@@ -95,14 +95,9 @@ class ClassificationImages:
         return self.images - others / n_other
 
 
-def classification_images(model: nn.Module, n_samples: int, *, input_shape: tuple[int, ...] = (1, 28, 28),
-                          noise: str = "gaussian", mean: float = 0.0, std: float = 1.0,
-                          gamma: float = 0.0, signal: torch.Tensor | None = None,
-                          clip: tuple[float, float] | None = None, batch_size: int | None = None,
-                          seed: int = 0, device: torch.device | str | None = None,
-                          autocast: torch.dtype | None = None, chunk_size: int = DEFAULT_CHUNK,
-                          checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
-                          progress: bool = True) -> ClassificationImages:
+def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus | str = "gaussian",
+                          input_shape: tuple[int, ...] = (1, 28, 28), run: RunOptions | None = None,
+                          **options: object) -> ClassificationImages:
     """Classification images of ``model``: the mean noise image of each predicted class.
 
     Pushes ``n_samples`` noise images through the model in batches on its device and
@@ -112,44 +107,38 @@ def classification_images(model: nn.Module, n_samples: int, *, input_shape: tupl
     Args:
         model: any classifier returning logits ``(N, K)``; left as found (training flag, grads).
         n_samples: number of noise images (positive integer).
+        noise: a stimulus (:class:`~wna_helpers.stimuli.Gaussian`, :class:`~wna_helpers.stimuli.Uniform`,
+            :class:`~wna_helpers.stimuli.Mixture` of noise and images, ...) or the shorthand
+            ``"gaussian"`` (N(0, 1)) or ``"uniform"`` (U[0, 1]); default ``"gaussian"``.
         input_shape: ``(C, H, W)``; default ``(1, 28, 28)``.
-        noise: ``"gaussian"`` or ``"uniform"`` (on [0, 1]); default ``"gaussian"``.
-        mean: Gaussian mean; default 0.
-        std: Gaussian standard deviation (finite, >= 0); default 1.
-        gamma: signal weight in [0, 1]: stimuli are ``(1 - gamma) * noise + gamma * image``
-            with ``image`` drawn from ``signal``; default 0.
-        signal: images ``(M, *input_shape)``, needed when ``gamma > 0``; default None.
-        clip: ``(low, high)`` to clamp stimuli to (e.g. ``(0, 1)``), or None; default None.
-        batch_size: samples per forward pass; default 1,024 on CPU, 32,768 on CUDA.
-            Does not change the result.
-        seed: default 0. With ``n_samples`` and the noise parameters, it fixes the result.
-        device: the model's device (checked); default the model's device.
-        autocast: ``torch.bfloat16`` or ``torch.float16`` for the forward pass; default None.
-        chunk_size: samples per seeded chunk (part of the seed); default 4,096.
-        checkpoint: path to save progress to and resume from; default None.
-        checkpoint_every: batches between checkpoints; default 50.
-        progress: show a progress bar; default True.
+        run: :class:`~wna_helpers.options.RunOptions`; default ``RunOptions()``.
+        **options: run options as keywords, applied on top of ``run``: ``batch_size`` (default
+            1,024 on CPU, 32,768 on CUDA; does not change the result), ``seed`` (default 0),
+            ``device`` (the model's, checked), ``autocast`` (None), ``checkpoint`` (None: a file
+            to save progress to and resume from), ``checkpoint_every`` (50 batches),
+            ``progress`` (True), ``chunk_size`` (4,096 samples per seeded chunk).
 
     Returns:
         :class:`ClassificationImages` with ``images`` ``(K, *input_shape)``, ``counts`` ``(K,)``,
         second moments (``variance``, ``snr``) and the ``contrast`` form.
 
     Raises:
-        ValueError: bad ``n_samples``, noise kind, std, gamma, input shape, before any heavy work.
+        ValueError: bad ``n_samples``, noise, run option or input shape, before any heavy work.
+        TypeError: an unknown run option (the message lists them).
 
     Example:
-        >>> from wna_helpers import build_model, classification_images
-        >>> ci = classification_images(build_model("logreg"), 10_000, progress=False)
+        >>> import wna_helpers as wna
+        >>> ci = wna.classification_images(wna.build_model("logreg"), 10_000, noise=wna.Uniform(),
+        ...                                progress=False)
         >>> ci.images.shape, int(ci.counts.sum())
         (torch.Size([10, 1, 28, 28]), 10000)
     """
     n_samples = check_n_samples(n_samples)
-    source = NoiseSource(kind=noise, mean=mean, std=std, gamma=gamma, signal=signal, clip=clip,
-                         seed=seed, chunk_size=chunk_size)
+    opts = resolve_options(run, options)
+    stimulus = as_stimulus(noise)
     acc = CIAccumulator()
-    world = run_engine(model, source, n_samples, [acc], input_shape=input_shape, batch_size=batch_size,
-                       device=device, autocast=autocast, checkpoint=checkpoint,
-                       checkpoint_every=checkpoint_every, progress=progress, desc="classification images")
+    world = run_engine(model, stimulus, n_samples, [acc], input_shape=input_shape, run=opts,
+                       desc="classification images")
     k = len(acc.acc["counts"])
     shape = (k, *input_shape)
     sums = acc.acc["sums"].cpu().view(shape)
@@ -157,4 +146,5 @@ def classification_images(model: nn.Module, n_samples: int, *, input_shape: tupl
     counts = acc.acc["counts"].cpu()
     images = sums / counts.double().view(-1, *([1] * len(input_shape)))
     return ClassificationImages(images=images, counts=counts, n_samples=n_samples, sums=sums, sumsq=sumsq,
-                                noise=source.describe(), world_size=world)
+                                stimulus=describe_run(stimulus, opts), world_size=world)
+

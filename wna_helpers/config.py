@@ -9,33 +9,43 @@ it is present.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
 
-__all__ = ["Profile", "PROFILES", "get_profile", "default_device", "data_root", "cache_root"]
+__all__ = ["Profile", "PROFILES", "SETTINGS", "get_profile", "default_device", "data_root", "cache_root"]
 
 
 @dataclass(frozen=True)
 class Profile:
-    """Costly settings of one profile.
+    """Costly settings of one profile; every setting of the project is a field here.
 
     Attributes:
-        name: ``"quick"`` or ``"full"``.
+        name: a label (``"quick"``, ``"full"``); caches key on the settings, not on it.
         train_subset: number of training images used (``None``: all 60,000).
         epochs: training epochs, keyed by dataset name or ``"arch/dataset"`` (which wins);
             see :meth:`epochs_for`.
         batch_size: training batch size.
         lr: Adam learning rate; ``lr_overrides`` (keyed like ``epochs``) changes it for some pairs.
         seed: seed of training and of every noise run in the book.
-        n_noise: noise samples per architecture for classification images,
-            on CPU; ``n_noise_gpu`` is used instead on CUDA.
-        n_sta: noise samples for spike-triggered averages, per architecture.
+        n_noise: noise samples per architecture (``"default"`` for the others) for classification
+            images on CPU; ``n_noise_gpu`` is used instead on CUDA.
+        n_sta: noise samples for spike-triggered averages and noise activation maps, per architecture.
         n_real: real (test) images used for real-data STAs and activation views.
         noise_batch: batch size of the white-noise engine (``None``: engine default).
-        extra: settings of single experiments, read by :mod:`wna_helpers.study` (``side_fraction``,
-            ``mix_fraction``, ``mix_gammas``, ``bias_inputs``, ``bias_gammas``, ``convergence_start`` ...).
+        lr_overrides: learning rates of some pairs; default none.
+        side_fraction: uniform-noise CIs (chapter 3) use this fraction of ``noise_samples``; default 0.25.
+        mix_fraction: each noise-plus-signal gamma (chapter 3) uses this fraction; default 0.125.
+        mix_gammas: the signal weights of the noise-plus-signal CIs; default (0.1, 0.3, 0.5).
+        bias_inputs: inputs per stimulus kind of the biasing experiment (chapter 4); default None:
+            ``min(n_real, max(50, noise_samples // 200))``.
+        bias_gammas: the weights of the biasing experiment; default (0, 0.05, 0.1, 0.2, 0.4, 0.8).
+        convergence_start: first size of the CI convergence series; default 500.
+        sta_convergence_start: first size of the STA convergence series; default 16.
+
+    Raises:
+        TypeError: an unknown setting (the message lists the known ones).
     """
 
     name: str
@@ -50,7 +60,13 @@ class Profile:
     n_real: int
     noise_batch: int | None = None
     lr_overrides: dict[str, float] = field(default_factory=dict)
-    extra: dict[str, object] = field(default_factory=dict)
+    side_fraction: float = 0.25
+    mix_fraction: float = 0.125
+    mix_gammas: tuple[float, ...] = (0.1, 0.3, 0.5)
+    bias_inputs: int | None = None
+    bias_gammas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+    convergence_start: int = 500
+    sta_convergence_start: int = 16
 
     def epochs_for(self, arch: str, dataset: str) -> int:
         """Training epochs of ``arch`` on ``dataset``."""
@@ -72,6 +88,34 @@ class Profile:
         if dev.type == "cuda":
             return self.noise_samples(arch, dev)
         return int(self.n_sta.get(arch, self.n_sta["default"]))
+
+    def settings(self) -> dict[str, object]:
+        """Every setting but the name, JSON-ready: what caches key on."""
+        d = asdict(self)
+        d.pop("name")
+        return d
+
+    def updated(self, **changes: object) -> "Profile":
+        """A copy with some settings changed, e.g. ``prof.updated(epochs={"mnist": 2, "fashion_mnist": 2})``.
+
+        Raises:
+            TypeError: an unknown setting (the message lists the known ones).
+        """
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+SETTINGS: tuple[str, ...] = tuple(f.name for f in fields(Profile))
+_dataclass_init = Profile.__init__
+
+
+def _checked_init(self: Profile, *args: object, **kwargs: object) -> None:
+    unknown = sorted(set(kwargs) - set(SETTINGS))
+    if unknown:
+        raise TypeError(f"unknown profile setting(s) {unknown}; the settings are {list(SETTINGS)}")
+    _dataclass_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+
+Profile.__init__ = _checked_init  # type: ignore[method-assign]
 
 
 _HEAVY = ("alexnet_small", "net3")
@@ -106,12 +150,13 @@ PROFILES: dict[str, Profile] = {
         # 2 x 10^5 (10^5 for the heavy CNNs) made chapter 5 take 26 minutes of the first full build
         n_sta={"default": 100_000, **{a: 50_000 for a in _HEAVY}},
         n_real=10_000,
-        # inputs per stimulus kind of the biasing experiment (chapter 4): 1,000 test images and 1,000
-        # noise images give each share to about 1.5 %; the default (n_noise / 200 = 5,000) made chapter 4
-        # take 13 minutes of the first full build
+        # 1,000 test images and 1,000 noise images per kind give each biasing share to about 1.5 %;
+        # the default (n_noise / 200 = 5,000) made chapter 4 take 13 minutes of the first full build
+        bias_inputs=1000,
         # uniform noise at 10 % and each noise-plus-signal gamma at 5 % of n (defaults 25 % and 12.5 %):
         # at the defaults these side runs took 22 of chapter 3's 61 minutes in the first full build
-        extra={"bias_inputs": 1000, "side_fraction": 0.1, "mix_fraction": 0.05},
+        side_fraction=0.1,
+        mix_fraction=0.05,
     ),
 }
 
@@ -149,8 +194,3 @@ def cache_root() -> Path:
     """Trained-model cache: ``$WNA_CACHE_DIR`` or ``~/.cache/wna``."""
     env = os.environ.get("WNA_CACHE_DIR")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "wna"
-
-
-def with_overrides(profile: Profile, **changes: object) -> Profile:
-    """A copy of ``profile`` with some fields changed (for experiments)."""
-    return replace(profile, **changes)  # type: ignore[arg-type]

@@ -3,18 +3,16 @@
 Nothing here stores the stimuli: each batch is generated on the model's device,
 pushed through the model, folded into float64 accumulators and dropped, so memory
 is O(batch size) whatever ``n_samples`` is. Work is split into fixed-size seeded
-chunks (:mod:`wna_helpers.noise`), which makes a result independent of the batch
+chunks (:mod:`wna_helpers.stimuli`), which makes a result independent of the batch
 size, of the number of processes (``torch.distributed``: ranks take every
 ``world``-th chunk and the accumulators are all-reduced) and of where a resumed
 run restarted.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import numbers
-import os
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -25,10 +23,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._io import atomic_torch_save
-from .noise import ImageSource, NoiseSource
+from .fingerprint import state_digest
+from .options import RunOptions, resolve_options
+from .stimuli import Stimulus, as_stimulus
 
-__all__ = ["Accumulator", "run_engine", "check_n_samples", "model_device", "probe_model",
-           "default_batch_size"]
+__all__ = ["Accumulator", "run_engine", "check_n_samples", "model_device", "default_batch_size", "describe_run",
+           "resolve_n_samples"]
 
 
 class Accumulator:
@@ -66,6 +66,16 @@ def check_n_samples(n_samples: object) -> int:
     return int(n_samples)
 
 
+def resolve_n_samples(stimulus: Stimulus, n_samples: int | None) -> int:
+    """``n_samples`` checked; for real images (:class:`~wna_helpers.stimuli.Images`) None means all of them."""
+    if n_samples is None:
+        available = stimulus.available()
+        if available is None:
+            raise ValueError("n_samples must be a positive integer when the stimulus is noise")
+        return int(available)
+    return check_n_samples(n_samples)
+
+
 def model_device(model: nn.Module, device: torch.device | str | None = None) -> torch.device:
     """The device of ``model``'s parameters; ``device``, if given, must agree with it."""
     param = next(iter(model.parameters()), None)
@@ -82,21 +92,15 @@ def default_batch_size(device: torch.device) -> int:
     return 32_768 if device.type == "cuda" else 1024
 
 
-def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-                taps: Sequence[str] = ()) -> tuple[int, dict[str, tuple[int, ...]]]:
-    """Run two zero inputs through ``model``: the number of classes and the tapped shapes.
+def _probe(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
+           taps: Sequence[str]) -> tuple[int, dict[str, tuple[int, ...]], list[str]]:
+    """Run two zero inputs through ``model``: the number of classes, the tapped layers' output
+    shapes, and the order in which the tapped layers ran (one entry per call).
 
     Raises:
         ValueError: if a tap is not a submodule (the message lists the layers), or the
             model cannot take ``input_shape``, or does not return ``(N, classes)`` logits.
     """
-    num_classes, shapes, _ = _probe(model, input_shape, device, taps)
-    return num_classes, shapes
-
-
-def _probe(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-           taps: Sequence[str]) -> tuple[int, dict[str, tuple[int, ...]], list[str]]:
-    """:func:`probe_model`, plus the order in which the tapped layers ran (one entry per call)."""
     names = dict(model.named_modules())
     for t in taps:
         if t not in names or t == "":
@@ -128,12 +132,13 @@ class _StopForward(Exception):
     """Raised by the last tap's hook to skip the rest of a forward pass nobody needs."""
 
 
-def _fingerprint(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, p in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(float(p.double().sum())).encode())
-    return h.hexdigest()[:16]
+def describe_run(stimulus: Stimulus, opts: RunOptions) -> dict[str, object]:
+    """The description of a run's stimuli that results carry: the stimulus, and the seed and
+    chunk size when it is seeded noise."""
+    d = stimulus.describe()
+    if stimulus.seeded:
+        d.update(seed=opts.seed, chunk_size=opts.chunk_size)
+    return d
 
 
 def _segments(chunks: Sequence[int], chunk_size: int, n_samples: int, start: int,
@@ -161,30 +166,24 @@ def _segments(chunks: Sequence[int], chunk_size: int, n_samples: int, start: int
         yield batch
 
 
-def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: int,
-               accumulators: Sequence[Accumulator], *, input_shape: tuple[int, ...],
-               batch_size: int | None = None, device: torch.device | str | None = None,
-               autocast: torch.dtype | None = None, checkpoint: str | os.PathLike | None = None,
-               checkpoint_every: int = 50, progress: bool = True, desc: str = "white noise") -> int:
-    """Stream ``n_samples`` stimuli of ``source`` through ``model`` into ``accumulators``.
+def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accumulators: Sequence[Accumulator],
+               *, input_shape: tuple[int, ...], run: RunOptions | None = None, desc: str = "white noise",
+               **options: object) -> int:
+    """Stream ``n_samples`` stimuli through ``model`` into ``accumulators``.
 
     Args:
         model: any classifier returning ``(N, classes)`` logits; left as found
             (training flag, grads, device).
-        source: a :class:`~wna_helpers.noise.NoiseSource` or :class:`~wna_helpers.noise.ImageSource`.
+        stimulus: a :class:`~wna_helpers.stimuli.Stimulus` (noise kind, mixture or real images)
+            or a shorthand (``"gaussian"``, ``"uniform"``).
         n_samples: positive integer.
         accumulators: what to compute; their ``taps`` name the layers to hook.
         input_shape: ``(C, H, W)`` of one stimulus.
-        batch_size: samples per forward pass; default :func:`default_batch_size`.
-        device: must be the model's device if given; default the model's device.
-        autocast: ``torch.bfloat16`` or ``torch.float16`` to run the forward pass under
-            autocast (CUDA); default None (float32).
-        checkpoint: file to save accumulators to every ``checkpoint_every`` batches; a
-            run given an existing checkpoint of the same job resumes from it. With several
-            processes each rank uses ``<checkpoint>.rank<r>``.
-        checkpoint_every: default 50 batches.
-        progress: show a ``tqdm`` bar (samples/s); default True.
-        desc: label of the bar.
+        run: the :class:`~wna_helpers.options.RunOptions`; default ``RunOptions()``.
+        desc: label of the progress bar.
+        **options: fields of :class:`~wna_helpers.options.RunOptions` (``batch_size``, ``seed``,
+            ``device``, ``autocast``, ``checkpoint``, ``checkpoint_every``, ``progress``,
+            ``chunk_size``), applied on top of ``run``.
 
     When no accumulator needs the logits (``needs_logits = False``, as for STAs) and each
     tapped layer runs once per pass, every forward pass stops right after the last tapped
@@ -194,20 +193,16 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
         The number of processes that shared the work (1 without ``torch.distributed``).
         The accumulators hold the totals over all processes.
     """
+    opts = resolve_options(run, options)
+    stimulus = as_stimulus(stimulus)
     n_samples = check_n_samples(n_samples)
-    device = model_device(model, device)
+    device = model_device(model, opts.device)
     input_shape = tuple(int(s) for s in input_shape)
-    if batch_size is None:
-        batch_size = default_batch_size(device)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size <= 0:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if not (isinstance(checkpoint_every, int) and checkpoint_every > 0):
-        raise ValueError(f"checkpoint_every must be a positive integer, got {checkpoint_every!r}")
-    if autocast not in (None, torch.bfloat16, torch.float16):
-        raise ValueError(f"autocast must be None, torch.bfloat16 or torch.float16, got {autocast!r}")
-    source.check_shape(input_shape)
-    if isinstance(source, ImageSource) and n_samples > len(source.images):
-        raise ValueError(f"n_samples={n_samples} but only {len(source.images)} images were given")
+    batch_size = opts.batch_size or default_batch_size(device)
+    stimulus.check_shape(input_shape)
+    available = stimulus.available()
+    if available is not None and n_samples > available:
+        raise ValueError(f"n_samples={n_samples} but only {available} images were given")
     taps = sorted({t for a in accumulators for t in a.taps})
     was_training = model.training
     model.eval()
@@ -221,13 +216,15 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
             a.setup(num_classes, input_shape, device, tap_shapes)
         world, rank = (dist.get_world_size(), dist.get_rank()) if dist.is_available() and dist.is_initialized() \
             else (1, 0)
-        chunk = source.chunk_size
+        chunk = opts.chunk_size
         chunks = list(range(rank, math.ceil(n_samples / chunk), world))
         mine = sum(min(chunk, n_samples - c * chunk) for c in chunks)
-        key = json.dumps({"n_samples": n_samples, "source": source.describe(), "world": world, "rank": rank,
-                          "input_shape": input_shape, "model": _fingerprint(model),
-                          "accumulators": [a.describe() for a in accumulators]}, sort_keys=True, default=str)
-        ckpt = None if checkpoint is None else Path(f"{checkpoint}.rank{rank}" if world > 1 else checkpoint)
+        key = json.dumps({"n_samples": n_samples, "stimulus": stimulus.describe(), "seed": opts.seed,
+                          "chunk_size": chunk, "world": world, "rank": rank, "input_shape": input_shape,
+                          "model": state_digest(model), "accumulators": [a.describe() for a in accumulators]},
+                         sort_keys=True, default=str)
+        ckpt = None if opts.checkpoint is None else Path(f"{opts.checkpoint}.rank{rank}" if world > 1
+                                                         else opts.checkpoint)
         done = 0
         if ckpt is not None and ckpt.exists():
             state = torch.load(ckpt, map_location=device, weights_only=True)
@@ -252,8 +249,9 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
                 raise _StopForward
         for t in taps:
             hooks.append(modules[t].register_forward_hook(lambda m, i, o, t=t: capture(t, o)))
-        amp = (lambda: torch.autocast(device.type, dtype=autocast)) if autocast is not None else nullcontext
-        bar = tqdm(total=mine, initial=done, disable=not progress or rank != 0, desc=desc,
+        amp = (lambda: torch.autocast(device.type, dtype=opts.autocast)) if opts.autocast is not None \
+            else nullcontext
+        bar = tqdm(total=mine, initial=done, disable=not opts.progress or rank != 0, desc=desc,
                    unit="sample", unit_scale=True, smoothing=0.1)
         cache: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
         with torch.inference_mode():
@@ -261,7 +259,8 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
                 xs, ys = [], []
                 for c, lo, hi in segs:
                     if cache is None or cache[0] != c:
-                        cache = (c, *source.chunk(c, input_shape, device))
+                        cache = (c, *stimulus.chunk(c, seed=opts.seed, chunk_size=chunk,
+                                                    input_shape=input_shape, device=device))
                     xs.append(cache[1][lo:hi])
                     ys.append(cache[2][lo:hi] if cache[2] is not None else None)
                 x = xs[0] if len(xs) == 1 else torch.cat(xs)
@@ -277,7 +276,7 @@ def run_engine(model: nn.Module, source: NoiseSource | ImageSource, n_samples: i
                 captured.clear()
                 done += len(x)
                 bar.update(len(x))
-                if i % checkpoint_every == 0:
+                if i % opts.checkpoint_every == 0:
                     save()
         bar.close()
         save()

@@ -14,7 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["Classifier", "MODELS", "build_model", "model_names", "layer_table", "conv_layer_names"]
+__all__ = ["Classifier", "MODELS", "build_model", "model_names", "layer_table", "trace_layers",
+           "conv_layer_names", "CNN_NAMES"]
 
 
 class Classifier(nn.Sequential):
@@ -158,6 +159,31 @@ def conv_layer_names(model: nn.Module) -> list[str]:
     return [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
 
 
+def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module, tuple, tuple]]:
+    """Every leaf layer in execution order, from one forward pass of a zero input.
+
+    The model's training flag is restored and no gradient is recorded.
+
+    Returns:
+        ``(name, module, input shape, output shape)`` per call of a leaf layer (shapes with the batch of 1).
+    """
+    order: list[tuple[str, nn.Module, tuple, tuple]] = []
+    hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append((n, m, tuple(i[0].shape), tuple(o.shape))))
+             for n, m in model.named_modules() if n and not list(m.children())]
+    param = next(iter(model.parameters()), None)
+    device = param.device if param is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            model(torch.zeros(1, *input_shape, device=device))
+    finally:
+        for h in hooks:
+            h.remove()
+        model.train(was_training)
+    return order
+
+
 def layer_table(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[dict[str, object]]:
     """Output shape and parameter count of every leaf layer, in execution order.
 
@@ -169,20 +195,6 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...] | None = None) ->
         A list of dicts with keys ``name``, ``type``, ``output_shape``, ``params``.
     """
     shape = tuple(input_shape or getattr(model, "input_shape"))
-    rows: list[dict[str, object]] = []
-    hooks = []
-    for name, mod in model.named_modules():
-        if name and not list(mod.children()):
-            def hook(m, inp, out, name=name):
-                rows.append({"name": name, "type": type(m).__name__,
-                             "output_shape": tuple(out.shape[1:]),
-                             "params": sum(p.numel() for p in m.parameters(recurse=False))})
-            hooks.append(mod.register_forward_hook(hook))
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, *shape, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
-    return rows
+    return [{"name": name, "type": type(mod).__name__, "output_shape": out[1:],
+             "params": sum(p.numel() for p in mod.parameters(recurse=False))}
+            for name, mod, _, out in trace_layers(model, shape)]

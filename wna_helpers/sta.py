@@ -11,15 +11,16 @@ convolution of the stimuli with the activation maps; the centre sums one matrix 
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernel import Accumulator, check_n_samples, model_device, run_engine
-from .noise import DEFAULT_CHUNK, ImageSource, NoiseSource
+from .kernel import Accumulator, describe_run, model_device, resolve_n_samples, run_engine
+from .models import trace_layers
+from .options import RunOptions, resolve_options
+from .stimuli import Stimulus, as_stimulus
 
 __all__ = ["ReceptiveField", "receptive_field", "SpikeTriggeredAverage", "spike_triggered_average",
            "STAAccumulator", "filter_correlation", "pearson"]
@@ -70,26 +71,16 @@ def receptive_field(model: nn.Module, layer: str, input_shape: tuple[int, ...] =
     modules = dict(model.named_modules())
     if layer not in modules or not layer:
         raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
-    order: list[tuple[str, nn.Module, tuple, tuple]] = []
-    hooks = [m.register_forward_hook(lambda m, i, o, n=n: order.append((n, m, tuple(i[0].shape), tuple(o.shape))))
-             for n, m in modules.items() if n and not list(m.children())]
-    device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for h in hooks:
-            h.remove()
-        model.train(was_training)
+    model_device(model)
+    order = trace_layers(model, tuple(input_shape))
     size, jump, offset = [1, 1], [1, 1], [0, 0]
     for name, mod, ishape, oshape in order:
         if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            if isinstance(mod.padding, str):
+                raise ValueError(f"layer {name!r}: padding={mod.padding!r} is not supported for receptive "
+                                 f"fields; give the padding in pixels")
             k, s, p = _pair(mod.kernel_size), _pair(mod.stride), _pair(mod.padding)
             d = _pair(getattr(mod, "dilation", 1))
-            if isinstance(p, str):
-                raise ValueError(f"layer {name!r}: string padding is not supported for receptive fields")
             for ax in range(2):
                 keff = d[ax] * (k[ax] - 1) + 1
                 offset[ax] -= p[ax] * jump[ax]
@@ -117,8 +108,6 @@ class STAAccumulator(Accumulator):
             raise ValueError(f"no unit of layer {layer!r} has its whole receptive field "
                              f"({rf.size[0]}x{rf.size[1]}) inside the {in_shape[1]}x{in_shape[2]} input")
         self.center = (rf.out_shape[0] // 2, rf.out_shape[1] // 2)
-        # zero padding so that the centre window is defined even where it overhangs the input
-        self.pad = [max(0, -rf.offset[1]), max(0, -rf.offset[0])]
 
     def describe(self):  # noqa: D102
         return {**super().describe(), "rf": [self.rf.size, self.rf.jump, self.rf.offset]}
@@ -192,47 +181,39 @@ class SpikeTriggeredAverage:
 
 
 def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None = None, *,
-                            images: torch.Tensor | None = None, input_shape: tuple[int, ...] = (1, 28, 28),
-                            noise: str = "gaussian", mean: float = 0.0, std: float = 1.0,
-                            gamma: float = 0.0, signal: torch.Tensor | None = None,
-                            clip: tuple[float, float] | None = None, batch_size: int | None = None,
-                            seed: int = 0, device: torch.device | str | None = None,
-                            autocast: torch.dtype | None = None, chunk_size: int = DEFAULT_CHUNK,
-                            checkpoint: str | os.PathLike | None = None, checkpoint_every: int = 50,
-                            progress: bool = True) -> SpikeTriggeredAverage:
+                            noise: Stimulus | str = "gaussian", input_shape: tuple[int, ...] = (1, 28, 28),
+                            run: RunOptions | None = None, **options: object) -> SpikeTriggeredAverage:
     """Spike-triggered average of every channel of conv layer ``layer``.
 
     ``STA_u = sum_i a_u(x_i) x_i[RF(u)] / sum_i a_u(x_i)`` with ``a_u = ReLU(conv output)``,
     for the centre unit of each channel and pooled over all positions whose receptive
-    field lies inside the input. Stimuli are noise (default) or, with ``images``, real images.
+    field lies inside the input. Stimuli are noise (default) or real images
+    (``noise=Images(images)``).
 
     Args:
         model: any classifier; left as found (training flag, grads).
         layer: name of a :class:`~torch.nn.Conv2d` submodule (``"conv1"`` ...).
-        n_samples: number of noise stimuli (positive integer); with ``images``, default all images.
-        images: real images ``(N, *input_shape)`` to use instead of noise; default None.
+        n_samples: number of stimuli (positive integer); default all images for
+            :class:`~wna_helpers.stimuli.Images`, required for noise.
+        noise: the stimulus, as in :func:`~wna_helpers.ci.classification_images`, or
+            :class:`~wna_helpers.stimuli.Images` of real images; default ``"gaussian"``.
         input_shape: ``(C, H, W)``; default ``(1, 28, 28)``.
-        noise, mean, std, gamma, signal, clip: the noise, as in
+        run: :class:`~wna_helpers.options.RunOptions`; default ``RunOptions()``.
+        **options: run options as keywords (``batch_size``, ``seed``, ``device``, ``autocast``,
+            ``checkpoint``, ``checkpoint_every``, ``progress``, ``chunk_size``), as in
             :func:`~wna_helpers.ci.classification_images`.
-        batch_size: default 1,024 on CPU, 32,768 on CUDA; does not change the result.
-        seed: default 0.
-        device: the model's device (checked); default the model's device.
-        autocast: ``torch.bfloat16`` or ``torch.float16`` for the forward pass; default None.
-        chunk_size: samples per seeded chunk; default 4,096.
-        checkpoint, checkpoint_every: resumable runs, as in ``classification_images``.
-        progress: default True.
 
     Returns:
         :class:`SpikeTriggeredAverage` with ``center`` and ``pooled`` of shape ``(K, C, h, w)``.
 
     Raises:
         ValueError: unknown layer (lists them), a layer that is not a convolution, bad
-            ``n_samples`` or noise parameters; all before any heavy work.
+            ``n_samples``, noise or run option; all before any heavy work.
 
     Example:
-        >>> from wna_helpers import build_model, spike_triggered_average
-        >>> m = build_model("paper_cnn", seed=0)
-        >>> sta = spike_triggered_average(m, "conv1", 20_000, progress=False)
+        >>> import wna_helpers as wna
+        >>> m = wna.build_model("paper_cnn", seed=0)
+        >>> sta = wna.spike_triggered_average(m, "conv1", 20_000, progress=False)
         >>> sta.pooled.shape
         torch.Size([20, 1, 5, 5])
     """
@@ -243,16 +224,10 @@ def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None 
         convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
         raise ValueError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a convolution; "
                          f"the STA needs one of the conv layers: {convs}")
-    if images is not None:
-        n_samples = len(images) if n_samples is None else check_n_samples(n_samples)
-        source: NoiseSource | ImageSource = ImageSource(images=images, chunk_size=chunk_size)
-    else:
-        if n_samples is None:
-            raise ValueError("n_samples must be a positive integer when no images are given")
-        n_samples = check_n_samples(n_samples)
-        source = NoiseSource(kind=noise, mean=mean, std=std, gamma=gamma, signal=signal, clip=clip,
-                             seed=seed, chunk_size=chunk_size)
-    model_device(model, device)
+    opts = resolve_options(run, options)
+    stimulus = as_stimulus(noise)
+    n_samples = resolve_n_samples(stimulus, n_samples)
+    model_device(model, opts.device)
     try:
         rf = receptive_field(model, layer, input_shape)
     except ValueError:
@@ -261,9 +236,7 @@ def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None 
         raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
                          f"({type(exc).__name__}: {exc})") from exc
     acc = STAAccumulator(layer, rf, tuple(input_shape))
-    world = run_engine(model, source, n_samples, [acc], input_shape=input_shape, batch_size=batch_size,
-                       device=device, autocast=autocast, checkpoint=checkpoint,
-                       checkpoint_every=checkpoint_every, progress=progress, desc=f"STA {layer}")
+    world = run_engine(model, stimulus, n_samples, [acc], input_shape=input_shape, run=opts, desc=f"STA {layer}")
     t = {k: v.cpu() for k, v in acc.acc.items()}
     shape = (-1, input_shape[0], *rf.size)
     positions = len(acc.rows) * len(acc.cols)
@@ -272,7 +245,7 @@ def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None 
         pooled=(t["pooled_num"] / t["pooled_den"][:, None]).view(shape),
         center_weight=t["center_den"], pooled_weight=t["pooled_den"],
         mean_activation=t["act_sum"] / (n_samples * rf.out_shape[0] * rf.out_shape[1]),
-        rf=rf, positions=positions, n_samples=n_samples, stimulus=source.describe(), world_size=world)
+        rf=rf, positions=positions, n_samples=n_samples, stimulus=describe_run(stimulus, opts), world_size=world)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:

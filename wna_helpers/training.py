@@ -6,6 +6,7 @@ and storing it under ``$WNA_CACHE_DIR`` (default ``~/.cache/wna``).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
@@ -24,7 +26,7 @@ from .config import Profile, cache_root, default_device, get_profile
 from .data import Dataset, _canonical, load_dataset
 from .models import build_model
 
-__all__ = ["TrainResult", "train", "evaluate", "get_trained_model", "checkpoint_path",
+__all__ = ["TrainResult", "train", "evaluate", "get_trained_model", "checkpoint_path", "recipe_digest",
            "CACHE_FORMAT"]
 
 #: Bumped whenever the training recipe changes so that old checkpoints are retrained.
@@ -143,18 +145,25 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
 
 
 def _recipe(arch: str, dataset: str, profile: Profile) -> dict[str, object]:
-    """The settings a cached checkpoint must match to be reused."""
-    return {"format": CACHE_FORMAT, "arch": arch, "dataset": dataset, "profile": profile.name,
+    """The settings a cached checkpoint must match to be reused (the profile's name is not one)."""
+    return {"format": CACHE_FORMAT, "arch": arch, "dataset": dataset,
             "epochs": profile.epochs_for(arch, dataset), "seed": profile.seed, "lr": profile.lr_for(arch, dataset),
             "batch_size": profile.batch_size, "train_subset": profile.train_subset}
 
 
+def recipe_digest(arch: str, dataset: str, profile: Profile | str | None = None) -> str:
+    """16 hex characters naming the training recipe of (arch, dataset) under ``profile``."""
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    key = json.dumps(_recipe(arch, _canonical(dataset), prof), sort_keys=True)
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
 def checkpoint_path(arch: str, dataset: str, profile: Profile | str | None = None,
                     cache_dir: str | os.PathLike | None = None) -> Path:
-    """Where the checkpoint of (arch, dataset, profile) lives."""
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
+    """Where the checkpoint of (arch, dataset) trained with ``profile``'s recipe lives: profiles
+    with the same training settings share it, any other setting gives another file."""
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
-    return root / "models" / f"{arch}-{_canonical(dataset)}-{prof.name}.pt"
+    return root / "models" / f"{arch}-{_canonical(dataset)}-{recipe_digest(arch, dataset, profile)}.pt"
 
 
 def _versions() -> dict[str, str]:
@@ -170,9 +179,10 @@ def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = N
                       progress: bool = True) -> tuple[nn.Module, dict[str, object]]:
     """A trained registry model, from the cache or trained now and cached.
 
-    A checkpoint is reused only when its recipe (architecture, dataset, profile, epochs,
-    seed, learning rate, batch size, training subset, cache format) matches; a corrupt
-    or mismatched checkpoint is retrained with a warning. Writes are atomic.
+    A checkpoint is reused only when its recipe (architecture, dataset, epochs, seed,
+    learning rate, batch size, training subset, cache format) matches; a corrupt or
+    mismatched checkpoint is retrained with a warning. Writes are atomic. Under
+    ``torch.distributed`` rank 0 trains while the other ranks wait, then they load its checkpoint.
 
     Args:
         arch: registry name (see :func:`~wna_helpers.models.model_names`).
@@ -193,8 +203,21 @@ def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = N
     """
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     dataset = _canonical(dataset)
-    model = build_model(arch, seed=prof.seed)  # validates arch
+    build_model(arch, seed=prof.seed)  # validates arch first (seeded: the global generator is not drawn from)
     device = torch.device(device) if device is not None else default_device()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if dist.get_rank() == 0:
+            out = _load_or_train(arch, dataset, prof, cache_dir, device, progress)
+        dist.barrier()  # the others wait for rank 0's checkpoint, then load it
+        if dist.get_rank() != 0:
+            out = _load_or_train(arch, dataset, prof, cache_dir, device, False)
+        return out
+    return _load_or_train(arch, dataset, prof, cache_dir, device, progress)
+
+
+def _load_or_train(arch: str, dataset: str, prof: Profile, cache_dir: str | os.PathLike | None,
+                   device: torch.device, progress: bool) -> tuple[nn.Module, dict[str, object]]:
+    model = build_model(arch, seed=prof.seed)
     path = checkpoint_path(arch, dataset, prof, cache_dir)
     recipe = _recipe(arch, dataset, prof)
     if path.exists():
@@ -206,16 +229,20 @@ def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = N
                 return model.to(device).eval(), meta
             warnings.warn(f"checkpoint {path} was trained with another recipe "
                           f"({ {k: meta.get(k) for k in recipe if meta.get(k) != recipe[k]} }); retraining",
-                          stacklevel=2)
+                          stacklevel=3)
         except Exception as exc:  # corrupt, truncated, or not ours
             warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); retraining",
-                          stacklevel=2)
+                          stacklevel=3)
     train_data = load_dataset(dataset, "train", limit=prof.train_subset)
     test_data = load_dataset(dataset, "test")
-    torch.manual_seed(prof.seed)
-    result = train(model, train_data, test_data, epochs=prof.epochs_for(arch, dataset), batch_size=prof.batch_size,
-                   lr=prof.lr_for(arch, dataset), seed=prof.seed, device=device, progress=progress)
-    meta = {**recipe, "test_accuracy": result.test_accuracy, "train_seconds": result.seconds,
+    # the global generator is seeded for training only and restored afterwards
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.manual_seed(prof.seed)
+        result = train(model, train_data, test_data, epochs=prof.epochs_for(arch, dataset),
+                       batch_size=prof.batch_size, lr=prof.lr_for(arch, dataset), seed=prof.seed, device=device,
+                       progress=progress)
+    meta = {**recipe, "profile": prof.name, "test_accuracy": result.test_accuracy, "train_seconds": result.seconds,
             "train_size": len(train_data), "history": asdict(result), "versions": _versions(),
             "device": str(device)}
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

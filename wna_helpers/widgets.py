@@ -69,8 +69,9 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
     The plot shows the chosen class's mean activation of the chosen layer and channel over real
     test images (grouped by label) next to the same over Gaussian noise (grouped by the model's
     predicted class), on one colour scale. Statistics come from
-    :func:`~wna_helpers.study.study_activations` (cached on disk), so the first view of an
-    uncached (model, dataset) computes them.
+    :func:`~wna_helpers.studies.study_activations` (cached on disk) and are loaded when a
+    (model, dataset) is first selected, so the explorer shows its first view after loading one
+    model. A class that received no noise sample is said so in the status line.
 
     Args:
         profile: profile or its name; default ``$WNA_PROFILE``.
@@ -88,7 +89,7 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
 
     prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if stats_fn is None:
-        from .study import study_activations
+        from .studies import study_activations
 
         def stats_fn(arch: str, dataset: str, stimulus: str) -> ActivationStatistics:
             return study_activations(arch, dataset, profile=prof, stimulus=stimulus, progress=False)
@@ -125,7 +126,9 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
         names = class_names(data_dd.value)
         k = int(real.counts.numel())
         class_dd.options = [(f"{names[c]} (noise n={int(noise.counts[c]):,})", c) for c in range(k)]
-        class_dd.value = old_cls if old_cls is not None and old_cls < k else int(noise.counts.argmax())
+        # keep the chosen class where the noise reaches it in the new model or dataset
+        keep = old_cls is not None and old_cls < k and int(noise.counts[old_cls]) > 0
+        class_dd.value = old_cls if keep else int(noise.counts.argmax())
         set_channels()
 
     def set_channels() -> None:
@@ -138,7 +141,8 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
         chan_dd.options = opts
         chan_dd.value = old if old in [v for _, v in opts] else _MEAN
 
-    def draw() -> None:
+    def draw() -> str:
+        """Draw the chosen view; returns a note for the status line ("" when there is nothing to say)."""
         arch, dataset, layer = model_dd.value, data_dd.value, layer_dd.value
         cls, ch = int(class_dd.value), chan_dd.value
         real, noise = stats(arch, dataset, "real"), stats(arch, dataset, "noise")
@@ -146,13 +150,17 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
         dense = real.means[layer].dim() == 2
         what = "all units" if dense else ("mean over channels" if ch == _MEAN else f"channel {ch}")
         title = (f"{arch} on {dataset_label(dataset)}, layer {layer}, {what}, class {class_names(dataset)[cls]}\n"
-                 f"real: {real.n_samples:,} test images; noise: {noise.n_samples:,} Gaussian samples "
-                 f"({prof.name} profile)")
+                 f"real: {real.n_samples:,} test images; noise: {noise.n_samples:,} "
+                 f"{noise.stimulus.get('kind', '')} samples ({prof.name} profile)")
         with output:
             output.clear_output(wait=True)
             fig = plot_activation_pair(maps, title, colorbar_label="mean activation (pre-ReLU)")
             plt.show()
             plt.close(fig)
+        if int(noise.counts[cls]) == 0:
+            return (f"<b>{class_names(dataset)[cls]}</b> received no noise sample from {arch} on "
+                    f"{dataset_label(dataset)} (n = {noise.n_samples:,}): there is no noise map for it.")
+        return ""
 
     def refresh(*_: object) -> None:
         if busy["on"]:
@@ -161,8 +169,7 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
         status.value = "<i>computing or loading activation statistics...</i>"
         try:
             set_options()
-            draw()
-            status.value = ""
+            status.value = draw()
         except Exception as exc:  # keep the widget alive; say what went wrong
             status.value = f"<b>error:</b> {type(exc).__name__}: {exc}"
         finally:
@@ -175,8 +182,7 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
         try:
             if new_layer:
                 set_channels()
-            draw()
-            status.value = ""
+            status.value = draw()
         except Exception as exc:
             status.value = f"<b>error:</b> {type(exc).__name__}: {exc}"
         finally:

@@ -1,0 +1,95 @@
+"""Markdown tables and generated prose (report.py) and the engine benchmark's results (perf_report.py)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+
+import wna_helpers as wna  # noqa: E402
+from wna_helpers import perf_report, plots, report  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def _overview_rows() -> list[dict]:
+    return [{"model": "paper_cnn", "dataset": "fashion_mnist", "test_accuracy": 0.7, "noise_entropy_bits": 0.0,
+             "top_noise_class": 5, "top_noise_share": 1.0, "ci_template_accuracy": 0.1,
+             "mean_template_accuracy": 0.66, "feedback_diagonal": 1, "sta_filter_r": 0.999, "n_noise": 20000},
+            {"model": "logreg", "dataset": "fashion_mnist", "test_accuracy": 0.68, "noise_entropy_bits": 3.29,
+             "top_noise_class": 1, "top_noise_share": 0.13, "ci_template_accuracy": 0.68,
+             "mean_template_accuracy": 0.66, "feedback_diagonal": 10, "sta_filter_r": float("nan"),
+             "n_noise": 20000}]
+
+
+def test_report_does_not_import_matplotlib():
+    code = "import sys, wna_helpers.report, wna_helpers.perf_report; print('matplotlib' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_markdown_table():
+    md = report.markdown_table([{"a": 0.5, "b": float("nan"), "c": "x|y"}], {"a": "A", "b": "B", "c": "C"},
+                               {"a": ".1%"})
+    lines = md.splitlines()
+    assert lines[0] == "| A | B | C |" and lines[1] == "|---|---|---|"
+    assert lines[2] == "| 50.0% | – | x\\|y |"
+
+
+def test_profile_table():
+    md = report.profile_table(wna.PROFILES)
+    assert md.splitlines()[0] == "| setting | quick | full |" and "`n_noise`" in md
+
+
+def test_benchmark_helpers(tmp_path):
+    data, note = perf_report.load_engine_benchmark(str(tmp_path / "missing.json"))
+    assert data is None and "No benchmark results found" in note
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    data, note = perf_report.load_engine_benchmark(str(bad))
+    assert data is None and "cannot be read" in note
+    good = tmp_path / "engine_benchmark.json"
+    good.write_text(json.dumps({
+        "meta": {"arch": "paper_cnn", "loadavg_start": [1.0, 1, 1], "loadavg_end": [2.0, 1, 1]},
+        "targets": {"ci_engine_over_forward": 0.85},
+        "ratios": {"cpu": {"ci_engine_over_forward": 0.9}},
+        "measurements": [{"kind": k, "device": "cpu", "n": n, "seconds": 1.0, "samples_per_s": n / 2,
+                          "peak_rss_mb": 100 + n / 1000} for k in ("forward", "ci_engine") for n in (1000, 10000)]}))
+    data, note = perf_report.load_engine_benchmark(str(good))
+    assert data is not None and "load average 1.00 at start and 2.00 at end" in note
+    assert perf_report.benchmark_table(data).count("| cpu |") == 4
+    assert "| yes |" in perf_report.benchmark_targets(data)
+    fig = plots.plot_benchmark(data)
+    assert len(fig.axes) == 2 and fig.axes[0].get_xscale() == "log"
+    assert len(fig.axes[0].get_lines()) == 2 and fig.axes[1].get_ylabel() == "peak RSS (MB)"
+
+
+def test_overview_markdown_and_describe_biases():
+    rows = _overview_rows()
+    md = report.overview_markdown(rows)
+    assert "| paper_cnn | Fashion-MNIST | 70.0% | 0.00 | Sandal (100%) |" in md and "| – |" in md
+    text = report.describe_biases(rows)
+    assert "1 of 2 models are strongly biased" in text and "**Sandal**" in text
+    assert "(40 % or more of the noise in one class)" in text
+    assert "1 of its 10 CIs" in text and "10 of its 10 CIs" in text
+    rows[0]["cis"] = 1
+    assert "its only CI is given back its own class" in report.describe_biases(rows)
+    assert "near chance" in text and "well above chance" in text
+
+
+def test_describe_biases_thresholds_are_arguments():
+    rows = _overview_rows()
+    text = report.describe_biases(rows, biased_share=0.1, dominant_share=1.01, well_above=10.0, above=0.5)
+    assert "2 of 2 models are strongly biased" in text and "(10 % or more of the noise in one class)" in text
+    assert "is biased toward **Sandal** (100% of the noise" in text and "is biased toward **Trouser**" in text
+    assert "(above chance, 10%)" in text and "well above" not in text and "near chance" not in text

@@ -1,0 +1,262 @@
+"""The book's cached studies: a content-keyed results cache, order independence, and the
+measures and experiments the chapters report."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import wna_helpers as wna
+from wna_helpers import biasing, measures, overview, results_cache, studies
+from wna_helpers.activations import ActivationStatistics
+from wna_helpers.environment import environment_info
+
+from conftest import needs_data
+
+TINY = wna.PROFILES["quick"].updated(name="tiny", train_subset=600, batch_size=50,
+                                     epochs={"mnist": 1, "fashion_mnist": 1}, n_noise={"default": 3000},
+                                     n_noise_gpu={"default": 3000}, n_sta={"default": 2000}, n_real=200)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A fresh cache folder and model memo for one test."""
+    monkeypatch.setenv("WNA_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(studies, "_MODELS", {})
+    return tmp_path
+
+
+def _count(monkeypatch, module, name):
+    """Count the calls of ``module.name`` (still calling it)."""
+    calls = []
+    real = getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
+# ---------------------------------------------------------------- the results cache
+
+def test_cache_serves_recomputes_on_code_change_and_on_refresh(tmp_path, monkeypatch):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"x": torch.tensor([len(calls)])}
+    a = results_cache.cached("k", {"p": 1}, compute, root=tmp_path)
+    b = results_cache.cached("k", {"p": 1}, compute, root=tmp_path)
+    assert len(calls) == 1 and torch.equal(a["x"], b["x"])
+    results_cache.cached("k", {"p": 2}, compute, root=tmp_path)  # other parameters: another entry
+    assert len(calls) == 2
+    monkeypatch.setattr(results_cache, "code_digest", lambda: "a-changed-helper")
+    results_cache.cached("k", {"p": 1}, compute, root=tmp_path)  # a changed helper recomputes
+    assert len(calls) == 3
+    results_cache.cached("k", {"p": 1}, compute, root=tmp_path, refresh=True)
+    assert len(calls) == 4
+    assert not list(tmp_path.glob(".*tmp"))  # no half-written file left
+
+
+def test_refresh_recomputes_every_entry_that_depends_on_it(tmp_path):
+    calls = {"base": 0, "mid": 0, "top": 0}
+
+    def base():
+        calls["base"] += 1
+        return calls["base"]
+
+    def mid():
+        calls["mid"] += 1
+        return results_cache.cached("base", {}, base, root=tmp_path) * 10
+
+    def top():
+        calls["top"] += 1
+        return results_cache.cached("mid", {}, mid, root=tmp_path) + 1
+
+    assert results_cache.cached("top", {}, top, root=tmp_path) == 11
+    assert results_cache.cached("top", {}, top, root=tmp_path) == 11 and calls == {"base": 1, "mid": 1, "top": 1}
+    results_cache.cached("base", {}, base, root=tmp_path, refresh=True)  # two levels below "top"
+    assert results_cache.cached("top", {}, top, root=tmp_path) == 21
+    assert calls == {"base": 2, "mid": 2, "top": 2}
+    assert results_cache.cached("top", {}, top, root=tmp_path) == 21 and calls["top"] == 2
+
+
+def test_unreadable_entry_is_recomputed(tmp_path):
+    results_cache.cached("k", {}, lambda: 1, root=tmp_path)
+    [path] = tmp_path.glob("k-*.pt")
+    path.write_bytes(b"truncated")
+    assert results_cache.cached("k", {}, lambda: 2, root=tmp_path) == 2
+
+
+# ---------------------------------------------------------------- studies
+
+@needs_data
+def test_a_study_gives_the_same_result_whichever_is_called_first(cache, monkeypatch):
+    """study_ci before or after the convergence series, STA and activations before or after the
+    STA pass: the same numbers, because each result always comes from the same pass."""
+    first = studies.study_ci("logreg", "mnist", TINY)
+    side = studies.study_ci("logreg", "mnist", TINY, n_samples=studies.side_samples("logreg", TINY))
+    act_first = studies.study_activations("paper_cnn", "mnist", TINY)
+    sta_first = studies.study_sta("paper_cnn", "mnist", "conv2", TINY)
+    for p in cache.rglob("*.pt"):  # drop the results (keep the trained models)
+        if "results" in p.parts:
+            p.unlink()
+    conv = studies.study_ci_convergence("logreg", "mnist", TINY)
+    sc = studies.study_sta_convergence("paper_cnn", "mnist", TINY)
+    assert torch.equal(first.counts, conv.counts[-1]) and torch.equal(first.sums, conv.sums[-1])
+    assert torch.equal(side.sums, conv.snapshot(side.n_samples).sums)
+    assert torch.equal(sta_first.pooled.nan_to_num(), sc["conv2"].snapshot(2000).pooled.nan_to_num())
+    later = studies.study_activations("paper_cnn", "mnist", TINY)
+    assert torch.equal(act_first.counts, later.counts)
+    # and they match the engine's direct answers
+    model, _ = studies.trained("logreg", "mnist", TINY)
+    direct = wna.classification_images(model, 3000, seed=TINY.seed, progress=False)
+    assert torch.equal(direct.counts, first.counts) and torch.allclose(direct.sums, first.sums, atol=1e-9)
+    cnn, _ = studies.trained("paper_cnn", "mnist", TINY)
+    ref = wna.activation_statistics(cnn, ["conv1", "conv2"], 2000, seed=TINY.seed, progress=False)
+    assert torch.equal(ref.counts, later.counts)
+
+
+@needs_data
+def test_second_call_is_served_from_the_cache(cache, monkeypatch):
+    studies.study_ci("logreg", "mnist", TINY)
+    studies.study_sta("paper_cnn", "mnist", "conv1", TINY, stimulus="real")
+    runs = _count(monkeypatch, studies, "ci_convergence")
+    stas = _count(monkeypatch, studies, "spike_triggered_average")
+    studies.study_ci("logreg", "mnist", TINY)
+    studies.study_ci("logreg", "mnist", TINY, n_samples=1000)  # a size of the series: no new run
+    studies.study_sta("paper_cnn", "mnist", "conv1", TINY, stimulus="real")
+    assert runs == [] and stas == []
+
+
+@needs_data
+def test_a_changed_helper_recomputes_instead_of_serving_old_results(cache, monkeypatch):
+    studies.study_ci("logreg", "mnist", TINY)
+    runs = _count(monkeypatch, studies, "ci_convergence")
+    monkeypatch.setattr(results_cache, "code_digest", lambda: "sta.py was edited")
+    studies.study_ci("logreg", "mnist", TINY)
+    assert runs == [1]
+
+
+@needs_data
+def test_refresh_reaches_the_entries_that_depend_on_the_refreshed_one(cache, monkeypatch):
+    kw = dict(gammas=[0.0, 0.5], n_inputs=20)
+    biasing.study_bias("logreg", "mnist", TINY, **kw)
+    curves = _count(monkeypatch, biasing, "bias_curve")
+    biasing.study_bias("logreg", "mnist", TINY, **kw)
+    assert curves == []  # served
+    studies.study_ci("logreg", "mnist", TINY, refresh=True)  # the CIs the biasing used
+    biasing.study_bias("logreg", "mnist", TINY, **kw)
+    assert len(curves) == 2 * 10  # recomputed: one curve per class, for test images and for noise
+
+
+@needs_data
+def test_same_name_other_settings_share_neither_model_nor_result(cache):
+    other = TINY.updated(train_subset=700)  # the same name "tiny"
+    assert other.name == TINY.name
+    assert wna.checkpoint_path("logreg", "mnist", TINY) != wna.checkpoint_path("logreg", "mnist", other)
+    m1, meta1 = studies.trained("logreg", "mnist", TINY)
+    m2, meta2 = studies.trained("logreg", "mnist", other)
+    assert m1 is not m2 and meta1["weights_sha256"] != meta2["weights_sha256"] and meta2["train_size"] == 700
+    more_noise = TINY.updated(n_noise={"default": 4000})  # same training: same model, other results
+    assert studies.trained("logreg", "mnist", more_noise)[0] is m1
+    assert studies.study_ci("logreg", "mnist", TINY).n_samples == 3000
+    assert studies.study_ci("logreg", "mnist", more_noise).n_samples == 4000
+    a = studies.study_ci("logreg", "mnist", TINY)
+    b = studies.study_ci("logreg", "mnist", other)
+    assert not torch.equal(a.sums, b.sums)
+    shift = TINY.updated(side_fraction=0.5)  # any setting is part of the key
+    assert results_cache.cache_path("ci", studies.study_params("logreg", "mnist", TINY)) != \
+        results_cache.cache_path("ci", studies.study_params("logreg", "mnist", shift))
+
+
+@needs_data
+def test_study_bias_and_mixing(cache):
+    bias = biasing.study_bias("logreg", "mnist", TINY, gammas=[0.0, 0.2, 2.0], n_inputs=50)
+    for key in ("test", "noise"):
+        share = bias[key]
+        assert share.shape == (3, 10)
+        assert share[0].sum() == pytest.approx(1.0)  # gamma = 0: the class shares
+        assert (share[-1] >= share[0] - 1e-12).all()  # pushing toward c raises the share of c
+        assert share[-1].mean() > 0.9
+    mixed = studies.study_ci_mixing("logreg", "mnist", TINY, gammas=[0.5], n_samples=1000)
+    assert list(mixed) == [0.5] and mixed[0.5].stimulus["gamma"] == 0.5 and mixed[0.5].stimulus["kind"] == "mixture"
+    rep = overview.template_report("logreg", "mnist", TINY)
+    assert 0 <= rep["ci_accuracy"] <= 1 and rep["chance"] == pytest.approx(0.1)
+
+
+def test_profile_settings_are_typed_and_unknown_ones_listed():
+    p = wna.PROFILES["quick"]
+    assert studies.side_samples("paper_cnn", p) == round(0.25 * p.noise_samples("paper_cnn"))
+    q = p.updated(side_fraction=0.5, mix_gammas=(0.3,), bias_inputs=7)
+    assert studies.side_samples("mlp", q) == round(0.5 * q.noise_samples("mlp"))
+    assert studies.mix_gammas(q) == [0.3] and biasing.bias_inputs("mlp", q) == 7
+    assert studies.side_samples("mlp", q.updated(side_fraction=1e-9)) == 1000
+    with pytest.raises(TypeError, match=r"unknown profile setting\(s\) \['side_fractoin'\].*'side_fraction'"):
+        p.updated(side_fractoin=0.5)
+    with pytest.raises(TypeError, match="unknown profile setting"):
+        wna.Profile(name="x", train_subset=None, epochs={}, batch_size=1, lr=1.0, seed=0, n_noise={},
+                    n_noise_gpu={}, n_sta={}, n_real=1, extra={"a": 1})
+
+
+# ---------------------------------------------------------------- measures and experiments
+
+def test_bias_directions():
+    ci = torch.randn(4, 1, 3, 3, dtype=torch.float64)
+    ci[2] = float("nan")
+    d = biasing.bias_directions(ci)
+    ok = [0, 1, 3]
+    assert torch.isnan(d[2]).all()
+    rms = d[ok].reshape(3, -1).square().mean(1).sqrt()
+    assert torch.allclose(rms, torch.ones(3, dtype=torch.float64))
+    centred = ci[ok].reshape(3, -1) - ci[ok].reshape(3, -1).mean(0)
+    for i, c in enumerate(ok):  # same direction as the mean-centred CI
+        assert wna.pearson(d[c], centred[i]) == pytest.approx(1.0)
+    d2 = biasing.bias_directions(ci, center=False, rms=2.0)
+    assert wna.pearson(d2[0], ci[0]) == pytest.approx(1.0)
+    lone = torch.full_like(ci, float("nan"))
+    lone[1] = ci[1]  # all noise went to one class (Fashion-MNIST CNNs): no centring, CI kept
+    d3 = biasing.bias_directions(lone)
+    assert wna.pearson(d3[1], ci[1]) == pytest.approx(1.0) and torch.isnan(d3[0]).all()
+
+
+def test_activation_similarity_and_specificity():
+    g = torch.Generator().manual_seed(0)
+    real_means = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)
+    noise_means = real_means + 0.01 * torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)
+    noise_means[3] = float("nan")
+    real = ActivationStatistics({"c": real_means}, torch.tensor([5, 5, 5, 5]), "label", 20, {})
+    noise = ActivationStatistics({"c": noise_means}, torch.tensor([7, 2, 1, 0]), "prediction", 10, {})
+    r = measures.activation_similarity(real, noise, "c")
+    assert torch.allclose(r[:3], torch.ones(3, dtype=torch.float64), atol=1e-3) and torch.isnan(r[3])
+    spec = measures.activation_specificity(real, noise, "c")
+    assert spec["same"] > 0.99 and spec["matched"] == 1.0 and abs(spec["other"]) < 0.9
+
+
+def test_noise_bias_class_correlation_first_reaching_feedback():
+    ci = wna.ClassificationImages(images=torch.zeros(3, 1, 2, 2), counts=torch.tensor([0, 90, 10]), n_samples=100,
+                                  sums=torch.zeros(3, 1, 2, 2), sumsq=torch.zeros(3, 1, 2, 2), stimulus={})
+    b = measures.noise_bias(ci, ["a", "b", "c"])
+    assert b["top_class"] == "b" and b["top_share"] == 0.9 and b["empty_classes"] == ["a"]
+    assert b["classes_reached"] == 2 and b["entropy_bits"] == pytest.approx(0.469, abs=1e-3)
+    assert b["max_entropy_bits"] == pytest.approx(math.log2(3))
+    x = torch.randn(3, 5, dtype=torch.float64)
+    r = measures.class_correlation(x, 2 * x + 1, torch.tensor([100, 10, 60]))
+    assert r[0] == pytest.approx(1.0) and torch.isnan(r[1]) and r[2] == pytest.approx(1.0)
+    r2 = measures.class_correlation(x, -x, (torch.tensor([100, 100, 100]), torch.tensor([100, 0, 100])))
+    assert r2[0] == pytest.approx(-1.0) and torch.isnan(r2[1])
+    assert measures.first_reaching([1, 2, 3], [0.1, float("nan"), 0.95], 0.9) == 3.0
+    assert math.isnan(measures.first_reaching([1, 2], [0.1, 0.2], 0.9))
+    assert measures.stable_from([10, 1, 5], [0.95, 0.2, 0.91], 0.9) == 5.0
+    fb = measures.feedback_matrix(torch.tensor([0, 2, -1]))
+    assert fb.tolist() == [[1, 0, 0], [0, 0, 1], [0, 0, 0]]
+
+
+def test_environment_info():
+    info = environment_info()
+    assert info["torch"] == torch.__version__.split("+")[0] or info["torch"].startswith(torch.__version__[:4])
+    assert "device" in info and "python" in info
+
+
+def test_chapter_setup_computes_chance_and_entropy():
+    ch = wna.chapter.setup("quick", show=False)
+    assert ch.num_classes == 10 and ch.chance == pytest.approx(0.1) and ch.max_entropy == pytest.approx(math.log2(10))
+    assert ch.models == wna.model_names() and set(ch.cnns) <= set(ch.models) and "quick" in ch.header()

@@ -1,0 +1,54 @@
+"""Content digests: of tensors (their bytes), of a model's weights, and of this package's code.
+
+Cache keys and checkpoints identify what a result depends on by these digests, never by
+a name or a sum of values.
+"""
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["tensor_digest", "state_digest", "code_digest"]
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def _update(h: "hashlib._Hash", t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+
+
+def tensor_digest(t: torch.Tensor) -> str:
+    """SHA-256 (hex) of a tensor's dtype, shape and bytes."""
+    h = hashlib.sha256()
+    _update(h, t)
+    return h.hexdigest()
+
+
+def state_digest(model: nn.Module) -> str:
+    """SHA-256 (hex) of every parameter and buffer of ``model`` (names, dtypes, shapes, bytes)."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        _update(h, t)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 (hex, first 16 characters) of the source of every module of ``wna_helpers``.
+
+    Part of every results-cache key: a changed helper recomputes instead of serving old
+    results. ``make book`` stamps its execution cache with the same digest
+    (``python -m wna_helpers code-digest``).
+    """
+    h = hashlib.sha256()
+    for path in sorted(_PACKAGE.rglob("*.py")):
+        h.update(path.relative_to(_PACKAGE).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]

@@ -1,0 +1,315 @@
+"""Charts: class histograms, confusion matrices, curves, grouped bars and the engine benchmark.
+
+Class axes carry class names (pass ``class_names(dataset)``); grids of charts share one colour
+scale or one set of axes labels and are set up by :func:`~wna_helpers.plots.layout._subplot_grid`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from ..analysis import entropy_bits
+from .layout import ArrayLike, _np, _subplot_grid
+
+__all__ = ["plot_class_histogram", "plot_class_histograms", "plot_confusion", "plot_confusion_grid", "plot_curves",
+           "plot_curve_grid", "plot_grouped_bars", "plot_benchmark"]
+
+
+def _histogram(ax: Axes, counts: np.ndarray, classes: Sequence[str], title: str) -> None:
+    total = counts.sum()
+    share = counts / total if total > 0 else np.zeros_like(counts, dtype=float)
+    h = entropy_bits(torch.as_tensor(counts)) if total > 0 else float("nan")
+    bars = ax.bar(range(len(counts)), share, color="tab:blue")
+    for b, c in zip(bars, counts):
+        ax.annotate(f"{int(c):,}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+                    va="bottom", fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(counts)), [str(c) for c in classes], rotation=60, ha="right", fontsize=7)
+    ax.set_ylim(0, 1.12)
+    ax.set_ylabel("share of noise samples")
+    ax.set_xlabel("predicted class")
+    ax.set_title(f"{title}\nentropy {h:.2f} of {math.log2(len(counts)):.2f} bits", fontsize=9)
+
+
+def plot_class_histogram(counts: ArrayLike, classes: Sequence[str], title: str) -> Figure:
+    """Share of the noise samples predicted as each class, with the entropy in the title.
+
+    Args:
+        counts: int ``(K,)`` samples per predicted class (e.g. ``ClassificationImages.counts``).
+        classes: the ``K`` class names (``class_names(dataset)``).
+        title: what was measured (:func:`run_label`); the entropy is appended.
+
+    Returns:
+        The figure; bars are annotated with the counts.
+
+    Raises:
+        ValueError: ``counts`` and ``classes`` differ in length.
+    """
+    c = _np(counts)
+    if len(c) != len(classes):
+        raise ValueError(f"{len(c)} counts but {len(classes)} class names")
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), layout="constrained")
+    _histogram(ax, c, classes, title)
+    return fig
+
+
+def plot_class_histograms(panels: Mapping[str, ArrayLike], classes: Sequence[str], suptitle: str = "",
+                          *, ncols: int = 3) -> Figure:
+    """Several class histograms (e.g. one per model) in one figure; see :func:`plot_class_histogram`.
+
+    Args:
+        panels: panel title -> counts ``(K,)``.
+        classes: the ``K`` class names.
+        suptitle: the figure title (dataset, noise kind, n); default none.
+        ncols: panels per row; default 3.
+
+    Returns:
+        The figure.
+    """
+    names = list(panels)
+    fig, axes = _subplot_grid(len(names), ncols, 4.2, 3.3)
+    for ax, name in zip(axes.flat, names):
+        c = _np(panels[name])
+        if len(c) != len(classes):
+            raise ValueError(f"{name}: {len(c)} counts but {len(classes)} class names")
+        _histogram(ax, c, classes, name)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def _confusion(ax: Axes, m: np.ndarray, classes: Sequence[str], title: str, xlabel: str, ylabel: str,
+               norm: Normalize, annotate: bool | str, cmap: str):
+    im = ax.imshow(m, cmap=cmap, norm=norm)
+    k = len(classes)
+    if annotate:
+        mid = (norm.vmin + norm.vmax) / 2
+        for i in range(m.shape[0]):
+            for j in range(m.shape[1]):
+                v = m[i, j]
+                if annotate == "nonzero" and v == 0:
+                    continue
+                txt = f"{int(v)}" if float(v).is_integer() else f"{v:.2f}"
+                ax.text(j, i, txt, ha="center", va="center", fontsize=6,
+                        color="white" if v > mid else "black")
+    ax.set_xticks(range(k), [str(c) for c in classes], rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(k), [str(c) for c in classes], fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    return im
+
+
+def plot_confusion(matrix: ArrayLike, classes: Sequence[str], title: str, xlabel: str = "predicted class",
+                   ylabel: str = "true class", *, annotate: bool | str = True, cmap: str = "Blues",
+                   colorbar_label: str = "count") -> Figure:
+    """A confusion matrix with the counts written in the cells and a colorbar.
+
+    Args:
+        matrix: ``(K, K)``; row = ``ylabel``, column = ``xlabel``.
+        classes: the ``K`` class names.
+        title: what the matrix shows (model, dataset, noise, n).
+        xlabel: default "predicted class".
+        ylabel: default "true class".
+        annotate: write the values in the cells (``"nonzero"``: only the non-zero ones); default True.
+        cmap: default ``Blues``.
+        colorbar_label: default "count".
+
+    Returns:
+        The figure.
+
+    Raises:
+        ValueError: a matrix that is not ``(K, K)`` for ``K = len(classes)``.
+    """
+    m = _np(matrix)
+    k = len(classes)
+    if m.shape != (k, k):
+        raise ValueError(f"matrix shape {m.shape} does not match {k} classes")
+    fig, ax = plt.subplots(figsize=(5.6, 4.8), layout="constrained")
+    im = _confusion(ax, m, classes, title, xlabel, ylabel, Normalize(0, max(float(np.nanmax(m)), 1.0)),
+                    annotate, cmap)
+    fig.colorbar(im, ax=ax, label=colorbar_label)
+    return fig
+
+
+def plot_confusion_grid(matrices: Mapping[str, ArrayLike], classes: Sequence[str], suptitle: str = "",
+                        xlabel: str = "predicted class", ylabel: str = "true class", *, ncols: int = 3,
+                        annotate: bool | str = True, cmap: str = "Blues", colorbar_label: str = "count") -> Figure:
+    """Several confusion matrices (e.g. one per model) on one colour scale with one colorbar.
+
+    Args:
+        matrices: panel title -> ``(K, K)`` matrix.
+        classes, xlabel, ylabel, annotate, cmap, colorbar_label: as in :func:`plot_confusion`.
+        suptitle: the figure title; default none.
+        ncols: panels per row; default 3.
+
+    Returns:
+        The figure.
+    """
+    names = list(matrices)
+    k = len(classes)
+    mats = {n: _np(matrices[n]) for n in names}
+    for n, m in mats.items():
+        if m.shape != (k, k):
+            raise ValueError(f"{n}: matrix shape {m.shape} does not match {k} classes")
+    fig, axes = _subplot_grid(len(names), ncols, 4.3, 4.0, extra_w=0.8)
+    norm = Normalize(0, max(max(float(np.nanmax(m)) for m in mats.values()), 1.0))
+    im = None
+    for ax, n in zip(axes.flat, names):
+        im = _confusion(ax, mats[n], classes, n, xlabel, ylabel, norm, annotate, cmap)
+    fig.colorbar(im, ax=axes, shrink=0.7, label=colorbar_label)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_curves(x: ArrayLike | Sequence[float] | None, curves: Mapping[str, ArrayLike], title: str, xlabel: str,
+                ylabel: str, *, logx: bool = False, hline: float | None = None, hline_label: str | None = None,
+                ylim: tuple[float, float] | None = None, ax: Axes | None = None,
+                styles: Mapping[str, str] | None = None) -> Figure:
+    """Line plot of several curves against one x axis (convergence, bias, mixing).
+
+    Args:
+        x: x values shared by the curves (None when every curve brings its own).
+        curves: legend label -> y values (same length as ``x``), or ``(x_i, y_i)`` for a curve with its
+            own x values; NaN values leave gaps.
+        title, xlabel, ylabel: text of the axes.
+        logx: logarithmic x axis; default False.
+        hline: draw a dashed reference line at this y (e.g. chance); default None.
+        hline_label: legend label of the reference line; default None.
+        ylim: y limits; default automatic.
+        ax: draw into this axes instead of a new figure; default None (a new figure).
+        styles: legend label (or a prefix of it) -> matplotlib format string (e.g. ``"o-"``); default ``"o-"``.
+
+    Returns:
+        The figure holding the axes.
+    """
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(6, 3.8), layout="constrained")
+    else:
+        fig = ax.figure
+    for label, y in curves.items():
+        if isinstance(y, tuple) and len(y) == 2:
+            xs, ys = _np(y[0]), _np(y[1])
+        else:
+            xs, ys = _np(x), _np(y)
+        if ys.shape != xs.shape:
+            raise ValueError(f"curve {label!r} has {ys.shape} values for {xs.shape} x values")
+        st = styles or {}
+        fmt = st.get(label) or next((v for k, v in st.items() if label.startswith(k)), "o-")
+        ax.plot(xs, ys, fmt, label=label, markersize=3)
+    if hline is not None:
+        ax.axhline(hline, color="gray", linestyle="--", linewidth=1, label=hline_label)
+    if logx:
+        ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if curves or hline_label:
+        ax.legend(fontsize=7)
+    return fig
+
+
+
+def plot_curve_grid(x: ArrayLike | Sequence[float] | None, panels: Mapping[str, Mapping[str, object]],
+                    suptitle: str, xlabel: str, ylabel: str, *, ncols: int = 2, logx: bool = False,
+                    hline: float | None = None, hline_label: str | None = None,
+                    ylim: tuple[float, float] | None = None, styles: Mapping[str, str] | None = None) -> Figure:
+    """Several :func:`plot_curves` panels side by side (e.g. test images | noise, or one per dataset).
+
+    Args:
+        x: shared x values (None when every curve is an ``(x, y)`` pair).
+        panels: panel title -> (legend label -> y or ``(x, y)``).
+        suptitle: the figure title.
+        xlabel, ylabel, logx, hline, hline_label, ylim, styles: as in :func:`plot_curves`.
+        ncols: panels per row; default 2.
+
+    Returns:
+        The figure.
+    """
+    names = list(panels)
+    fig, axes = _subplot_grid(len(names), ncols, 5.2, 3.6)
+    for ax, name in zip(axes.flat, names):
+        plot_curves(x, panels[name], name, xlabel, ylabel, logx=logx, hline=hline, hline_label=hline_label,
+                    ylim=ylim, ax=ax, styles=styles)
+    fig.suptitle(suptitle)
+    return fig
+
+
+def plot_grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
+                      *, hline: float | None = None, hline_label: str | None = None,
+                      ylim: tuple[float, float] | None = None) -> Figure:
+    """Grouped bar chart: one group per entry of ``groups`` (e.g. model/dataset), one bar per series.
+
+    Args:
+        groups: x tick labels.
+        series: legend label -> one value per group (NaN: no bar).
+        title, ylabel: text.
+        hline: dashed reference line (e.g. chance); default none.
+        hline_label: its legend label; default None.
+        ylim: y limits; default automatic.
+
+    Returns:
+        The figure.
+    """
+    k = len(series)
+    width = 0.8 / max(k, 1)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(groups) * max(k, 1) + 2), 3.8), layout="constrained")
+    for i, (label, vals) in enumerate(series.items()):
+        v = _np(vals)
+        if len(v) != len(groups):
+            raise ValueError(f"series {label!r} has {len(v)} values for {len(groups)} groups")
+        ax.bar(np.arange(len(groups)) + (i - (k - 1) / 2) * width, np.nan_to_num(v), width, label=label)
+    if hline is not None:
+        ax.axhline(hline, color="gray", linestyle="--", linewidth=1, label=hline_label)
+    ax.set_xticks(range(len(groups)), list(groups), rotation=45, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    return fig
+
+
+
+def plot_benchmark(data: Mapping[str, object], title: str = "Engine benchmark") -> Figure:
+    """Throughput (samples/s) and peak memory (RSS, MB) against n, one line per (device, kind).
+
+    Args:
+        data: the benchmark's JSON (:func:`wna_helpers.perf_report.load_engine_benchmark`).
+        title: start of the figure title (model and noise follow); default "Engine benchmark".
+
+    Returns:
+        The figure (two log-x panels).
+    """
+    rows = [m for m in data.get("measurements", []) if isinstance(m, Mapping)]  # type: ignore[union-attr]
+    series: dict[str, list[Mapping]] = {}
+    for m in rows:
+        if m.get("n") is None:
+            continue
+        series.setdefault(f"{m.get('kind', '?')} ({m.get('device', '?')})", []).append(m)
+    thr, mem = {}, {}
+    for label, ms in series.items():
+        ms = sorted(ms, key=lambda m: float(m["n"]))
+        n = [float(m["n"]) for m in ms]
+        thr[label] = (n, [float(m.get("samples_per_s") or np.nan) for m in ms])
+        mem[label] = (n, [float(m.get("peak_rss_mb") or np.nan) for m in ms])
+    meta = data.get("meta", {}) if isinstance(data.get("meta"), Mapping) else {}
+    arch = meta.get("arch", "model")  # type: ignore[union-attr]
+    sup = f"{title}: {arch}{' (trained)' if meta.get('trained') else ' (untrained)'}, Gaussian noise"  # type: ignore[union-attr]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
+    plot_curves(None, thr, "throughput", "n (samples)", "samples per second", logx=True, ax=axes[0])
+    plot_curves(None, mem, "peak memory of the process", "n (samples)", "peak RSS (MB)", logx=True, ax=axes[1])
+    fig.suptitle(sup)
+    return fig
+

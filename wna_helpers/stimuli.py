@@ -1,0 +1,273 @@
+"""Stimuli for the white-noise engine: noise kinds, noise mixed with images, real images.
+
+Every method of the package takes one as ``noise=`` (or ``stimulus=``): ``Uniform()``,
+``Gaussian(mean=0, std=1)``, ``Mixture(Uniform(), images, gamma=0.3, clip=(0, 1))``;
+the strings ``"gaussian"`` and ``"uniform"`` are shorthands for ``Gaussian()`` and
+``Uniform()``. A run is cut into fixed-size *chunks*; chunk ``c`` of a seeded stimulus
+is drawn from its own generator seeded by ``(seed, c)`` (counter-based seeding), so
+sample ``i`` of a run is the same whatever the batch size, the number of processes or
+where a resumed run restarted.
+
+A new noise kind is one small class: a frozen dataclass deriving from :class:`Noise`
+whose :meth:`Noise.sample` draws ``shape`` samples from a generator. Its fields are its
+complete description (:meth:`Stimulus.describe`), which cache keys and checkpoints use.
+
+Example:
+    >>> import torch, wna_helpers as wna
+    >>> x, _ = wna.Uniform().chunk(0, seed=0, chunk_size=4, input_shape=(1, 2, 2), device=torch.device("cpu"))
+    >>> x.shape, bool((x >= 0).all() and (x <= 1).all())
+    (torch.Size([4, 1, 2, 2]), True)
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+
+from .fingerprint import tensor_digest
+
+__all__ = ["Stimulus", "Noise", "Gaussian", "Uniform", "Mixture", "Images", "as_stimulus", "NOISE_SHORTHANDS",
+           "chunk_seed"]
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    """The generator seed of chunk ``chunk`` of a run seeded with ``seed`` (a 63-bit hash)."""
+    digest = hashlib.blake2b(f"wna:{seed}:{chunk}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def _finite(name: str, value: object, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or (minimum is not None and value < minimum):
+        bound = f" >= {minimum:g}" if minimum is not None else ""
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return float(value)
+
+
+class Stimulus:
+    """Base class of everything the engine can stream through a model.
+
+    Subclasses define :meth:`chunk`; ``seeded`` says whether the stimuli depend on the
+    run's seed (noise) or not (real images in order).
+    """
+
+    seeded: ClassVar[bool] = True
+    #: Short name used in :meth:`describe` and in titles.
+    kind: ClassVar[str] = "stimulus"
+
+    def describe(self) -> dict[str, object]:
+        """Everything the stimuli depend on (tensors by the digest of their bytes), for cache keys,
+        checkpoints and titles. Two stimuli with equal descriptions produce equal chunks."""
+        out: dict[str, object] = {"kind": self.kind}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            if f.name.startswith("_"):
+                continue
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                out[f.name] = {"shape": list(v.shape), "dtype": str(v.dtype), "sha256": tensor_digest(v)}
+            elif isinstance(v, Stimulus):
+                out[f.name] = v.describe()
+            elif isinstance(v, tuple):
+                out[f.name] = [float(x) for x in v]
+            elif v is not None:
+                out[f.name] = v
+        return out
+
+    def check_shape(self, input_shape: tuple[int, ...]) -> None:
+        """Raise ``ValueError`` if the stimuli cannot have ``input_shape``."""
+
+    def available(self) -> int | None:
+        """How many stimuli exist (``None``: unlimited)."""
+        return None
+
+    def chunk(self, c: int, *, seed: int, chunk_size: int, input_shape: tuple[int, ...], device: torch.device,
+              dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Stimuli ``c * chunk_size`` to ``(c + 1) * chunk_size - 1`` on ``device``, and their labels (or None)."""
+        raise NotImplementedError
+
+
+class Noise(Stimulus):
+    """A seeded noise kind: subclasses implement :meth:`sample`."""
+
+    def sample(self, gen: torch.Generator, shape: tuple[int, ...], device: torch.device,
+               dtype: torch.dtype) -> torch.Tensor:
+        """``shape`` samples drawn from ``gen`` on ``device``."""
+        raise NotImplementedError
+
+    def chunk(self, c, *, seed, chunk_size, input_shape, device, dtype=torch.float32):  # noqa: D102
+        gen = _generator(device)
+        gen.manual_seed(chunk_seed(seed, c))
+        return self.sample(gen, (chunk_size, *input_shape), device, dtype), None
+
+
+_GENERATORS: dict[torch.device, torch.Generator] = {}
+
+
+def _generator(device: torch.device) -> torch.Generator:
+    gen = _GENERATORS.get(device)
+    if gen is None:
+        gen = _GENERATORS[device] = torch.Generator(device=device)
+    return gen
+
+
+@dataclass(frozen=True)
+class Gaussian(Noise):
+    """Independent Gaussian pixels N(mean, std²).
+
+    Args:
+        mean: default 0.
+        std: finite, >= 0; default 1.
+    """
+
+    mean: float = 0.0
+    std: float = 1.0
+    kind: ClassVar[str] = "gaussian"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "mean", _finite("noise mean", self.mean))
+        object.__setattr__(self, "std", _finite("noise std", self.std, 0.0))
+
+    def sample(self, gen, shape, device, dtype):  # noqa: D102
+        x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
+        if self.std != 1.0:
+            x.mul_(self.std)
+        if self.mean != 0.0:
+            x.add_(self.mean)
+        return x
+
+
+@dataclass(frozen=True)
+class Uniform(Noise):
+    """Independent uniform pixels on [low, high] (the paper's noise is the default [0, 1]).
+
+    Args:
+        low: default 0.
+        high: default 1; must exceed ``low``.
+    """
+
+    low: float = 0.0
+    high: float = 1.0
+    kind: ClassVar[str] = "uniform"
+
+    def __post_init__(self) -> None:
+        low, high = _finite("uniform low", self.low), _finite("uniform high", self.high)
+        if not low < high:
+            raise ValueError(f"uniform noise needs low < high, got [{low:g}, {high:g}]")
+        object.__setattr__(self, "low", low)
+        object.__setattr__(self, "high", high)
+
+    def sample(self, gen, shape, device, dtype):  # noqa: D102
+        x = torch.rand(shape, generator=gen, device=device, dtype=dtype)
+        if (self.low, self.high) != (0.0, 1.0):
+            x.mul_(self.high - self.low).add_(self.low)
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class Mixture(Noise):
+    """Noise mixed with signal: ``x = (1 - gamma) * noise + gamma * image``, optionally clipped.
+
+    One image is drawn (seeded, with replacement) from ``images`` per sample.
+
+    Args:
+        noise: a :class:`Noise` or a shorthand string.
+        images: ``(M, *input_shape)`` images to mix in (at least one).
+        gamma: signal weight in [0, 1].
+        clip: ``(low, high)`` to clamp the stimuli to, or None; default None.
+    """
+
+    noise: Noise | str
+    images: torch.Tensor
+    gamma: float
+    clip: tuple[float, float] | None = None
+    kind: ClassVar[str] = "mixture"
+    _on_device: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "noise", as_stimulus(self.noise))
+        if not isinstance(self.noise, Noise):
+            raise ValueError(f"Mixture needs a noise kind to mix images into, got {self.noise!r}")
+        if not isinstance(self.images, torch.Tensor) or self.images.dim() < 2 or len(self.images) == 0:
+            raise ValueError("Mixture needs `images`: a non-empty tensor (M, *input_shape)")
+        gamma = _finite("gamma", self.gamma)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+        object.__setattr__(self, "gamma", gamma)
+        if self.clip is not None:
+            if not (len(self.clip) == 2 and float(self.clip[0]) < float(self.clip[1])):
+                raise ValueError(f"clip must be (low, high) with low < high, got {self.clip!r}")
+            object.__setattr__(self, "clip", (float(self.clip[0]), float(self.clip[1])))
+
+    def check_shape(self, input_shape):  # noqa: D102
+        if tuple(self.images.shape[1:]) != tuple(input_shape):
+            raise ValueError(f"Mixture images have shape {tuple(self.images.shape[1:])}, "
+                             f"the input shape is {tuple(input_shape)}")
+
+    def sample(self, gen, shape, device, dtype):  # noqa: D102
+        x = self.noise.sample(gen, shape, device, dtype)  # type: ignore[union-attr]
+        if self.gamma > 0:
+            sig = self._on_device.get((device, dtype))
+            if sig is None:  # moved to the device once, not once per chunk
+                sig = self._on_device[device, dtype] = self.images.to(device=device, dtype=dtype)
+            pick = torch.randint(len(sig), (shape[0],), generator=gen, device=device)
+            x.mul_(1.0 - self.gamma).add_(sig[pick], alpha=self.gamma)
+        if self.clip is not None:
+            x.clamp_(*self.clip)
+        return x
+
+
+@dataclass(frozen=True, eq=False)
+class Images(Stimulus):
+    """Real images (and optional labels) streamed in order, for real-data statistics (not seeded).
+
+    Args:
+        images: ``(N, *input_shape)``.
+        labels: int64 ``(N,)`` or None; default None.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor | None = None
+    seeded: ClassVar[bool] = False
+    kind: ClassVar[str] = "images"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or self.images.dim() < 2:
+            raise ValueError("images must be a tensor (N, *input_shape)")
+        if self.labels is not None and len(self.labels) != len(self.images):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def check_shape(self, input_shape):  # noqa: D102
+        if tuple(self.images.shape[1:]) != tuple(input_shape):
+            raise ValueError(f"images have shape {tuple(self.images.shape[1:])}, the input shape "
+                             f"is {tuple(input_shape)}")
+
+    def available(self) -> int:  # noqa: D102
+        return len(self.images)
+
+    def chunk(self, c, *, seed, chunk_size, input_shape, device, dtype=torch.float32):  # noqa: D102
+        sl = slice(c * chunk_size, (c + 1) * chunk_size)
+        x = self.images[sl].to(device=device, dtype=dtype, non_blocking=True)
+        y = self.labels[sl].to(device, non_blocking=True) if self.labels is not None else None
+        return x, y
+
+
+#: The string shorthands every ``noise=`` argument accepts.
+NOISE_SHORTHANDS: dict[str, type[Noise]] = {"gaussian": Gaussian, "uniform": Uniform}
+
+
+def as_stimulus(noise: Stimulus | str) -> Stimulus:
+    """``noise`` itself, or the default instance of a shorthand (``"gaussian"``, ``"uniform"``).
+
+    Raises:
+        ValueError: an unknown shorthand or something that is not a stimulus (the message lists both).
+    """
+    if isinstance(noise, Stimulus):
+        return noise
+    if isinstance(noise, str) and noise in NOISE_SHORTHANDS:
+        return NOISE_SHORTHANDS[noise]()
+    raise ValueError(f"unknown noise {noise!r}; pass a stimulus object ({', '.join(['Gaussian', 'Uniform', 'Mixture', 'Images'])}) "
+                     f"or one of the shorthands {list(NOISE_SHORTHANDS)}")
