@@ -1,6 +1,6 @@
 """Stimuli for the white-noise engine: noise kinds, noise mixed with images, real images.
 
-Every method of the package takes one as ``noise=`` (or ``stimulus=``): ``Uniform()``,
+Every method of the package takes one as ``noise=``: ``Uniform()``,
 ``Gaussian(mean=0, std=1)``, ``Mixture(Uniform(), images, gamma=0.3, clip=(0, 1))``;
 the strings ``"gaussian"`` and ``"uniform"`` are shorthands for ``Gaussian()`` and
 ``Uniform()``. A run is cut into fixed-size *chunks*; chunk ``c`` of a seeded stimulus
