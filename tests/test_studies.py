@@ -128,6 +128,21 @@ def test_second_call_is_served_from_the_cache(cache, monkeypatch):
 
 
 @needs_data
+def test_only_the_profiles_noise_goes_through_the_convergence_series(cache, monkeypatch):
+    """Another noise at a size of the series is one direct run of that size, not a whole series."""
+    runs = _count(monkeypatch, studies, "ci_convergence")
+    direct = _count(monkeypatch, studies, "classification_images")
+    n = studies.side_samples("logreg", TINY)
+    assert n in studies.convergence_sizes("logreg", TINY)
+    uni = studies.study_ci("logreg", "mnist", TINY, noise="uniform", n_samples=n)
+    assert runs == [] and direct == [1] and uni.n_samples == n and uni.stimulus["kind"] == "uniform"
+    main_uniform = TINY.updated(noise="uniform")  # the book's main noise is a setting
+    again = studies.study_ci("logreg", "mnist", main_uniform, n_samples=n)
+    assert runs == [1] and direct == [1] and again.stimulus["kind"] == "uniform"
+    assert torch.equal(again.counts, uni.counts) and torch.allclose(again.sums, uni.sums, atol=1e-9)
+
+
+@needs_data
 def test_a_changed_helper_recomputes_instead_of_serving_old_results(cache, monkeypatch):
     studies.study_ci("logreg", "mnist", TINY)
     runs = _count(monkeypatch, studies, "ci_convergence")

@@ -50,7 +50,7 @@ def bias_inputs(arch: str, profile: Profile | str | None = None) -> int:
 
 
 def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
-               gammas: Sequence[float] | None = None, n_inputs: int | None = None, noise: Stimulus | str = "gaussian",
+               gammas: Sequence[float] | None = None, n_inputs: int | None = None, noise: Stimulus | str | None = None,
                center: bool = True, refresh: bool = False) -> dict[str, object]:
     """Bias the trained ``arch`` toward each class by adding ``gamma * direction_c`` to inputs.
 
@@ -63,7 +63,8 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
     Args:
         gammas: default ``profile.bias_gammas``.
         n_inputs: default :func:`bias_inputs`.
-        noise: the stimulus of the classification images (a shorthand or a stimulus); default gaussian.
+        noise: the stimulus of the classification images (a shorthand or a stimulus); default the
+            profile's ``noise``.
         center: mean-centre the CIs over classes first; default True.
 
     Returns:
@@ -76,7 +77,7 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
     model, _ = trained(arch, dataset, prof)
     gammas = [float(g) for g in (gammas if gammas is not None else prof.bias_gammas)]
     n = int(n_inputs or bias_inputs(arch, prof))
-    params = study_params(arch, dataset, prof, gammas=gammas, n=n, noise=as_stimulus(noise).describe(),
+    params = study_params(arch, dataset, prof, gammas=gammas, n=n, noise=as_stimulus(noise or prof.noise).describe(),
                           center=center, inputs="test images and N(0, 1) noise")
 
     def compute() -> dict[str, object]:

@@ -34,6 +34,9 @@ class Profile:
         n_sta: noise samples for spike-triggered averages and noise activation maps, per architecture.
         n_real: real (test) images used for real-data STAs and activation views.
         noise_batch: batch size of the white-noise engine (``None``: engine default).
+        noise: the noise of the book's main runs, a shorthand (``"gaussian"``: N(0, 1); ``"uniform"``:
+            U[0, 1]): the CIs and their convergence series, the STAs and noise activation maps; default
+            ``"gaussian"``.
         lr_overrides: learning rates of some pairs; default none.
         side_fraction: uniform-noise CIs (chapter 3) use this fraction of ``noise_samples``; default 0.25.
         mix_fraction: each noise-plus-signal gamma (chapter 3) uses this fraction; default 0.125.
@@ -59,6 +62,7 @@ class Profile:
     n_sta: dict[str, int]
     n_real: int
     noise_batch: int | None = None
+    noise: str = "gaussian"
     lr_overrides: dict[str, float] = field(default_factory=dict)
     side_fraction: float = 0.25
     mix_fraction: float = 0.125

@@ -24,14 +24,20 @@ def _train_class_means(dataset: str, k: int) -> torch.Tensor:
 
 
 def template_report(arch: str, dataset: str, profile: Profile | str | None = None, *,
-                    noise: Stimulus | str = "gaussian", center: bool = False) -> dict[str, object]:
+                    noise: Stimulus | str | None = None, center: bool = False) -> dict[str, object]:
     """CIs used as templates on the real test set, against class-mean templates and chance.
+
+    Args:
+        noise: the stimulus of the CIs (:func:`~wna_helpers.studies.study_ci`); default the profile's.
+        center: mean-centre images and templates first (a correlation instead of the paper's
+            normalised dot product); default False.
 
     Returns:
         dict with ``ci_accuracy``, ``mean_accuracy`` (class-mean templates from the training
         set), ``chance``, ``ci_confusion`` and ``mean_confusion`` (int64 ``(K, K)``, row = true),
         ``feedback`` (int64 ``(K,)``: the model's answer on each CI; -1 for an empty class),
-        ``feedback_diagonal`` (how many CIs the model gives their own class).
+        ``feedback_diagonal`` (how many CIs the model gives their own class), ``templates_used``
+        and ``n_test`` (test images classified).
     """
     prof = as_profile(profile)
     model, _ = trained(arch, dataset, prof)
@@ -51,7 +57,7 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
             "ci_confusion": confusion_matrix(test.labels, ci_pred.clamp_min(0), k),
             "mean_confusion": confusion_matrix(test.labels, mean_pred, k),
             "feedback": fb, "feedback_diagonal": int((fb == torch.arange(k)).sum()),
-            "templates_used": int(valid.sum())}
+            "templates_used": int(valid.sum()), "n_test": len(test)}
 
 
 def overview_row(arch: str, dataset: str, profile: Profile | str | None = None) -> dict[str, object]:

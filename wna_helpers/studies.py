@@ -120,35 +120,36 @@ def sta_layers(model: nn.Module) -> list[str]:
 # ---------------------------------------------------------------- classification images
 
 def study_ci_convergence(arch: str, dataset: str, profile: Profile | str | None = None, *,
-                         noise: Stimulus | str = "gaussian", refresh: bool = False,
+                         noise: Stimulus | str | None = None, refresh: bool = False,
                          progress: bool = False) -> CIConvergence:
     """:func:`~wna_helpers.convergence.ci_convergence` of the trained ``arch`` on ``dataset`` over
     :func:`convergence_sizes`, cached. Its snapshots are :func:`study_ci`'s results for those sizes.
 
     Args:
-        noise: the stimulus or a shorthand; default ``"gaussian"``.
+        noise: the stimulus or a shorthand; default the profile's ``noise``.
         refresh: recompute even if cached (and everything computed from it).
         progress: show a progress bar; default False.
     """
     prof = as_profile(profile)
     model, _ = trained(arch, dataset, prof)
-    stim = as_stimulus(noise)
+    stim = as_stimulus(noise or prof.noise)
     sizes = convergence_sizes(arch, prof, _device(prof, arch, dataset))
     params = study_params(arch, dataset, prof, noise=stim.describe(), sizes=sizes)
     return cached("ciconv", params, lambda: ci_convergence(model, sizes, noise=stim, run=_run(prof, progress)),
                   refresh=refresh)
 
 
-def study_ci(arch: str, dataset: str, profile: Profile | str | None = None, *, noise: Stimulus | str = "gaussian",
+def study_ci(arch: str, dataset: str, profile: Profile | str | None = None, *, noise: Stimulus | str | None = None,
              n_samples: int | None = None, gamma: float = 0.0, refresh: bool = False,
              progress: bool = False) -> ClassificationImages:
     """Classification images of the trained ``arch`` on ``dataset``.
 
-    Pure noise at one of the :func:`convergence_sizes` (the default ``n`` is one) comes from
-    :func:`study_ci_convergence`'s one pass; other sizes and mixtures are computed on their own.
+    The profile's main noise at one of the :func:`convergence_sizes` (the default ``n`` is one) comes
+    from :func:`study_ci_convergence`'s one pass; other noise, other sizes and mixtures are computed
+    on their own.
 
     Args:
-        noise: the stimulus or a shorthand; default ``"gaussian"`` (N(0, 1)).
+        noise: the stimulus or a shorthand; default the profile's ``noise``.
         n_samples: default the profile's count for ``arch`` on the current device.
         gamma: mix ``(1 - gamma) * noise + gamma * image`` with the first 10,000 training images;
             default 0.
@@ -158,9 +159,10 @@ def study_ci(arch: str, dataset: str, profile: Profile | str | None = None, *, n
     prof = as_profile(profile)
     model, _ = trained(arch, dataset, prof)
     dev = _device(prof, arch, dataset)
-    stim = as_stimulus(noise)
+    stim = as_stimulus(noise or prof.noise)
     n = int(n_samples or prof.noise_samples(arch, dev))
-    if gamma == 0 and n in convergence_sizes(arch, prof, dev):
+    main = stim.describe() == as_stimulus(prof.noise).describe()
+    if main and gamma == 0 and n in convergence_sizes(arch, prof, dev):
         return study_ci_convergence(arch, dataset, prof, noise=stim, refresh=refresh, progress=progress).snapshot(n)
     if gamma > 0:
         stim = Mixture(stim, load_dataset(dataset, "train", limit=10_000).images, gamma)  # type: ignore[arg-type]
@@ -191,7 +193,7 @@ def study_ci_mixing(arch: str, dataset: str, profile: Profile | str | None = Non
 
 def study_sta_convergence(arch: str, dataset: str, profile: Profile | str | None = None, *,
                           refresh: bool = False, progress: bool = False) -> dict[str, STAConvergence]:
-    """STAs of :func:`sta_layers` after the first ``n`` Gaussian samples, for
+    """STAs of :func:`sta_layers` after the first ``n`` samples of the profile's noise, for
     :func:`~wna_helpers.convergence.geometric_sizes` up to the profile's ``sta_samples(arch)`` from
     ``profile.sta_convergence_start``; one pass, cached. The same pass accumulates the noise
     activation maps of every conv layer (:func:`study_activations`' noise result).
@@ -208,7 +210,7 @@ def _sta_pass(arch: str, dataset: str, prof: Profile, refresh: bool, progress: b
     if not layers:
         raise ValueError(f"{arch} has no conv layer; STAs need one")
     sizes = geometric_sizes(prof.sta_samples(arch, _device(prof, arch, dataset)), prof.sta_convergence_start)
-    stim = as_stimulus("gaussian")
+    stim = as_stimulus(prof.noise)
     params = study_params(arch, dataset, prof, noise=stim.describe(), layers=layers, sizes=sizes, activations=convs)
 
     def compute() -> dict[str, object]:
@@ -221,13 +223,13 @@ def _sta_pass(arch: str, dataset: str, prof: Profile, refresh: bool, progress: b
 def study_sta(arch: str, dataset: str, layer: str, profile: Profile | str | None = None, *,
               stimulus: str = "noise", n_samples: int | None = None, refresh: bool = False,
               progress: bool = False) -> SpikeTriggeredAverage:
-    """STA of conv ``layer`` of the trained ``arch``, over Gaussian noise or real test images.
+    """STA of conv ``layer`` of the trained ``arch``, over the profile's noise or real test images.
 
     The noise STA of a :func:`sta_layers` layer at the profile's ``n`` is the final snapshot of
     :func:`study_sta_convergence`; anything else is computed on its own.
 
     Args:
-        stimulus: ``"noise"`` (N(0, 1)) or ``"real"`` (the first ``n`` test images).
+        stimulus: ``"noise"`` (the profile's) or ``"real"`` (the first ``n`` test images).
         n_samples: default the profile's STA count (noise) or ``n_real`` (real).
         refresh: recompute even if cached.
         progress: show a progress bar; default False.
@@ -241,7 +243,7 @@ def study_sta(arch: str, dataset: str, layer: str, profile: Profile | str | None
     if stimulus == "noise" and n == prof.sta_samples(arch, dev) and layer in sta_layers(model):
         conv = study_sta_convergence(arch, dataset, prof, refresh=refresh, progress=progress)[layer]
         return conv.snapshot(n)
-    stim = _stimulus(stimulus, dataset, n)
+    stim = _stimulus(stimulus, dataset, n, prof)
     params = study_params(arch, dataset, prof, layer=layer, noise=stim.describe(), n=n)
     return cached("sta", params, lambda: spike_triggered_average(model, layer, n, noise=stim, run=_run(prof, progress)),
                   refresh=refresh)
@@ -266,14 +268,14 @@ def study_activations(arch: str, dataset: str, profile: Profile | str | None = N
     n = int(n_samples or (prof.sta_samples(arch, dev) if stimulus == "noise" else prof.n_real))
     if stimulus == "noise" and convs and layers == convs and n == prof.sta_samples(arch, dev):
         return _sta_pass(arch, dataset, prof, refresh, progress)["activations"]  # type: ignore[return-value]
-    stim = _stimulus(stimulus, dataset, n)
+    stim = _stimulus(stimulus, dataset, n, prof)
     params = study_params(arch, dataset, prof, layers=layers, noise=stim.describe(), n=n)
     return cached("act", params, lambda: activation_statistics(model, layers, n, noise=stim, run=_run(prof, progress)),
                   refresh=refresh)
 
 
-def _stimulus(stimulus: str, dataset: str, n: int) -> Stimulus:
+def _stimulus(stimulus: str, dataset: str, n: int, prof: Profile) -> Stimulus:
     if stimulus == REAL:
         test = load_dataset(dataset, "test", limit=n)
         return Images(test.images, test.labels)
-    return as_stimulus("gaussian")
+    return as_stimulus(prof.noise)
