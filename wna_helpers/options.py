@@ -40,7 +40,8 @@ class RunOptions:
         autocast: ``torch.bfloat16`` or ``torch.float16`` for the forward pass (CUDA);
             default None (float32).
         checkpoint: file to save the running sums to every ``checkpoint_every`` batches; a run
-            given the checkpoint of the same job resumes from it; default None.
+            given the checkpoint of the same job resumes from it; with several processes each
+            rank uses ``<checkpoint>.rank<r>``; default None.
         checkpoint_every: batches between checkpoints; default 50.
         progress: show a ``tqdm`` progress bar; default True.
         chunk_size: samples per seeded chunk (part of the seed); default 4,096.
