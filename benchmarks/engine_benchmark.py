@@ -14,7 +14,9 @@ run with ``time.perf_counter``.
 
 Kinds:
     forward        model(x) alone on noise generated before timing (a pool of
-                   ``--forward-pool`` batches, cycled): the throughput limit.
+                   ``--forward-pool`` batches, cycled), run the way the engine runs it
+                   (allocator tuned, channels-last: ``wna_helpers.speed``): the eager limit.
+                   ``speed_benchmark.py`` also compares with the compiled forward.
     ci_engine      ``wna_helpers.classification_images(model, n, batch_size=B)``.
     ci_reference   the paper's algorithm: per batch ``torch.randn`` on the host, classify,
                    append every sample's noise to a per-class Python list (a loop over the
@@ -233,9 +235,13 @@ def worker(args) -> dict:
     run = RUNNERS[kind]
     run_sta_reference.forward = args.sta_ref_forward
     if kind == "forward":  # pre-generated noise, before timing (and before the warm-up)
+        from wna_helpers.speed import choose_channels_last, tune_allocator
+        tune_allocator()  # as the engine does: the forward pass at its best, not a handicapped one
+        fmt = torch.channels_last if choose_channels_last(model, INPUT_SHAPE, device) else torch.contiguous_format
+        model = model.to(memory_format=fmt)
         gen = torch.Generator(device=device).manual_seed(args.seed)
         pool_n = min(n, args.forward_pool * B)
-        run_forward.pool = torch.randn(pool_n, *INPUT_SHAPE, generator=gen, device=device)
+        run_forward.pool = torch.randn(pool_n, *INPUT_SHAPE, generator=gen, device=device).to(memory_format=fmt)
     run(model, min(n, B), B, device, args.seed, _Clock(None), args.forward_pool)   # warm-up, untimed
     gc.collect()
     _sync(device)

@@ -4,7 +4,8 @@ Engine (bottom): stimuli (:mod:`~wna_helpers.stimuli`), run options
 (:mod:`~wna_helpers.options`) and the streaming engine (:mod:`~wna_helpers.kernel`), with the
 methods built on it: classification images (:mod:`~wna_helpers.ci`), spike-triggered averages
 (:mod:`~wna_helpers.sta`), activation statistics (:mod:`~wna_helpers.activations`), convergence
-series (:mod:`~wna_helpers.convergence`) and their uses (:mod:`~wna_helpers.analysis`).
+series (:mod:`~wna_helpers.convergence`) and their uses (:mod:`~wna_helpers.analysis`); how the
+engine runs a model at the hardware's limit is :mod:`~wna_helpers.speed`.
 Book helpers (top): the cached studies (:mod:`~wna_helpers.studies`, :mod:`~wna_helpers.biasing`,
 :mod:`~wna_helpers.overview`), measures, plots, reports and widgets the chapters call.
 """
@@ -20,6 +21,7 @@ from .fingerprint import code_digest, state_digest, tensor_digest
 from .kernel import Accumulator, run_engine
 from .models import CNN_NAMES, MODELS, build_model, conv_layer_names, layer_table, model_names
 from .options import RunOptions
+from .speed import allocator_status, tune_allocator
 from .sta import (ReceptiveField, SpikeTriggeredAverage, filter_correlation, pearson, receptive_field,
                   spike_triggered_average)
 from .stimuli import Gaussian, Images, Mixture, Noise, Stimulus, Uniform, as_stimulus
@@ -35,7 +37,7 @@ __all__ = [
     "DataIntegrityError", "Dataset", "DatasetNotFoundError", "class_names", "dataset_names", "load_dataset",
     "code_digest", "state_digest", "tensor_digest", "Accumulator", "run_engine", "CNN_NAMES", "MODELS",
     "build_model", "conv_layer_names", "layer_table", "model_names", "RunOptions", "ReceptiveField",
-    "SpikeTriggeredAverage", "filter_correlation", "pearson", "receptive_field", "spike_triggered_average",
+    "allocator_status", "tune_allocator", "SpikeTriggeredAverage", "filter_correlation", "pearson", "receptive_field", "spike_triggered_average",
     "Gaussian", "Images", "Mixture", "Noise", "Stimulus", "Uniform", "as_stimulus", "TrainResult",
     "checkpoint_path", "evaluate", "get_trained_model", "train",
 ]

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 import math
 import numbers
-from contextlib import nullcontext
+from contextlib import ExitStack, nullcontext
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from ._io import atomic_torch_save
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
+from .speed import choose_channels_last, compile_forward, memory_layout, should_compile, tune_allocator
 from .stimuli import Stimulus, as_stimulus
 
 __all__ = ["Accumulator", "run_engine", "check_n_samples", "model_device", "default_batch_size", "describe_run",
@@ -36,7 +37,9 @@ class Accumulator:
 
     Subclasses fill ``self.acc`` (name -> float64 or int64 tensor on the model's
     device) in ``setup`` and add to it in ``update``; the engine checkpoints and
-    all-reduces exactly those tensors.
+    all-reduces exactly those tensors. ``update`` gets the samples of one seeded chunk at
+    a time (a batch that spans two chunks is handed over in two pieces), so sums it forms
+    in float32 before adding them to the float64 totals never span more than one chunk.
     """
 
     taps: tuple[str, ...] = ()
@@ -185,6 +188,11 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
             ``device``, ``autocast``, ``checkpoint``, ``checkpoint_every``, ``progress``,
             ``chunk_size``), applied on top of ``run``.
 
+    The run is as fast as the model allows (:mod:`wna_helpers.speed`): glibc's allocator is
+    tuned once per process (``WNA_MALLOPT=0`` turns that off), convolutional models run
+    channels-last when they give the same logits that way (``channels_last``), and long
+    CPU runs that tap no layer are compiled (``compile``).
+
     When no accumulator needs the logits (``needs_logits = False``, as for STAs) and each
     tapped layer runs once per pass, every forward pass stops right after the last tapped
     layer: the layers behind it are never computed.
@@ -204,9 +212,11 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
     if available is not None and n_samples > available:
         raise ValueError(f"n_samples={n_samples} but only {available} images were given")
     taps = sorted({t for a in accumulators for t in a.taps})
+    tune_allocator()
     was_training = model.training
     model.eval()
     hooks = []
+    stack = ExitStack()
     try:
         num_classes, tap_shapes, calls = _probe(model, input_shape, device, taps)
         # no logits needed and every tap runs once per pass: stop after the last one
@@ -241,6 +251,17 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
                 atomic_torch_save({"key": key, "done": done,
                                     "acc": [{k: v.cpu() for k, v in a.acc.items()} for a in accumulators]}, ckpt)
 
+        # the fastest forward this model allows (wna_helpers.speed): weights channels-last while
+        # the run lasts; compiled for one batch shape (short batches padded) when should_compile says so
+        channels_last = choose_channels_last(model, input_shape, device, opts.channels_last)
+        stack.enter_context(memory_layout(model, channels_last))
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        forward: Callable[[torch.Tensor], object] = model
+        fixed = min(batch_size, mine - done)
+        if should_compile(opts.compile, mine - done, device, bool(taps)) and fixed > 0:
+            forward = compile_forward(model, torch.zeros(fixed, *input_shape, device=device).to(memory_format=layout))
+        padded = forward is not model
+
         captured: dict[str, torch.Tensor] = {}
         modules = dict(model.named_modules())
         def capture(t: str, o: torch.Tensor) -> None:
@@ -265,14 +286,23 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
                     ys.append(cache[2][lo:hi] if cache[2] is not None else None)
                 x = xs[0] if len(xs) == 1 else torch.cat(xs)
                 y = None if ys[0] is None else (ys[0] if len(ys) == 1 else torch.cat(ys))
+                xin = x.to(memory_format=layout)
+                if padded and len(x) < fixed:
+                    xin = torch.cat([xin, xin.new_zeros(fixed - len(x), *input_shape).to(memory_format=layout)])
                 logits = None
                 try:
                     with amp():
-                        logits = model(x).float()
+                        logits = forward(xin).float()[:len(x)]
                 except _StopForward:
                     pass
-                for a in accumulators:
-                    a.update(x, logits, {t: captured[t].float() for t in a.taps}, y)
+                # one update per chunk piece: float32 partial sums never span two chunks
+                start = 0
+                for _, lo, hi in segs:
+                    sl = slice(start, start + hi - lo)
+                    start = sl.stop
+                    for a in accumulators:
+                        a.update(x[sl], None if logits is None else logits[sl],
+                                 {t: captured[t][sl].float() for t in a.taps}, None if y is None else y[sl])
                 captured.clear()
                 done += len(x)
                 bar.update(len(x))
@@ -288,4 +318,5 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
     finally:
         for h in hooks:
             h.remove()
+        stack.close()
         model.train(was_training)

@@ -45,6 +45,19 @@ class RunOptions:
         checkpoint_every: batches between checkpoints; default 50.
         progress: show a ``tqdm`` progress bar; default True.
         chunk_size: samples per seeded chunk (part of the seed); default 4,096.
+        channels_last: run the model with channels-last tensors: None (default) when that works
+            for the model (it has a 2-d convolution and gives the same logits both ways; about 2x
+            faster on CPUs), True to insist (``ValueError`` if it cannot), False never.
+            See :mod:`wna_helpers.speed`.
+        compile: run the forward pass through ``torch.compile``: None (default) for CPU runs of at
+            least 5 x 10^6 samples per process that tap no layer (classification images, not STAs),
+            True always (``ValueError`` with tapped layers), False never. The warm-up takes seconds
+            to a minute; if compiling fails the run goes on eagerly with a warning.
+
+    Only ``seed`` and ``chunk_size`` choose the samples. ``channels_last``, ``compile``,
+    ``autocast`` and (through the blocking of matrix products) ``batch_size`` change float32
+    rounding in the forward pass, which can move a noise sample lying on a decision boundary
+    to the neighbouring class; checkpoints may be resumed with other values of them.
 
     Raises:
         ValueError: a value out of range (the message says what is allowed).
@@ -58,6 +71,8 @@ class RunOptions:
     checkpoint_every: int = 50
     progress: bool = True
     chunk_size: int = DEFAULT_CHUNK
+    channels_last: bool | None = None
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size is not None:
@@ -66,6 +81,10 @@ class RunOptions:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
         object.__setattr__(self, "checkpoint_every", _positive_int("checkpoint_every", self.checkpoint_every))
         object.__setattr__(self, "chunk_size", _positive_int("chunk_size", self.chunk_size))
+        if not (self.channels_last is None or isinstance(self.channels_last, bool)):
+            raise ValueError(f"channels_last must be None, True or False, got {self.channels_last!r}")
+        if not (self.compile is None or isinstance(self.compile, bool)):
+            raise ValueError(f"compile must be None, True or False, got {self.compile!r}")
         if self.autocast not in (None, torch.bfloat16, torch.float16):
             raise ValueError(f"autocast must be None, torch.bfloat16 or torch.float16, got {self.autocast!r}")
 

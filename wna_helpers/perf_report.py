@@ -1,9 +1,12 @@
-"""The engine benchmark's results, as the performance appendix shows them.
+"""The benchmarks' results, as the performance appendix shows them.
 
 ``benchmarks/engine_benchmark.py`` writes ``benchmarks/results/engine_benchmark.json`` (or
 ``engine_benchmark.quick.json`` for a quick run); :func:`load_engine_benchmark` finds and reads it,
 :func:`benchmark_table` and :func:`benchmark_targets` turn it into Markdown tables. The figure is
-:func:`wna_helpers.plots.plot_benchmark`.
+:func:`wna_helpers.plots.plot_benchmark`. ``benchmarks/speed_benchmark.py`` (the engine against
+the fastest forward pass the hardware allows) writes ``speed_benchmark.json``:
+:func:`load_speed_benchmark`, :func:`speed_table`, :func:`speed_targets` and
+:func:`wna_helpers.plots.plot_speed`.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ from typing import Mapping
 
 from .report import markdown_table
 
-__all__ = ["find_upward", "load_engine_benchmark", "benchmark_table", "benchmark_targets"]
+__all__ = ["find_upward", "load_engine_benchmark", "benchmark_table", "benchmark_targets", "load_speed_benchmark", "SPEED_KINDS",
+           "speed_table", "speed_targets", "speed_summary"]
 
 
 def find_upward(relpath: str, start: str | None = None) -> Path | None:
@@ -37,6 +41,29 @@ def find_upward(relpath: str, start: str | None = None) -> Path | None:
     return None
 
 
+def _load(name: str, key: str, path: str | None) -> tuple[dict | None, str]:
+    """``benchmarks/results/<name>.json`` (else ``<name>.quick.json``), checked to hold the list ``key``."""
+    candidates = [Path(path)] if path else [p for p in (find_upward(f"benchmarks/results/{name}.json"),
+                                                        find_upward(f"benchmarks/results/{name}.quick.json"))
+                                            if p is not None]
+    if not candidates or not candidates[0].exists():
+        where = path or f"benchmarks/results/{name}.json"
+        return None, (f"**No benchmark results found** (`{where}` is missing). Run "
+                      f"`.venv/bin/python benchmarks/{name}.py` from the repository root "
+                      f"(or `--quick` for a short run) and rebuild this page.")
+    p = candidates[0]
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"**The benchmark file `{p.name}` cannot be read** ({type(exc).__name__}: {exc})."
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        return None, f"**The benchmark file `{p.name}` has no `{key}` list**; it was written by another version."
+    note = f"Results from `{path if path else 'benchmarks/results/' + p.name}`"
+    if p.name.endswith(".quick.json"):
+        note += f" (a **quick** run: small n; the full run's `{name}.json` is missing)"
+    return data, note
+
+
 def load_engine_benchmark(path: str | None = None) -> tuple[dict | None, str]:
     """The engine benchmark's JSON (written by ``benchmarks/engine_benchmark.py``) and a note on where it came from.
 
@@ -50,30 +77,90 @@ def load_engine_benchmark(path: str | None = None) -> tuple[dict | None, str]:
         ``(data, note)``: ``data`` is None when no file was found or it cannot be read, and ``note``
         says why (in Markdown).
     """
-    candidates = [Path(path)] if path else [p for p in (find_upward("benchmarks/results/engine_benchmark.json"),
-                                                        find_upward("benchmarks/results/engine_benchmark.quick.json"))
-                                            if p is not None]
-    if not candidates or not candidates[0].exists():
-        where = path or "benchmarks/results/engine_benchmark.json"
-        return None, (f"**No benchmark results found** (`{where}` is missing). Run "
-                      f"`.venv/bin/python benchmarks/engine_benchmark.py` from the repository root "
-                      f"(or `--quick` for a short run) and rebuild this page.")
-    p = candidates[0]
-    try:
-        data = json.loads(p.read_text())
-    except (OSError, ValueError) as exc:
-        return None, f"**The benchmark file `{p.name}` cannot be read** ({type(exc).__name__}: {exc})."
-    if not isinstance(data, dict) or not isinstance(data.get("measurements"), list):
-        return None, f"**The benchmark file `{p.name}` has no `measurements` list**; it was written by another version."
-    note = f"Results from `benchmarks/results/{p.name}`"
-    if p.name.endswith(".quick.json"):
-        note += " (a **quick** run: small n; the full run's `engine_benchmark.json` is missing)"
+    data, note = _load("engine_benchmark", "measurements", path)
+    if data is None:
+        return data, note
     meta = data.get("meta", {})
     if isinstance(meta, dict) and meta.get("loadavg_start") is not None:
         la = meta.get("loadavg_start"), meta.get("loadavg_end")
         fmt = [f"{v[0]:.2f}" if isinstance(v, (list, tuple)) and v else "?" for v in la]
         note += f"; 1-minute load average {fmt[0]} at start and {fmt[1]} at end"
     return data, note + "."
+
+
+def load_speed_benchmark(path: str | None = None) -> tuple[dict | None, str]:
+    """The speed benchmark's JSON (``benchmarks/speed_benchmark.py``) and a note on where it came from.
+
+    Args:
+        path: read this file instead; default None: ``benchmarks/results/speed_benchmark.json`` from the
+            working directory upward, else ``speed_benchmark.quick.json``.
+
+    Returns:
+        ``(data, note)`` as :func:`load_engine_benchmark`.
+    """
+    data, note = _load("speed_benchmark", "rows", path)
+    if data is None:
+        return data, note
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    note += (f"; {meta.get('cpu', '?')} with {meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, "
+             f"{meta.get('date', '?')}; 1-minute load average {meta.get('load_start', '?')} at start and "
+             f"{meta.get('load_end', '?')} at end")
+    return data, note + "."
+
+
+SPEED_KINDS = {
+    "forward_eager": "forward, as built", "forward_malloc": "forward, allocator tuned",
+    "forward_cl": "forward, channels-last", "forward_compiled": "forward, compiled",
+    "conv_alone": "conv1 alone", "conv_alone_cl": "conv1 alone, channels-last",
+    "ci_engine": "CI engine", "ci_engine_compiled": "CI engine, compile=True",
+    "ci_engine_nomalloc": "CI engine, WNA_MALLOPT=0", "sta_engine": "STA engine (conv1)",
+}
+
+
+def speed_table(data: Mapping[str, object]) -> str:
+    """Markdown table of the speed benchmark's measurements: model, what ran, n, samples/s, CPU
+    seconds in user and kernel mode (the allocator's cost shows in the latter), peak RSS."""
+    rows = []
+    for r in data.get("rows", []):  # type: ignore[union-attr]
+        if not isinstance(r, Mapping) or "error" in r:
+            continue
+        what = SPEED_KINDS.get(str(r.get("kind")), str(r.get("kind")))
+        if r.get("role") == "memory":
+            what += " (memory run)"
+        rows.append({**r, "what": what})
+    return markdown_table(rows, {"arch": "model", "what": "what runs", "n": "n", "samples_per_s": "samples/s",
+                                 "user_s": "user s", "sys_s": "kernel s", "peak_rss_mb": "peak RSS (MB)"},
+                          {"n": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
+
+
+def speed_targets(data: Mapping[str, object]) -> str:
+    """Markdown table of the speed benchmark's ratios against its targets, one row per model."""
+    targets = data.get("targets") if isinstance(data.get("targets"), Mapping) else {}
+    rows = []
+    for arch, s in (data.get("summary") or {}).items():  # type: ignore[union-attr]
+        if not isinstance(s, Mapping):
+            continue
+        ci, sta, mem = (s.get("ci_engine_over_fastest_forward"), s.get("sta_over_conv_alone"),
+                        s.get("memory_growth_mb"))
+        ci_c = s.get("ci_engine_compiled_over_fastest_forward")
+
+        def met(v: object, target: object, above: bool = True) -> str:
+            if not isinstance(v, (int, float)) or not isinstance(target, (int, float)):
+                return "–"
+            return "yes" if (v >= target if above else v < target) else "no"
+        rows.append({"arch": arch, "fastest": SPEED_KINDS.get(str(s.get("fastest_forward")), "–"),
+                     "ci": ci, "ci_met": met(ci, targets.get("ci_over_fastest_forward")),
+                     "ci_c": ci_c, "ci_c_met": met(ci_c, targets.get("ci_over_fastest_forward")),
+                     "sta": sta, "sta_met": met(sta, targets.get("sta_over_conv_alone")),
+                     "mem": mem, "mem_met": met(mem, targets.get("memory_growth_mb"), above=False)})
+    t = {k: targets.get(k, "?") for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb")}
+    return markdown_table(rows, {
+        "arch": "model", "fastest": "fastest forward",
+        "ci": f"CI engine / fastest (≥ {t['ci_over_fastest_forward']})", "ci_met": "met",
+        "ci_c": "CI engine, compile=True / fastest", "ci_c_met": "met",
+        "sta": f"STA / fastest conv1 alone (≥ {t['sta_over_conv_alone']})", "sta_met": "met",
+        "mem": f"memory growth, MB (< {t['memory_growth_mb']})", "mem_met": "met"},
+        {"ci": ".2f", "ci_c": ".2f", "sta": ".2f", "mem": ".0f"})
 
 
 def benchmark_table(data: Mapping[str, object]) -> str:
@@ -118,3 +205,33 @@ def benchmark_targets(data: Mapping[str, object]) -> str:
             rows.append({"device": dev, "ratio": f"`{name}`", "target": float(target), "measured": val, "met": met})
     return markdown_table(rows, {"device": "device", "ratio": "ratio", "target": "target (at least)",
                                  "measured": "measured", "met": "met"}, {"target": ".3g", "measured": ".3g"})
+
+
+def speed_summary(data: Mapping[str, object]) -> str:
+    """One paragraph (Markdown) with the ranges of the speed benchmark's ratios over its models."""
+    summary = {a: s for a, s in (data.get("summary") or {}).items() if isinstance(s, Mapping)}  # type: ignore[union-attr]
+    meta = data.get("meta") if isinstance(data.get("meta"), Mapping) else {}
+
+    def span(key: str, fmt: str = "{:.2f}") -> str | None:
+        vals = [float(s[key]) for s in summary.values() if isinstance(s.get(key), (int, float))]
+        if not vals:
+            return None
+        lo, hi = min(vals), max(vals)
+        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)} to {fmt.format(hi)}"
+    parts = []
+    models = ", ".join(f"`{a}`" for a in summary)
+    if span("ci_engine_over_fastest_forward"):
+        parts.append(f"Over {models}, the CI engine as shipped ran at {span('ci_engine_over_fastest_forward')} x the "
+                     f"fastest forward pass of the same model, and at {span('ci_engine_compiled_over_fastest_forward')} "
+                     f"x with `compile=True`.")
+    if span("allocator_speedup"):
+        parts.append(f"Tuning the allocator alone made the plain forward pass {span('allocator_speedup')} x as fast.")
+    if span("sta_over_conv_alone"):
+        parts.append(f"The STA engine (every channel of `conv1`, pooled and centre) ran at "
+                     f"{span('sta_over_conv_alone')} x the fastest `conv1` alone "
+                     f"({span('sta_over_conv_alone_contiguous')} x `conv1` alone in its default memory layout).")
+    if span("memory_growth_mb", "{:.0f}"):
+        sizes = meta.get("mem_sizes") or ["?", "?"]  # type: ignore[union-attr]
+        parts.append(f"Peak memory grew by {span('memory_growth_mb', '{:.0f}')} MB from n = {sizes[0]:,} to "
+                     f"{sizes[1]:,}.")
+    return " ".join(parts) or "_The benchmark file has no ratios._"

@@ -95,9 +95,15 @@ def receptive_field(model: nn.Module, layer: str, input_shape: tuple[int, ...] =
 
 
 class STAAccumulator(Accumulator):
-    """Activation-weighted sums of RF windows, for the centre unit and pooled over positions."""
+    """Activation-weighted sums of RF windows, for the centre unit and pooled over positions.
+
+    Products and their sums over one chunk piece are in ``sum_dtype`` (float32); the totals
+    are float64.
+    """
 
     needs_logits = False
+    #: dtype of the products and of their sums over one chunk piece (float64 gives the reference)
+    sum_dtype: torch.dtype = torch.float32
 
     def __init__(self, layer: str, rf: ReceptiveField, in_shape: tuple[int, int, int]) -> None:
         super().__init__()
@@ -121,20 +127,24 @@ class STAAccumulator(Accumulator):
                     "act_sum": torch.zeros(k, **f64)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
-        # products and sums in float64, so that results do not depend on how samples are batched
-        a = F.relu(taps[self.layer]).double()                   # (B, K, H', W')
-        x = x.double()
+        # The engine hands over one chunk piece at a time; products are summed in float32 over a
+        # few hundred positions at most, then added to the float64 totals (float64 products
+        # run several times slower on CPUs and GPUs alike).
+        a = F.relu(taps[self.layer].to(self.sum_dtype))        # (B, K, H', W'), any memory layout
+        x = x.to(self.sum_dtype)
         b, k = a.shape[:2]
-        (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
         r, c = self.rows, self.cols
-        top, left = oh + r.start * jh, ow + c.start * jw
-        region = x[:, :, top:top + (len(r) - 1) * jh + sh, left:left + (len(c) - 1) * jw + sw]
-        a_in = a[:, :, r.start:r.stop, c.start:c.stop]          # (B, K, nr, nc)
-        # sum_b sum_(i,j) a[b,k,i,j] x[b, :, top + i*jh + u, left + j*jw + v] for every (u, v):
-        # a convolution of the stimuli (batch as channels) with the activation maps, dilated by the jump
-        num = F.conv2d(region.transpose(0, 1), a_in.transpose(0, 1), dilation=(jh, jw))  # (C, K, sh, sw)
-        self.acc["pooled_num"] += num.transpose(0, 1).reshape(k, -1)
-        self.acc["pooled_den"] += a_in.sum((0, 2, 3))
+        # activations of the pooled positions as (B, positions, K): a view when channels-last
+        act = a[:, :, r.start:r.stop, c.start:c.stop].permute(0, 2, 3, 1).reshape(b, -1, k)
+        sums = _window_sums(x, act, self.rf, (r.start, c.start), (len(r), len(c)))
+        self.acc["pooled_num"] += sums[:-1].T
+        self.acc["pooled_den"] += sums[-1]
+        if act.shape[1] == a.shape[2] * a.shape[3]:
+            self.acc["act_sum"] += sums[-1]                     # every position is pooled
+        else:
+            full = a.permute(0, 2, 3, 1).reshape(b, -1, k)
+            self.acc["act_sum"] += torch.bmm(full.new_ones(b, 1, full.shape[1]), full).sum((0, 1), dtype=torch.float64)
+        (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
         ci, cj = self.center
         t0, l0 = oh + ci * jh, ow + cj * jw
         if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
@@ -143,8 +153,54 @@ class STAAccumulator(Accumulator):
         window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)  # (B, D)
         ac = a[:, :, ci, cj]                                      # (B, K)
         self.acc["center_num"] += ac.T @ window
-        self.acc["center_den"] += ac.sum(0)
-        self.acc["act_sum"] += a.sum((0, 2, 3))
+        self.acc["center_den"] += ac.sum(0, dtype=torch.float64)
+
+
+#: Terms (samples x positions) each float32 product of :func:`_window_sums` sums before float64 takes over.
+_BLOCK_TERMS = 1024
+
+
+def _window_sums(x: torch.Tensor, act: torch.Tensor, rf: ReceptiveField, first: tuple[int, int],
+                 count: tuple[int, int]) -> torch.Tensor:
+    """Activation-weighted sums of receptive-field windows, and of the activations.
+
+    Args:
+        x: ``(B, C, H, W)`` stimuli.
+        act: ``(B, P, K)`` activations of the ``P = count[0] * count[1]`` positions from ``first``
+            on (row-major), channels last.
+        rf: the layer's receptive field.
+
+    Returns:
+        float64 ``(D + 1, K)`` with ``D = C * h * w``: row ``d < D`` is
+        ``sum_{b,p} x[b, window(p)][d] * act[b, p]``, row ``D`` is ``sum_{b,p} act[b, p]``.
+
+    The windows of ``m`` samples are copied side by side into one buffer row per pixel, with a
+    row of ones below (for the activation sums), and multiplied with the activations of the same
+    samples: one batched matrix product over blocks of about ``_BLOCK_TERMS`` terms, each summed
+    in float32, the blocks summed in float64.
+    """
+    b, p, k = act.shape
+    ch = x.shape[1]
+    (sh, sw), (jh, jw), (oh, ow) = rf.size, rf.jump, rf.offset
+    nr, nc = count
+    d = ch * sh * sw
+    s_b, s_c, s_h, s_w = x.stride()
+    base = x.storage_offset() + (oh + first[0] * jh) * s_h + (ow + first[1] * jw) * s_w
+    m = max(1, min(b, -(-_BLOCK_TERMS // p)))                  # samples per block
+    total = torch.zeros(d + 1, k, dtype=torch.float64, device=x.device)
+    start = 0
+    while start < b:                                           # whole blocks, then the rest
+        size = m if b - start >= m else b - start
+        nb = (b - start) // size
+        buf = x.new_empty(nb, d + 1, size * p)
+        buf[:, d] = 1
+        buf[:, :d].view(nb, ch, sh, sw, size, nr, nc).copy_(x.as_strided(
+            (nb, ch, sh, sw, size, nr, nc), (size * s_b, s_c, s_h, s_w, s_b, jh * s_h, jw * s_w),
+            base + start * s_b))
+        blocks = act[start:start + nb * size].reshape(nb, size * p, k)
+        total += torch.bmm(buf, blocks).sum(0, dtype=torch.float64)
+        start += nb * size
+    return total
 
 
 @dataclass

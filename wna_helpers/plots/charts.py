@@ -1,4 +1,4 @@
-"""Charts: class histograms, confusion matrices, curves, grouped bars and the engine benchmark.
+"""Charts: class histograms, confusion matrices, curves, grouped bars and the benchmarks.
 
 Class axes carry class names (pass ``class_names(dataset)``); grids of charts share one colour
 scale or one set of axes labels and are set up by :func:`~wna_helpers.plots.layout._subplot_grid`.
@@ -19,7 +19,7 @@ from ..analysis import entropy_bits
 from .layout import ArrayLike, _np, _subplot_grid
 
 __all__ = ["plot_class_histogram", "plot_class_histograms", "plot_confusion", "plot_confusion_grid", "plot_curves",
-           "plot_curve_grid", "plot_grouped_bars", "plot_benchmark"]
+           "plot_curve_grid", "plot_grouped_bars", "plot_benchmark", "plot_speed"]
 
 
 def _histogram(ax: Axes, counts: np.ndarray, classes: Sequence[str], title: str) -> None:
@@ -313,3 +313,52 @@ def plot_benchmark(data: Mapping[str, object], title: str = "Engine benchmark") 
     fig.suptitle(sup)
     return fig
 
+
+
+def plot_speed(data: Mapping[str, object], title: str = "Samples per second, the engine against the hardware") -> Figure:
+    """The speed benchmark: one panel per model, one horizontal bar per measurement (samples/s, log scale).
+
+    Forward-pass variants are grey, the tapped conv layer alone light blue, the engines blue; each bar
+    is labelled with its rate, the engines also with their share of the fastest forward (CI) or of the
+    fastest conv layer alone (STA).
+
+    Args:
+        data: the benchmark's JSON (:func:`wna_helpers.perf_report.load_speed_benchmark`).
+        title: the figure title.
+
+    Returns:
+        The figure.
+    """
+    from ..perf_report import SPEED_KINDS
+    rows = [r for r in data.get("rows", []) if isinstance(r, Mapping) and "error" not in r  # type: ignore[union-attr]
+            and r.get("role") != "memory"]
+    archs = list(dict.fromkeys(str(r["arch"]) for r in rows))
+    if not archs:
+        raise ValueError("the speed benchmark data has no measurements")
+    kinds = [k for k in SPEED_KINDS if any(r["kind"] == k for r in rows)]
+    fig, axes = _subplot_grid(len(archs), min(2, len(archs)), 5.6, 0.32 * len(kinds) + 1.2)
+    for ax, arch in zip(axes.flat, archs):
+        rate = {r["kind"]: float(r["samples_per_s"]) for r in rows if r["arch"] == arch}
+        best_fwd = max((v for k, v in rate.items() if k.startswith("forward")), default=float("nan"))
+        best_conv = max((v for k, v in rate.items() if k.startswith("conv_alone")), default=float("nan"))
+        y = np.arange(len(kinds))
+        vals = [rate.get(k, np.nan) for k in kinds]
+        colors = ["0.6" if k.startswith("forward") else "tab:cyan" if k.startswith("conv") else "tab:blue"
+                  for k in kinds]
+        ax.barh(y, vals, color=colors)
+        for yi, k, v in zip(y, kinds, vals):
+            if v != v:
+                continue
+            ref = best_conv if k == "sta_engine" else best_fwd if k.startswith("ci_") else float("nan")
+            extra = f" ({v / ref:.2f}x)" if ref == ref else ""
+            ax.annotate(f"{v:,.0f}{extra}", (v, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yticks(y, [SPEED_KINDS[k] for k in kinds], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(arch, fontsize=10)
+        ax.set_xlabel("samples per second (log scale)")
+        ax.set_xlim(right=ax.get_xlim()[1] * 4)  # room for the labels
+    meta = data.get("meta") if isinstance(data.get("meta"), Mapping) else {}
+    fig.suptitle(f"{title}\n{meta.get('cpu', '')}, {meta.get('threads', '?')} threads, "  # type: ignore[union-attr]
+                 f"batch {meta.get('batch_size', '?')}, device {meta.get('device', '?')}")  # type: ignore[union-attr]
+    return fig

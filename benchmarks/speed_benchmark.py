@@ -1,0 +1,265 @@
+"""The engine against what the hardware can do: forward-pass variants, CI and STA engines, memory.
+
+For each architecture (untrained, ``build_model(arch, seed=0)``: speed does not depend on the
+weights), every measurement below runs in a fresh subprocess (its own allocator settings and
+peak RSS), in one run on one machine, so the ratios compare like with like:
+
+    forward_eager      model(x) as built, glibc's default allocator (``WNA_MALLOPT=0``)
+    forward_malloc     the same after ``wna.tune_allocator()`` (what the engine sets)
+    forward_cl         + model and input channels-last
+    forward_compiled   + ``torch.compile`` (warm-up reported separately, not timed)
+    conv_alone         the tapped layer (``conv1``) alone, contiguous and channels-last, allocator tuned
+    ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults)
+    ci_engine_compiled the same with ``compile=True``
+    ci_engine_nomalloc the engine with ``WNA_MALLOPT=0``
+    sta_engine         ``spike_triggered_average(model, "conv1", n)``: every channel, pooled + centre
+    memory             ``ci_engine`` at two sizes (``--mem-sizes``), peak RSS of each
+
+The forward variants cycle through a pool of uniform [0, 1] noise generated before timing;
+the engines generate their own. Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
+CI engine / fastest forward variant (target >= 0.85), STA engine / fastest conv-alone
+(target >= 0.35), peak-RSS difference between the two sizes (target < 64 MB).
+
+    .venv/bin/python benchmarks/speed_benchmark.py            # about 25 minutes on 2 idle cores
+    .venv/bin/python benchmarks/speed_benchmark.py --quick    # about 3 minutes
+    .venv/bin/python benchmarks/speed_benchmark.py --archs paper_cnn --device cuda
+
+Writes ``benchmarks/results/speed_benchmark[.quick].json`` and prints Markdown tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine_benchmark import RESULTS, _cpu_name, _peak_rss_mb, _write_json  # same folder: run as a script
+
+ARCHS = ("paper_cnn", "lenet", "net3", "alexnet_small")
+FORWARD = ("forward_eager", "forward_malloc", "forward_cl", "forward_compiled")
+ENGINE = ("ci_engine", "ci_engine_compiled", "ci_engine_nomalloc", "sta_engine")
+KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + ENGINE
+# samples per timed measurement: about 10 s of the slowest variant that matters on 2 CPU cores
+DEFAULT_N = {"paper_cnn": 200_000, "lenet": 200_000, "net3": 100_000, "alexnet_small": 30_000}
+QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small": 4_096}
+MARK = "@@SPEED_BENCHMARK@@"
+TARGETS = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.35, "memory_growth_mb": 64.0}
+
+
+# --------------------------------------------------------------------------------------------- worker
+def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
+    import torch
+    import wna_helpers as wna
+    from wna_helpers.speed import tune_allocator
+
+    if kind not in ("forward_eager", "ci_engine_nomalloc"):
+        tune_allocator()
+    device = torch.device(device_name)
+    model = wna.build_model(arch, seed=0).to(device).eval()
+    sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    out: dict = {}
+    if kind.startswith("forward") or kind.startswith("conv_alone"):
+        cl = kind in ("forward_cl", "forward_compiled", "conv_alone_cl")
+        fmt = torch.channels_last if cl else torch.contiguous_format
+        if cl:
+            model = model.to(memory_format=torch.channels_last)
+        gen = torch.Generator(device=device).manual_seed(0)
+        pool = torch.rand(min(n, 8 * batch), 1, 28, 28, generator=gen, device=device).to(memory_format=fmt)
+        f = model.conv1 if kind.startswith("conv_alone") else model
+        with torch.inference_mode():
+            if kind == "forward_compiled":
+                f = torch.compile(model, dynamic=False)
+                t0 = time.perf_counter()
+                f(pool[:batch])
+                sync()
+                out["warmup_seconds"] = time.perf_counter() - t0
+            for _ in range(2):
+                f(pool[:batch])
+            sync()
+
+            def run() -> None:
+                done = 0
+                while done < n:
+                    lo = done % (len(pool) - batch + 1) if len(pool) > batch else 0
+                    f(pool[lo:lo + batch])
+                    done += batch
+                sync()
+    else:
+        opts = {"progress": False, "batch_size": batch}
+        if kind == "ci_engine_compiled":
+            opts["compile"] = True
+        if kind == "sta_engine":
+            def call(m: int) -> None:
+                wna.spike_triggered_average(model, "conv1", m, noise=wna.Uniform(), **opts)
+        else:
+            def call(m: int) -> None:
+                wna.classification_images(model, m, noise=wna.Uniform(), **opts)
+        t0 = time.perf_counter()
+        call(min(n, batch))  # warm-up (and compilation) outside the timing
+        out["warmup_seconds"] = time.perf_counter() - t0
+
+        def run() -> None:
+            call(n)
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    out.update(kind=kind, arch=arch, n=n, device=str(device), batch_size=batch, seconds=seconds,
+               samples_per_s=n / seconds, user_s=r1.ru_utime - r0.ru_utime, sys_s=r1.ru_stime - r0.ru_stime,
+               peak_rss_mb=_peak_rss_mb(), threads=torch.get_num_threads(),
+               allocator=wna.allocator_status())
+    if device.type == "cuda":
+        out["cuda_peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    return out
+
+
+# --------------------------------------------------------------------------------------------- parent
+def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float) -> dict:
+    env = {**os.environ, "WNA_MALLOPT": "0" if kind in ("forward_eager", "ci_engine_nomalloc") else "1"}
+    cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, arch, str(n), "--device", device,
+           "--batch-size", str(batch)]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"kind": kind, "arch": arch, "n": n, "error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-4:]
+        return {"kind": kind, "arch": arch, "n": n, "error": f"rc={p.returncode}: " + " | ".join(tail)}
+    return json.loads(lines[-1][len(MARK):])
+
+
+def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
+    got = {r["kind"]: r for r in rows if r["arch"] == arch and "error" not in r and r.get("role") != "memory"}
+    rate = {k: v["samples_per_s"] for k, v in got.items()}
+    out: dict = {}
+    fwd = {k: rate[k] for k in FORWARD if k in rate}
+    if fwd:
+        best = max(fwd, key=fwd.get)
+        out["fastest_forward"] = best
+        for k in ("ci_engine", "ci_engine_compiled"):
+            if k in rate:
+                out[f"{k}_over_fastest_forward"] = rate[k] / fwd[best]
+        if "ci_engine" in rate and "forward_cl" in rate:
+            out["ci_engine_over_forward_cl"] = rate["ci_engine"] / rate["forward_cl"]
+    if "forward_eager" in rate and "forward_malloc" in rate:
+        out["allocator_speedup"] = rate["forward_malloc"] / rate["forward_eager"]
+    conv = {k: rate[k] for k in ("conv_alone", "conv_alone_cl") if k in rate}
+    if conv and "sta_engine" in rate:
+        best = max(conv, key=conv.get)
+        out["fastest_conv_alone"] = best
+        out["sta_over_conv_alone"] = rate["sta_engine"] / conv[best]
+        if "conv_alone" in rate:
+            out["sta_over_conv_alone_contiguous"] = rate["sta_engine"] / rate["conv_alone"]
+    mem = {r["n"]: r["peak_rss_mb"] for r in rows if r["arch"] == arch and r.get("role") == "memory"
+           and "error" not in r}
+    if all(s in mem for s in mem_sizes):
+        out["memory_growth_mb"] = mem[mem_sizes[1]] - mem[mem_sizes[0]]
+    return out
+
+
+def _n(v: float) -> str:
+    return f"{v:,.0f}"
+
+
+def tables(rows: list[dict], summary: dict, meta: dict) -> str:
+    lines = [f"speed_benchmark: {meta['cpu']}, {meta['threads']} threads, torch {meta['torch']}, "
+             f"device {meta['device']}, batch {meta['batch_size']}; load average {meta['load_start']} -> "
+             f"{meta['load_end']}; {meta['wall_seconds'] / 60:.1f} min", "",
+             "| model | kind | n | samples/s | user s | sys s | peak RSS (MB) | note |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['arch']} | {r['kind']} | {_n(r['n'])} | error | | | | {r['error'][:80]} |")
+            continue
+        note = f"warm-up {r['warmup_seconds']:.1f} s" if r.get("warmup_seconds", 0) > 1 else ""
+        if r.get("role") == "memory":
+            note = "memory size"
+        lines.append(f"| {r['arch']} | {r['kind']} | {_n(r['n'])} | {_n(r['samples_per_s'])} | {r['user_s']:.1f} | "
+                     f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
+    lines += ["", "| model | CI engine / fastest forward | compiled CI engine / fastest forward | "
+              "CI engine / channels-last forward | STA / fastest conv alone | STA / contiguous conv alone | "
+              "allocator speed-up | memory growth (MB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+
+    def f(d: dict, k: str, fmt: str = "{:.2f}") -> str:
+        return fmt.format(d[k]) if k in d else "n/a"
+    for arch, s in summary.items():
+        lines.append(f"| {arch} | {f(s, 'ci_engine_over_fastest_forward')} ({s.get('fastest_forward', '')}) | "
+                     f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | {f(s, 'ci_engine_over_forward_cl')} | "
+                     f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_over_conv_alone_contiguous')} | "
+                     f"{f(s, 'allocator_speedup')} | {f(s, 'memory_growth_mb', '{:.0f}')} |")
+    lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
+                 f"{TARGETS['sta_over_conv_alone']} x conv alone; memory growth < {TARGETS['memory_growth_mb']:.0f} MB "
+                 f"between n = {meta['mem_sizes'][0]:,} and {meta['mem_sizes'][1]:,}.")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--worker", nargs=3, metavar=("KIND", "ARCH", "N"), help=argparse.SUPPRESS)
+    ap.add_argument("--archs", default=",".join(ARCHS))
+    ap.add_argument("--kinds", default=",".join(KINDS))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's (1,024 CPU, 32,768 CUDA)")
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply every n by this")
+    ap.add_argument("--mem-sizes", default="1e5,1e6", help="two n for the peak-memory runs ('' for none)")
+    ap.add_argument("--quick", action="store_true", help="small n, memory at 1e4 and 5e4")
+    ap.add_argument("--timeout", type=float, default=1800)
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    batch = args.batch_size or (32_768 if args.device.startswith("cuda") else 1024)
+    if args.worker:
+        kind, arch, n = args.worker
+        print(MARK + json.dumps(worker(kind, arch, int(float(n)), args.device, batch)), flush=True)
+        return 0
+    import torch
+    archs = [a for a in args.archs.split(",") if a]
+    kinds = [k for k in args.kinds.split(",") if k]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        ap.error(f"unknown kinds {unknown}; known: {list(KINDS)}")
+    sizes = QUICK_N if args.quick else DEFAULT_N
+    mem = "1e4,5e4" if args.quick and args.mem_sizes == "1e5,1e6" else args.mem_sizes
+    mem_sizes = tuple(int(float(s)) for s in mem.split(",") if s.strip())
+    if mem_sizes and len(mem_sizes) != 2:
+        ap.error("--mem-sizes takes two sizes")
+    meta = {"cpu": _cpu_name(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
+            "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
+            "batch_size": batch, "load_start": round(os.getloadavg()[0], 2), "mem_sizes": list(mem_sizes),
+            "date": time.strftime("%Y-%m-%d %H:%M"), "argv": sys.argv[1:]}
+    t0 = time.perf_counter()
+    rows: list[dict] = []
+    for arch in archs:
+        n = max(batch, int(sizes.get(arch, 50_000) * args.scale))
+        for kind in kinds:
+            r = spawn(kind, arch, n, args.device, batch, args.timeout)
+            rows.append(r)
+            print(f"{arch:14s} {kind:20s} " + (r["error"] if "error" in r else
+                  f"{r['samples_per_s']:10,.0f} samples/s  sys {r['sys_s']:5.1f} s  RSS {r['peak_rss_mb']:6.0f} MB"),
+                  flush=True)
+        for m in mem_sizes:
+            r = spawn("ci_engine", arch, m, args.device, batch, args.timeout)
+            r["role"] = "memory"
+            rows.append(r)
+            print(f"{arch:14s} memory n={m:<12,} " + (r.get("error") or f"peak RSS {r['peak_rss_mb']:.0f} MB"),
+                  flush=True)
+    meta["wall_seconds"] = time.perf_counter() - t0
+    meta["load_end"] = round(os.getloadavg()[0], 2)
+    summary = {a: ratios(rows, a, mem_sizes) for a in archs}
+    text = tables(rows, summary, meta)
+    print("\n" + text)
+    out = Path(args.out) if args.out else RESULTS / ("speed_benchmark.quick.json" if args.quick else
+                                                     "speed_benchmark.json")
+    _write_json(out, {"meta": meta, "targets": TARGETS, "rows": rows, "summary": summary, "markdown": text})
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The engine's fast paths (wna_helpers.speed): same answers as the plain path, fallbacks, the allocator."""
+import os
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import wna_helpers as wna
+from wna_helpers.speed import COMPILE_MIN_SAMPLES, choose_channels_last, memory_layout, should_compile
+
+CPU = torch.device("cpu")
+
+
+def _corr_min(a, b, counts):
+    return min(wna.pearson(a[c], b[c]) for c in range(len(counts)) if counts[c] >= 200)
+
+
+@pytest.mark.parametrize("arch", ["paper_cnn", "net3"])
+def test_channels_last_changes_rounding_only(arch):
+    """Another memory layout may move a borderline sample to the next class, nothing more."""
+    model = wna.build_model(arch, seed=0)
+    assert choose_channels_last(model.eval(), (1, 28, 28), CPU) is True
+    fast = wna.classification_images(model, 20_000, noise=wna.Uniform(), progress=False)
+    plain = wna.classification_images(model, 20_000, noise=wna.Uniform(), channels_last=False, progress=False)
+    assert int((fast.counts - plain.counts).abs().sum()) <= 10, (fast.counts, plain.counts)
+    assert _corr_min(fast.images, plain.images, plain.counts) >= 0.9999
+    s_fast = wna.spike_triggered_average(model, "conv2", 4000, progress=False)
+    s_plain = wna.spike_triggered_average(model, "conv2", 4000, channels_last=False, progress=False)
+    assert torch.allclose(s_fast.pooled, s_plain.pooled, rtol=0, atol=1e-5, equal_nan=True)
+
+
+class ViewFlatten(nn.Module):
+    """A model whose ``.view`` needs contiguous tensors: it cannot run channels-last."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x):
+        h = torch.relu(self.conv1(x))
+        return self.fc(h.view(h.shape[0], -1))
+
+
+def test_a_model_that_cannot_run_channels_last_falls_back():
+    torch.manual_seed(0)
+    model = ViewFlatten().eval()
+    assert choose_channels_last(model, (1, 28, 28), CPU) is False  # silently
+    with pytest.raises(ValueError, match="fails with channels-last tensors"):
+        choose_channels_last(model, (1, 28, 28), CPU, requested=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ci = wna.classification_images(model, 3000, progress=False)
+    plain = wna.classification_images(model, 3000, channels_last=False, progress=False)
+    assert torch.equal(ci.counts, plain.counts) and torch.equal(ci.sums, plain.sums)
+    with pytest.raises(ValueError, match="channels_last=True"):
+        wna.classification_images(model, 3000, channels_last=True, progress=False)
+
+
+def test_no_convolution_no_channels_last():
+    model = wna.build_model("mlp", seed=0).eval()
+    assert choose_channels_last(model, (1, 28, 28), CPU) is False
+    with pytest.raises(ValueError, match="no 2-d convolution"):
+        choose_channels_last(model, (1, 28, 28), CPU, requested=True)
+
+
+def test_memory_layout_restores_the_same_parameters():
+    model = wna.build_model("paper_cnn", seed=0)
+    before = {n: (p, p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+    with memory_layout(model, True):
+        assert model.conv1.weight.stride() == (25, 1, 5, 1)  # one input channel: only .to re-strides it
+        assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    with pytest.raises(RuntimeError), memory_layout(model, True):
+        raise RuntimeError
+    for n, p in model.named_parameters():
+        assert p is before[n][0] and p.data_ptr() == before[n][1] and p.stride() == before[n][2]
+
+
+def test_should_compile():
+    assert should_compile(None, COMPILE_MIN_SAMPLES, CPU, False)
+    assert not should_compile(None, COMPILE_MIN_SAMPLES - 1, CPU, False)
+    assert not should_compile(None, 10**9, torch.device("cuda"), False)
+    assert not should_compile(None, 10**9, CPU, True)  # taps: never by itself
+    assert should_compile(True, 1, CPU, False) and not should_compile(False, 10**9, CPU, False)
+    with pytest.raises(ValueError, match="tapped"):
+        should_compile(True, 10, CPU, True)
+    with pytest.raises(ValueError, match="compile=True cannot"):
+        wna.spike_triggered_average(wna.build_model("paper_cnn", seed=0), "conv1", 100, compile=True, progress=False)
+
+
+def test_failed_compile_warns_and_runs_eagerly(monkeypatch):
+    model = wna.build_model("logreg", seed=0)
+    plain = wna.classification_images(model, 3000, progress=False)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(torch, "compile", broken)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler"):
+        got = wna.classification_images(model, 3000, compile=True, progress=False)
+    assert torch.equal(got.counts, plain.counts) and torch.equal(got.sums, plain.sums)
+
+
+def test_compiled_forward_same_answer():
+    """torch.compile on a small model, with a short last batch that is padded to the compiled shape."""
+    model = wna.build_model("logreg", seed=0)
+    plain = wna.classification_images(model, 5000, batch_size=2048, progress=False)
+    got = wna.classification_images(model, 5000, batch_size=2048, compile=True, progress=False)
+    assert int((got.counts - plain.counts).abs().sum()) <= 4
+    assert _corr_min(got.images, plain.images, plain.counts) >= 0.9999
+    assert int(got.counts.sum()) == 5000
+
+
+ALLOC = "import wna_helpers as wna, json; wna.classification_images(wna.build_model('logreg'), 100, progress=False); " \
+        "print(json.dumps(wna.allocator_status()))"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("env, applied", [("1", True), ("0", False)])
+def test_allocator_tuned_once_unless_turned_off(env, applied):
+    import json
+    import platform
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("not glibc")
+    out = subprocess.run([sys.executable, "-c", ALLOC], capture_output=True, text=True, check=True,
+                         env={**os.environ, "WNA_MALLOPT": env})
+    status = json.loads(out.stdout.strip().splitlines()[-1])
+    assert status["applied"] is applied, status
+    if applied:
+        assert status["settings"]["M_MMAP_THRESHOLD"] == 32 << 20
+    else:
+        assert status["reason"] == "WNA_MALLOPT=0"
+
+
+@pytest.mark.parametrize("kw, match", [({"channels_last": "yes"}, "channels_last must be"),
+                                        ({"compile": 1}, "compile must be")])
+def test_bad_speed_options(kw, match):
+    with pytest.raises(ValueError, match=match):
+        wna.RunOptions(**kw)
