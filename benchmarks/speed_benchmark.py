@@ -107,7 +107,8 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
             call(n)
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
-    run()
+    with torch.inference_mode():  # as the warm-up and the engine: no autograd bookkeeping
+        run()
     seconds = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     out.update(kind=kind, arch=arch, n=n, device=str(device), batch_size=batch, seconds=seconds,

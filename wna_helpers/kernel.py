@@ -6,7 +6,8 @@ is O(batch size) whatever ``n_samples`` is. Work is split into fixed-size seeded
 chunks (:mod:`wna_helpers.stimuli`), which makes a result independent of the batch
 size, of the number of processes (``torch.distributed``: ranks take every
 ``world``-th chunk and the accumulators are all-reduced) and of where a resumed
-run restarted.
+run restarted, up to float32 rounding (an accumulator may sum in float32 within one
+chunk piece). How the model itself is run fast is :mod:`wna_helpers.speed`.
 """
 from __future__ import annotations
 
