@@ -20,8 +20,8 @@ the engines generate their own. Reported: samples/s, CPU user/sys seconds, peak 
 CI engine / fastest forward variant (target >= 0.85), STA engine / fastest conv-alone
 (target >= 0.35), peak-RSS difference between the two sizes (target < 64 MB).
 
-    .venv/bin/python benchmarks/speed_benchmark.py            # about 25 minutes on 2 idle cores
-    .venv/bin/python benchmarks/speed_benchmark.py --quick    # about 3 minutes
+    .venv/bin/python benchmarks/speed_benchmark.py            # about 20 minutes on 2 idle cores
+    .venv/bin/python benchmarks/speed_benchmark.py --quick    # a few minutes
     .venv/bin/python benchmarks/speed_benchmark.py --archs paper_cnn --device cuda
 
 Writes ``benchmarks/results/speed_benchmark[.quick].json`` and prints Markdown tables.
