@@ -74,6 +74,36 @@ def test_benchmark_helpers(tmp_path):
     assert len(fig.axes[0].get_lines()) == 2 and fig.axes[1].get_ylabel() == "peak RSS (MB)"
 
 
+def test_speed_benchmark_helpers(tmp_path):
+    data, note = perf_report.load_speed_benchmark(str(tmp_path / "missing.json"))
+    assert data is None and "speed_benchmark.py" in note
+    rows = [{"kind": k, "arch": a, "n": 1000, "samples_per_s": v, "user_s": 1.0, "sys_s": 0.0, "peak_rss_mb": 900.0}
+            for a in ("paper_cnn", "net3") for k, v in (("forward_eager", 100.0), ("forward_cl", 400.0),
+                                                        ("conv_alone", 1000.0), ("conv_alone_cl", 2000.0),
+                                                        ("ci_engine", 380.0), ("sta_engine", 500.0))]
+    rows.append({"kind": "ci_engine", "arch": "net3", "error": "rc=1: boom"})
+    summary = {"paper_cnn": {"fastest_forward": "forward_cl", "ci_engine_over_fastest_forward": 0.95,
+                             "sta_over_conv_alone": 0.25, "memory_growth_mb": -0.3},
+               "net3": {"fastest_forward": "forward_cl", "ci_engine_over_fastest_forward": 0.80,
+                        "sta_over_conv_alone": 0.40, "memory_growth_mb": 100.0}}
+    good = tmp_path / "speed.json"
+    good.write_text(json.dumps({"meta": {"cpu": "CPU X", "threads": 2, "mem_sizes": [1000, 10000]},
+                                "targets": {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.35,
+                                            "memory_growth_mb": 64.0}, "rows": rows, "summary": summary}))
+    data, note = perf_report.load_speed_benchmark(str(good))
+    assert data is not None and "CPU X with 2 threads" in note
+    targets = perf_report.speed_targets(data)
+    assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | 0.25 (missed) | 0 (met) |" in targets
+    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.40 (met) | 100 (missed) |" in targets
+    assert perf_report.speed_table(data).count("\n") == 2 + 11  # header, rule, the rows without errors
+    assert "0.80 to 0.95 x the fastest forward pass" in perf_report.speed_summary(data)
+    fig = plots.plot_speed(data)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == ["paper_cnn", "net3"]
+    assert titled[0].get_xscale() == "log" and len(titled[0].patches) == 6
+    plt.close(fig)
+
+
 def test_overview_markdown_and_describe_biases():
     rows = _overview_rows()
     md = report.overview_markdown(rows)

@@ -134,33 +134,36 @@ def speed_table(data: Mapping[str, object]) -> str:
 
 
 def speed_targets(data: Mapping[str, object]) -> str:
-    """Markdown table of the speed benchmark's ratios against its targets, one row per model."""
+    """Markdown table of the speed benchmark's ratios against its targets, one row per model; each cell
+    is the measured value and whether it met the target."""
     targets = data.get("targets") if isinstance(data.get("targets"), Mapping) else {}
     rows = []
+
+    def cell(v: object, target: object, fmt: str, above: bool = True) -> str:
+        if not isinstance(v, (int, float)):
+            return "–"
+        if not isinstance(target, (int, float)):
+            return format(v, fmt)
+        ok = v >= target if above else v < target
+        text = format(v, fmt)
+        return f"{'0' if text == '-0' else text} ({'met' if ok else 'missed'})"
     for arch, s in (data.get("summary") or {}).items():  # type: ignore[union-attr]
         if not isinstance(s, Mapping):
             continue
-        ci, sta, mem = (s.get("ci_engine_over_fastest_forward"), s.get("sta_over_conv_alone"),
-                        s.get("memory_growth_mb"))
-        ci_c = s.get("ci_engine_compiled_over_fastest_forward")
-
-        def met(v: object, target: object, above: bool = True) -> str:
-            if not isinstance(v, (int, float)) or not isinstance(target, (int, float)):
-                return "–"
-            return "yes" if (v >= target if above else v < target) else "no"
         rows.append({"arch": arch, "fastest": SPEED_KINDS.get(str(s.get("fastest_forward")), "–"),
-                     "ci": ci, "ci_met": met(ci, targets.get("ci_over_fastest_forward")),
-                     "ci_c": ci_c, "ci_c_met": met(ci_c, targets.get("ci_over_fastest_forward")),
-                     "sta": sta, "sta_met": met(sta, targets.get("sta_over_conv_alone")),
-                     "mem": mem, "mem_met": met(mem, targets.get("memory_growth_mb"), above=False)})
-    t = {k: targets.get(k, "?") for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb")}
+                     "ci": cell(s.get("ci_engine_over_fastest_forward"), targets.get("ci_over_fastest_forward"), ".2f"),
+                     "ci_c": cell(s.get("ci_engine_compiled_over_fastest_forward"),
+                                  targets.get("ci_over_fastest_forward"), ".2f"),
+                     "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
+                     "mem": cell(s.get("memory_growth_mb"), targets.get("memory_growth_mb"), ".0f", above=False)})
+    t = {k: format(targets[k], "g") if isinstance(targets.get(k), (int, float)) else "?"
+         for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb")}
     return markdown_table(rows, {
-        "arch": "model", "fastest": "fastest forward",
-        "ci": f"CI engine / fastest (≥ {t['ci_over_fastest_forward']})", "ci_met": "met",
-        "ci_c": "CI engine, compile=True / fastest", "ci_c_met": "met",
-        "sta": f"STA / fastest conv1 alone (≥ {t['sta_over_conv_alone']})", "sta_met": "met",
-        "mem": f"memory growth, MB (< {t['memory_growth_mb']})", "mem_met": "met"},
-        {"ci": ".2f", "ci_c": ".2f", "sta": ".2f", "mem": ".0f"})
+        "arch": "model", "fastest": "fastest forward pass",
+        "ci": f"CI engine ÷ fastest (target ≥ {t['ci_over_fastest_forward']})",
+        "ci_c": "same, compile=True",
+        "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
+        "mem": f"memory growth, MB (< {t['memory_growth_mb']})"})
 
 
 def benchmark_table(data: Mapping[str, object]) -> str:

@@ -336,8 +336,9 @@ def plot_speed(data: Mapping[str, object], title: str = "Samples per second, the
     if not archs:
         raise ValueError("the speed benchmark data has no measurements")
     kinds = [k for k in SPEED_KINDS if any(r["kind"] == k for r in rows)]
-    fig, axes = _subplot_grid(len(archs), min(2, len(archs)), 5.6, 0.32 * len(kinds) + 1.2)
-    for ax, arch in zip(axes.flat, archs):
+    ncols = min(2, len(archs))
+    fig, axes = _subplot_grid(len(archs), ncols, 4.4, 0.36 * len(kinds) + 1.3, extra_w=2.2)
+    for i, (ax, arch) in enumerate(zip(axes.flat, archs)):
         rate = {r["kind"]: float(r["samples_per_s"]) for r in rows if r["arch"] == arch}
         best_fwd = max((v for k, v in rate.items() if k.startswith("forward")), default=float("nan"))
         best_conv = max((v for k, v in rate.items() if k.startswith("conv_alone")), default=float("nan"))
@@ -351,11 +352,11 @@ def plot_speed(data: Mapping[str, object], title: str = "Samples per second, the
                 continue
             ref = best_conv if k == "sta_engine" else best_fwd if k.startswith("ci_") else float("nan")
             extra = f" ({v / ref:.2f}x)" if ref == ref else ""
-            ax.annotate(f"{v:,.0f}{extra}", (v, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=7)
+            ax.annotate(f"{v:,.0f}{extra}", (v, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
         ax.set_xscale("log")
-        ax.set_yticks(y, [SPEED_KINDS[k] for k in kinds], fontsize=8)
+        ax.set_yticks(y, [SPEED_KINDS[k] for k in kinds] if i % ncols == 0 else [], fontsize=9)
         ax.invert_yaxis()
-        ax.set_title(arch, fontsize=10)
+        ax.set_title(arch, fontsize=11)
         ax.set_xlabel("samples per second (log scale)")
         ax.set_xlim(right=ax.get_xlim()[1] * 4)  # room for the labels
     meta = data.get("meta") if isinstance(data.get("meta"), Mapping) else {}
