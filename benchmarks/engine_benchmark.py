@@ -293,17 +293,25 @@ def _spawn(args, kind: str, n: int, device: str, dump: str | None) -> dict:
     if dump:
         cmd += ["--dump", dump]
     t0 = time.perf_counter()
-    try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-    except subprocess.TimeoutExpired:
-        return {"kind": kind, "n": n, "device": device, "error": f"timed out after {args.timeout}s"}
-    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(MARK)]
-    if p.returncode != 0 or not lines:
-        tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
-        return {"kind": kind, "n": n, "device": device, "error": f"rc={p.returncode}: " + " | ".join(tail)}
-    res = json.loads(lines[-1][len(MARK):])
+    res = run_worker(cmd, MARK, args.timeout)
+    if "error" in res:
+        return {"kind": kind, "n": n, "device": device, **res}
     res["process_seconds"] = time.perf_counter() - t0
     return res
+
+
+def run_worker(cmd: list[str], mark: str, timeout: float, env: dict | None = None) -> dict:
+    """Run a worker subprocess; its result is the JSON on its last stdout line starting with ``mark``,
+    else ``{"error": ...}`` (timeout, or exit status and the last lines it printed)."""
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout:.0f} s"}
+    lines = [ln for ln in p.stdout.splitlines() if ln.startswith(mark)]
+    if p.returncode != 0 or not lines:
+        tail = (p.stderr or p.stdout).strip().splitlines()[-5:]
+        return {"error": f"rc={p.returncode}: " + " | ".join(tail)}
+    return json.loads(lines[-1][len(mark):])
 
 
 def _batch_size(args, device: str) -> int:
