@@ -17,6 +17,7 @@ import torch
 from .config import Profile, default_device
 from .data import class_names, dataset_names
 from .models import CNN_NAMES, model_names
+from .stimuli import Stimulus, as_stimulus
 from .studies import as_profile
 
 __all__ = ["Chapter", "setup"]
@@ -49,6 +50,16 @@ class Chapter:
         if len(counts) != 1:
             raise ValueError(f"the datasets have different numbers of classes: {counts}")
         return counts.pop()
+
+    @property
+    def noise(self) -> Stimulus:
+        """The noise of the book's main runs (the profile's ``noise``), as a stimulus object."""
+        return as_stimulus(self.profile.noise)
+
+    @property
+    def noise_label(self) -> str:
+        """:meth:`~wna_helpers.stimuli.Stimulus.label` of :attr:`noise`, for titles and prose."""
+        return self.noise.label()
 
     @property
     def chance(self) -> float:

@@ -77,6 +77,10 @@ class Stimulus:
                 out[f.name] = v
         return out
 
+    def label(self) -> str:
+        """A short name for titles and tables, e.g. ``"uniform noise U[0, 1]"``."""
+        return self.kind
+
     def check_shape(self, input_shape: tuple[int, ...]) -> None:
         """Raise ``ValueError`` if the stimuli cannot have ``input_shape``."""
 
@@ -131,6 +135,10 @@ class Gaussian(Noise):
         object.__setattr__(self, "mean", _finite("noise mean", self.mean))
         object.__setattr__(self, "std", _finite("noise std", self.std, 0.0))
 
+    def label(self) -> str:  # noqa: D102
+        return f"Gaussian noise N({self.mean:g}, {self.std:g}²)" if self.std != 1.0 else \
+            f"Gaussian noise N({self.mean:g}, 1)"
+
     def sample(self, gen, shape, device, dtype):  # noqa: D102
         x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
         if self.std != 1.0:
@@ -159,6 +167,9 @@ class Uniform(Noise):
             raise ValueError(f"uniform noise needs low < high, got [{low:g}, {high:g}]")
         object.__setattr__(self, "low", low)
         object.__setattr__(self, "high", high)
+
+    def label(self) -> str:  # noqa: D102
+        return f"uniform noise U[{self.low:g}, {self.high:g}]"
 
     def sample(self, gen, shape, device, dtype):  # noqa: D102
         x = torch.rand(shape, generator=gen, device=device, dtype=dtype)
@@ -202,6 +213,9 @@ class Mixture(Noise):
                 raise ValueError(f"clip must be (low, high) with low < high, got {self.clip!r}")
             object.__setattr__(self, "clip", (float(self.clip[0]), float(self.clip[1])))
 
+    def label(self) -> str:  # noqa: D102
+        return f"(1 − {self.gamma:g})·{self.noise.label()} + {self.gamma:g}·image"  # type: ignore[union-attr]
+
     def check_shape(self, input_shape):  # noqa: D102
         if tuple(self.images.shape[1:]) != tuple(input_shape):
             raise ValueError(f"Mixture images have shape {tuple(self.images.shape[1:])}, "
@@ -244,6 +258,9 @@ class Images(Stimulus):
         if tuple(self.images.shape[1:]) != tuple(input_shape):
             raise ValueError(f"images have shape {tuple(self.images.shape[1:])}, the input shape "
                              f"is {tuple(input_shape)}")
+
+    def label(self) -> str:  # noqa: D102
+        return f"{len(self.images):,} real images"
 
     def available(self) -> int:  # noqa: D102
         return len(self.images)
