@@ -48,6 +48,17 @@ def _finite(name: str, value: object, minimum: float | None = None) -> float:
     return float(value)
 
 
+def _clip_range(clip: object) -> tuple[float, float]:
+    """``clip`` as a ``(low, high)`` pair of finite floats with ``low < high``; ValueError otherwise."""
+    try:
+        low, high = (float(v) for v in clip)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"clip must be (low, high) with low < high, got {clip!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"clip must be (low, high) with low < high, got {clip!r}")
+    return low, high
+
+
 class Stimulus:
     """Base class of everything the engine can stream through a model.
 
@@ -120,24 +131,74 @@ def _generator(device: torch.device) -> torch.Generator:
 
 @dataclass(frozen=True)
 class Gaussian(Noise):
-    """Independent Gaussian pixels N(mean, std²).
+    """Independent Gaussian pixels N(mean, std²), optionally clamped to a range.
 
     Args:
         mean: default 0.
         std: finite, >= 0; default 1.
+        clip: ``(low, high)`` with ``low < high`` to clamp every sample to, or None (no clamping);
+            default None.
+
+    Example:
+        >>> import wna_helpers as wna
+        >>> wna.Gaussian(0.13, 0.31, clip=(0, 1)).label()
+        'Gaussian noise N(0.13, 0.31²) clipped to [0, 1]'
     """
 
     mean: float = 0.0
     std: float = 1.0
+    clip: tuple[float, float] | None = None
     kind: ClassVar[str] = "gaussian"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", _finite("noise mean", self.mean))
         object.__setattr__(self, "std", _finite("noise std", self.std, 0.0))
+        if self.clip is not None:
+            object.__setattr__(self, "clip", _clip_range(self.clip))
+
+    @classmethod
+    def matched(cls, images: torch.Tensor, clip: bool = True) -> "Gaussian":
+        """The Gaussian with the mean and standard deviation of all pixels of ``images``.
+
+        Noise that lives where the model's inputs live (METHOD.md): the moments are computed in
+        float64 over every pixel of every image (population standard deviation).
+
+        Args:
+            images: a non-empty floating tensor ``(N, *input_shape)`` of finite values.
+            clip: also clamp the samples to the images' ``[min, max]`` range; default True.
+
+        Returns:
+            :class:`Gaussian` with ``mean``, ``std`` (and ``clip``) taken from ``images``.
+
+        Raises:
+            ValueError: ``images`` is not a non-empty floating tensor of finite values, or ``clip``
+                is asked of constant images (an empty range).
+
+        Example:
+            >>> import torch, wna_helpers as wna
+            >>> g = wna.Gaussian.matched(torch.tensor([[0.0, 1.0], [0.0, 1.0]]))
+            >>> g.mean, g.std, g.clip
+            (0.5, 0.5, (0.0, 1.0))
+        """
+        if not isinstance(images, torch.Tensor) or not images.is_floating_point() or images.numel() == 0:
+            raise ValueError("Gaussian.matched needs `images`: a non-empty floating-point tensor (N, *input_shape)")
+        x = images.detach().reshape(-1).double()
+        if not bool(torch.isfinite(x).all()):
+            raise ValueError("Gaussian.matched: `images` contain NaN or infinite values")
+        std, mean = torch.std_mean(x, correction=0)
+        rng = None
+        if clip:
+            low, high = float(x.min()), float(x.max())
+            if not low < high:
+                raise ValueError(f"Gaussian.matched: the images are constant ({low:g}), there is no range to "
+                                 "clip to; pass clip=False")
+            rng = (low, high)
+        return cls(mean=float(mean), std=float(std), clip=rng)
 
     def label(self) -> str:  # noqa: D102
-        return f"Gaussian noise N({self.mean:g}, {self.std:g}²)" if self.std != 1.0 else \
+        name = f"Gaussian noise N({self.mean:g}, {self.std:g}²)" if self.std != 1.0 else \
             f"Gaussian noise N({self.mean:g}, 1)"
+        return name if self.clip is None else f"{name} clipped to [{self.clip[0]:g}, {self.clip[1]:g}]"
 
     def sample(self, gen, shape, device, dtype):  # noqa: D102
         x = torch.randn(shape, generator=gen, device=device, dtype=dtype)
@@ -145,6 +206,8 @@ class Gaussian(Noise):
             x.mul_(self.std)
         if self.mean != 0.0:
             x.add_(self.mean)
+        if self.clip is not None:
+            x.clamp_(*self.clip)
         return x
 
 
