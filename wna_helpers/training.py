@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 import os
 import platform
 import time
 import warnings
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -43,7 +45,11 @@ class TrainResult:
         epoch_train_accuracy: running training accuracy of each epoch.
         step_loss: training loss every ``log_every`` steps.
         log_every: steps between two entries of ``step_loss``.
-        seconds: wall time of training.
+        seconds: wall time of training, not counting the recording of snapshots.
+        snapshots: one dict per requested snapshot step, in step order: ``step`` (optimizer steps
+            done), ``epoch`` (``step / steps_per_epoch``, a float), ``test_accuracy`` (NaN without a
+            test set) and ``state_dict`` (a CPU copy of the model's); see :func:`train`. Left out of
+            the ``history`` in a checkpoint's JSON meta.
     """
 
     test_accuracy: float
@@ -52,6 +58,40 @@ class TrainResult:
     step_loss: list[float] = field(default_factory=list)
     log_every: int = 10
     seconds: float = 0.0
+    snapshots: list[dict[str, object]] = field(default_factory=list)
+
+
+def _history(result: TrainResult) -> dict[str, object]:
+    """``asdict(result)`` without the snapshots (their state dicts are not JSON): a checkpoint's meta."""
+    history = asdict(replace(result, snapshots=[]))
+    history.pop("snapshots")
+    return history
+
+
+def _rng_devices(device: torch.device) -> list[int]:
+    """The CUDA devices whose generators :func:`torch.random.fork_rng` must save for ``device``."""
+    if device.type != "cuda":
+        return []
+    return [device.index if device.index is not None else torch.cuda.current_device()]
+
+
+def _snapshot_steps(steps: Sequence[int], total: int) -> list[int]:
+    """``steps`` checked (integers from 0 to ``total``), sorted, without repeats.
+
+    Raises:
+        ValueError: a step that is not an integer, negative, or beyond ``total``.
+    """
+    try:
+        items = list(steps) if not isinstance(steps, (str, bytes)) else None
+    except TypeError:
+        items = None
+    if items is None:
+        raise ValueError(f"snapshot steps must be a sequence of integers from 0 to {total}, got {steps!r}")
+    bad = [s for s in items if isinstance(s, bool) or not isinstance(s, numbers.Integral) or not 0 <= s <= total]
+    if bad:
+        raise ValueError(f"snapshot steps must be integers from 0 (before training) to {total} (the last "
+                         f"optimizer step), got {bad}")
+    return sorted({int(s) for s in items})
 
 
 @torch.no_grad()
@@ -77,8 +117,12 @@ def evaluate(model: nn.Module, data: Dataset, *, batch_size: int = 1000,
 def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = None, *,
           epochs: int = 1, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
           device: torch.device | str | None = None, progress: bool = True,
-          log_every: int = 10) -> TrainResult:
+          log_every: int = 10, snapshot_steps: Sequence[int] = ()) -> TrainResult:
     """Train ``model`` in place with Adam and cross-entropy.
+
+    Training is the same, bit for bit, with and without snapshots: recording one copies the weights
+    and evaluates the test set in eval mode under a forked random generator, then puts the model
+    back into train mode.
 
     Args:
         model: a classifier returning logits.
@@ -91,24 +135,56 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
         device: default the model's device.
         progress: show a ``tqdm`` bar with loss and accuracy; default True.
         log_every: record the loss every this many steps; default 10.
+        snapshot_steps: optimizer steps after which the model is recorded in
+            ``TrainResult.snapshots`` (0: before training; the last: ``epochs * ceil(N / batch_size)``);
+            default none.
 
     Returns:
         A :class:`TrainResult`. The model is left in eval mode on ``device``.
+
+    Raises:
+        ValueError: ``epochs`` or ``batch_size`` below 1, or a snapshot step that is not an integer
+            from 0 to the number of optimizer steps (raised before training).
+
+    Example:
+        >>> model = build_model("logreg", seed=0)
+        >>> res = train(model, load_dataset("mnist", limit=640), epochs=2, batch_size=64,
+        ...             snapshot_steps=[0, 10, 20], progress=False)
+        >>> [(s["step"], s["epoch"]) for s in res.snapshots]
+        [(0, 0.0), (10, 1.0), (20, 2.0)]
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}")
+    steps_per_epoch = (len(train_data) + batch_size - 1) // batch_size
+    wanted = set(_snapshot_steps(snapshot_steps, epochs * steps_per_epoch))
     device = torch.device(device) if device is not None else next(model.parameters()).device
     model.to(device).train()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = (len(train_data) + batch_size - 1) // batch_size
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     result = TrainResult(test_accuracy=float("nan"), log_every=log_every)
     n = len(train_data)
+    snapshot_seconds = 0.0
+
+    def record(step: int, acc: float | None = None) -> None:
+        """Append the snapshot after ``step`` steps; ``acc``: the test accuracy if already measured."""
+        nonlocal snapshot_seconds
+        t = time.perf_counter()
+        if acc is None and test_data is not None:
+            with torch.random.fork_rng(devices=_rng_devices(device)):  # draws nothing from training's generators
+                acc, _ = evaluate(model, test_data, device=device)
+            model.train()
+        result.snapshots.append({
+            "step": step, "epoch": step / steps_per_epoch, "test_accuracy": float("nan") if acc is None else acc,
+            "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}})
+        snapshot_seconds += time.perf_counter() - t
+
     t0 = time.perf_counter()
     bar = tqdm(total=epochs * steps_per_epoch, disable=not progress,
                desc=f"train {getattr(model, 'arch', type(model).__name__)}", unit="step")
     step = 0
+    if 0 in wanted:
+        record(0)
     for epoch in range(epochs):
         order = torch.randperm(n, generator=gen)
         correct = seen = 0
@@ -131,14 +207,19 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
                 result.step_loss.append(lv)
                 bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", acc=f"{correct / seen:.3f}")
             bar.update(1)
+            if step in wanted and i + batch_size < n:  # mid-epoch; an epoch's end is recorded below
+                record(step)
         result.epoch_train_accuracy.append(correct / seen)
+        acc = None
         if test_data is not None:
             acc, _ = evaluate(model, test_data, device=device)
             result.epoch_test_accuracy.append(acc)
             bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", test_acc=f"{acc:.4f}")
+        if step in wanted:
+            record(step, acc)
     bar.close()
     model.eval()
-    result.seconds = time.perf_counter() - t0
+    result.seconds = time.perf_counter() - t0 - snapshot_seconds
     if result.epoch_test_accuracy:
         result.test_accuracy = result.epoch_test_accuracy[-1]
     return result
@@ -215,36 +296,70 @@ def get_trained_model(arch: str, dataset: str, profile: Profile | str | None = N
     return _load_or_train(arch, dataset, prof, cache_dir, device, progress)
 
 
+def _read_checkpoint(path: Path, recipe: dict[str, object],
+                     model: nn.Module) -> tuple[dict[str, object] | None, str | None]:
+    """Load the checkpoint at ``path`` into ``model`` if it was trained with ``recipe``.
+
+    Returns:
+        ``(meta, None)`` when loaded; ``(None, None)`` when there is no file; ``(None, problem)`` when
+        the file is unusable, ``problem`` completing "checkpoint <path> ..." (``model`` may then
+        hold part of its weights: build a fresh one).
+    """
+    if not path.exists():
+        return None, None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        meta = json.loads(blob["meta"])
+        if {k: meta.get(k) for k in recipe} != recipe:
+            return None, (f"was trained with another recipe "
+                          f"({ {k: meta.get(k) for k in recipe if meta.get(k) != recipe[k]} })")
+        model.load_state_dict(blob["state_dict"])
+        return meta, None
+    except Exception as exc:  # corrupt, truncated, or not ours
+        return None, f"is unreadable ({type(exc).__name__}: {exc})"
+
+
+def _train_recipe(model: nn.Module, arch: str, dataset: str, prof: Profile, device: torch.device,
+                  progress: bool, *, train_data: Dataset | None = None,
+                  snapshot_steps: Sequence[int] = ()) -> tuple[TrainResult, dict[str, object]]:
+    """Train ``model`` (fresh from ``build_model(arch, seed=prof.seed)``) with the profile's recipe.
+
+    The one place the recipe is applied: the profile's data, epochs, learning rate and batch size,
+    the global generator seeded with ``prof.seed`` for training only and restored afterwards.
+
+    Returns:
+        ``(result, meta)``: meta is what the checkpoint stores (JSON-ready; no snapshots).
+    """
+    if train_data is None:
+        train_data = load_dataset(dataset, "train", limit=prof.train_subset)
+    test_data = load_dataset(dataset, "test")
+    with torch.random.fork_rng(devices=_rng_devices(device)):
+        torch.manual_seed(prof.seed)
+        result = train(model, train_data, test_data, epochs=prof.epochs_for(arch, dataset),
+                       batch_size=prof.batch_size, lr=prof.lr_for(arch, dataset), seed=prof.seed, device=device,
+                       progress=progress, snapshot_steps=snapshot_steps)
+    meta = {**_recipe(arch, dataset, prof), "profile": prof.name, "test_accuracy": result.test_accuracy,
+            "train_seconds": result.seconds, "train_size": len(train_data), "history": _history(result),
+            "versions": _versions(), "device": str(device)}
+    return result, meta
+
+
+def _write_checkpoint(path: Path, state_dict: dict[str, torch.Tensor], meta: dict[str, object]) -> None:
+    """Write a checkpoint atomically: CPU weights and the JSON meta."""
+    state = {k: v.detach().cpu() for k, v in state_dict.items()}
+    atomic_torch_save({"state_dict": state, "meta": json.dumps(meta)}, path)
+
+
 def _load_or_train(arch: str, dataset: str, prof: Profile, cache_dir: str | os.PathLike | None,
                    device: torch.device, progress: bool) -> tuple[nn.Module, dict[str, object]]:
     model = build_model(arch, seed=prof.seed)
     path = checkpoint_path(arch, dataset, prof, cache_dir)
-    recipe = _recipe(arch, dataset, prof)
-    if path.exists():
-        try:
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            meta = json.loads(blob["meta"])
-            if {k: meta.get(k) for k in recipe} == recipe:
-                model.load_state_dict(blob["state_dict"])
-                return model.to(device).eval(), meta
-            warnings.warn(f"checkpoint {path} was trained with another recipe "
-                          f"({ {k: meta.get(k) for k in recipe if meta.get(k) != recipe[k]} }); retraining",
-                          stacklevel=3)
-        except Exception as exc:  # corrupt, truncated, or not ours
-            warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); retraining",
-                          stacklevel=3)
-    train_data = load_dataset(dataset, "train", limit=prof.train_subset)
-    test_data = load_dataset(dataset, "test")
-    # the global generator is seeded for training only and restored afterwards
-    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.manual_seed(prof.seed)
-        result = train(model, train_data, test_data, epochs=prof.epochs_for(arch, dataset),
-                       batch_size=prof.batch_size, lr=prof.lr_for(arch, dataset), seed=prof.seed, device=device,
-                       progress=progress)
-    meta = {**recipe, "profile": prof.name, "test_accuracy": result.test_accuracy, "train_seconds": result.seconds,
-            "train_size": len(train_data), "history": asdict(result), "versions": _versions(),
-            "device": str(device)}
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_torch_save({"state_dict": state, "meta": json.dumps(meta)}, path)
+    meta, problem = _read_checkpoint(path, _recipe(arch, dataset, prof), model)
+    if meta is not None:
+        return model.to(device).eval(), meta
+    if problem is not None:
+        warnings.warn(f"checkpoint {path} {problem}; retraining", stacklevel=3)
+        model = build_model(arch, seed=prof.seed)  # a failed load may have left some of its weights
+    _, meta = _train_recipe(model, arch, dataset, prof, device, progress)
+    _write_checkpoint(path, model.state_dict(), meta)
     return model.eval(), meta
