@@ -9,7 +9,7 @@ engine runs a model at the hardware's limit is :mod:`~wna_helpers.speed`.
 Book helpers (top): the cached studies (:mod:`~wna_helpers.studies`, :mod:`~wna_helpers.biasing`,
 :mod:`~wna_helpers.overview`), measures, plots, reports and widgets the chapters call.
 """
-from . import chapter
+from . import chapter, paper
 from .activations import ActivationStatistics, activation_statistics
 from .analysis import (bias_curve, class_means, confusion_matrix, correlation_matrix, entropy_bits, feed_back,
                        template_classify)
@@ -21,10 +21,14 @@ from .fingerprint import code_digest, state_digest, tensor_digest
 from .kernel import Accumulator, run_engine
 from .models import CNN_NAMES, MODELS, build_model, conv_layer_names, layer_table, model_names
 from .options import RunOptions
+from .paper import (PAPER_WEIGHTS, cite, compare, gamma_curves, minmax_scale, paper_numbers, paper_templates,
+                    paper_weights)
+from .snapshots import model_at, snapshot_path, training_snapshots
 from .speed import allocator_status, tune_allocator
 from .sta import (ReceptiveField, SpikeTriggeredAverage, filter_correlation, pearson, receptive_field,
                   spike_triggered_average)
 from .stimuli import Gaussian, Images, Mixture, Noise, Stimulus, Uniform, as_stimulus
+from .structured_noise import GaborNoise, Sinusoid, gabor_dictionary
 from .training import TrainResult, checkpoint_path, evaluate, get_trained_model, train
 
 __version__ = "0.2.0"
@@ -36,8 +40,11 @@ __all__ = [
     "CIConvergence", "STAConvergence", "ci_convergence", "geometric_sizes", "sta_convergence",
     "DataIntegrityError", "Dataset", "DatasetNotFoundError", "class_names", "dataset_names", "load_dataset",
     "code_digest", "state_digest", "tensor_digest", "Accumulator", "run_engine", "CNN_NAMES", "MODELS",
-    "build_model", "conv_layer_names", "layer_table", "model_names", "RunOptions", "ReceptiveField",
+    "build_model", "conv_layer_names", "layer_table", "model_names", "RunOptions", "paper", "PAPER_WEIGHTS",
+    "cite", "compare", "gamma_curves", "minmax_scale", "paper_numbers", "paper_templates", "paper_weights",
+    "ReceptiveField",
     "allocator_status", "tune_allocator", "SpikeTriggeredAverage", "filter_correlation", "pearson", "receptive_field", "spike_triggered_average",
-    "Gaussian", "Images", "Mixture", "Noise", "Stimulus", "Uniform", "as_stimulus", "TrainResult",
-    "checkpoint_path", "evaluate", "get_trained_model", "train",
+    "Gaussian", "Images", "Mixture", "Noise", "Stimulus", "Uniform", "as_stimulus",
+    "GaborNoise", "Sinusoid", "gabor_dictionary", "TrainResult",
+    "checkpoint_path", "evaluate", "get_trained_model", "train", "model_at", "snapshot_path", "training_snapshots",
 ]
