@@ -9,7 +9,7 @@ from .analysis import bias_curve, feed_back
 from .config import Profile
 from .data import load_dataset
 from .results_cache import cached
-from .stimuli import Stimulus, as_stimulus
+from .stimuli import Noise, Stimulus, as_stimulus
 from .studies import as_profile, study_ci, study_params, trained
 
 __all__ = ["bias_directions", "bias_inputs", "study_bias"]
@@ -19,8 +19,9 @@ def bias_directions(images: torch.Tensor, *, center: bool = True, rms: float = 1
     """Classification images as perturbation directions of a fixed size.
 
     Each image (optionally minus the mean over classes, which removes what all CIs share;
-    skipped when fewer than two classes have a CI, as it would leave nothing) is scaled to a root-mean-square pixel value of ``rms``, so ``gamma`` in
-    ``x + gamma * direction`` is in pixel units (the noise has std 1, images lie in [0, 1]).
+    skipped when fewer than two classes have a CI, as it would leave nothing) is scaled to a root-mean-square
+    pixel value of ``rms``, so ``gamma`` in ``x + gamma * direction`` is in pixel units (images lie in
+    [0, 1]; N(0, 1) noise has std 1, U[0, 1] noise about 0.29).
 
     Args:
         images: ``(K, *shape)`` classification images (NaN rows: classes without samples).
@@ -56,15 +57,17 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
 
     ``direction_c`` is the class's classification image from :func:`study_ci`, mean-centred over
     classes and scaled to RMS 1 (:func:`bias_directions`). Inputs are the first ``n_inputs`` test
-    images and ``n_inputs`` Gaussian N(0, 1) noise images (seeded by the profile's seed). The
-    shares at ``gamma = 0`` come from one unbiased pass; the others from
-    :func:`~wna_helpers.analysis.bias_curve`.
+    images and ``n_inputs`` noise images drawn from the CIs' own stimulus (``noise``, default the
+    profile's: the noise the CIs were measured on), sampled on the CPU in float32 from a generator
+    seeded with the profile's seed. The shares at ``gamma = 0`` come from one unbiased pass; the
+    others from :func:`~wna_helpers.analysis.bias_curve`. The cache key holds the noise inputs'
+    :meth:`~wna_helpers.stimuli.Stimulus.describe`.
 
     Args:
         gammas: default ``profile.bias_gammas``.
         n_inputs: default :func:`bias_inputs`.
-        noise: the stimulus of the classification images (a shorthand or a stimulus); default the
-            profile's ``noise``.
+        noise: the stimulus of the classification images and of the noise inputs (a shorthand or a
+            noise kind); default the profile's ``noise``.
         center: mean-centre the CIs over classes first; default True.
 
     Returns:
@@ -72,13 +75,20 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
         predicted as class ``c`` after adding ``gamma * direction_c`` (NaN for a class without a CI);
         ``test_mean`` and ``noise_mean`` ``(G,)``: averaged over the classes that have a CI;
         ``n_inputs``.
+
+    Raises:
+        ValueError: ``noise`` is not a noise kind (real images cannot be drawn as noise inputs).
     """
     prof = as_profile(profile)
     model, _ = trained(arch, dataset, prof)
     gammas = [float(g) for g in (gammas if gammas is not None else prof.bias_gammas)]
     n = int(n_inputs or bias_inputs(arch, prof))
-    params = study_params(arch, dataset, prof, gammas=gammas, n=n, noise=as_stimulus(noise or prof.noise).describe(),
-                          center=center, inputs="test images and N(0, 1) noise")
+    stim = as_stimulus(noise or prof.noise)
+    if not isinstance(stim, Noise):
+        raise ValueError(f"study_bias needs a noise kind to draw its noise inputs from, got {stim.label()}")
+    params = study_params(arch, dataset, prof, gammas=gammas, n=n, noise=stim.describe(), center=center,
+                          inputs={"test": "the first n test images", "noise": stim.describe(),
+                                  "sampled": "cpu, float32, one torch.Generator seeded with the profile's seed"})
 
     def compute() -> dict[str, object]:
         ci = study_ci(arch, dataset, prof, noise=noise, progress=False)
@@ -86,7 +96,7 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
         k = ci.num_classes
         test = load_dataset(dataset, "test", limit=n).images
         gen = torch.Generator().manual_seed(prof.seed)
-        noise_in = torch.randn((n, *test.shape[1:]), generator=gen)
+        noise_in = stim.sample(gen, (n, *test.shape[1:]), torch.device("cpu"), torch.float32)
         nonzero = [g for g in gammas if g != 0.0]
         out: dict[str, object] = {"gammas": gammas, "n_inputs": n}
         for name, inputs in (("test", test), ("noise", noise_in)):

@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 from .data import class_names
 
-__all__ = ["DATASET_LABELS", "dataset_label", "markdown_table", "overview_markdown", "describe_biases",
-           "profile_table"]
+__all__ = ["DATASET_LABELS", "OVERVIEW_PARTS", "dataset_label", "markdown_table", "overview_markdown",
+           "describe_biases", "profile_table"]
 
 #: How the book writes each dataset's name.
 DATASET_LABELS: dict[str, str] = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
@@ -25,7 +25,17 @@ _OVERVIEW_COLUMNS: dict[str, str] = {
     "model": "model", "dataset": "dataset", "test_accuracy": "test acc.",
     "noise_entropy_bits": "noise entropy (bits)", "top_noise": "noise mostly called",
     "ci_template_accuracy": "CI-template acc.", "mean_template_accuracy": "mean-template acc.",
-    "feedback_diagonal": "CI fed back: diagonal", "sta_filter_r": "conv1 STA-filter r", "n_noise": "n noise"}
+    "feedback_diagonal": "CIs fed back: own class", "sta_filter_r": "conv1 STA-filter r", "n_noise": "n noise"}
+
+#: The results overview as narrower tables, ``overview_markdown(rows, part)``: each part's columns (keys of
+#: the overview rows; every column of the full table is in one part, model and dataset in both), so that a
+#: table fits the text column of the book's pages. ``"noise"``: the models and where the noise goes;
+#: ``"cis"``: what their classification images (as templates, fed back) and first-layer STAs are worth.
+OVERVIEW_PARTS: dict[str, tuple[str, ...]] = {
+    "noise": ("model", "dataset", "test_accuracy", "n_noise", "noise_entropy_bits", "top_noise"),
+    "cis": ("model", "dataset", "ci_template_accuracy", "mean_template_accuracy", "feedback_diagonal",
+            "sta_filter_r"),
+}
 
 
 def dataset_label(dataset: str) -> str:
@@ -68,23 +78,35 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, s
     return "\n".join(lines)
 
 
-def overview_markdown(rows: Sequence[Mapping[str, object]]) -> str:
+def overview_markdown(rows: Sequence[Mapping[str, object]], part: str | None = None) -> str:
     """The results overview as a Markdown table, with dataset display names and the top noise class by name.
 
     Args:
-        rows: rows of :func:`~wna_helpers.study.overview_row`.
+        rows: rows of :func:`~wna_helpers.overview.overview_row`; where a row has ``cis`` (the number of
+            classes that have a CI, from :func:`~wna_helpers.overview.overview_rows`), its fed-back column
+            reads "diagonal / CIs".
+        part: a key of :data:`OVERVIEW_PARTS` for one of the narrower tables (``"noise"``, ``"cis"``);
+            default None: every column in one table (ten columns, wider than a book page).
 
     Returns:
         The table (model, dataset, accuracies, noise bias, CI feedback, STA-filter r, n) as a Markdown string.
+
+    Raises:
+        ValueError: an unknown ``part`` (the message lists the parts).
     """
+    if part is not None and part not in OVERVIEW_PARTS:
+        raise ValueError(f"unknown overview part {part!r}; the parts are {list(OVERVIEW_PARTS)}")
     out = []
     for r in rows:
         d = dict(r)
         ds = str(d["dataset"])
         d["top_noise"] = f"{class_names(ds)[int(d['top_noise_class'])]} ({float(d['top_noise_share']):.0%})"
         d["dataset"] = dataset_label(ds)
+        if d.get("cis") is not None:
+            d["feedback_diagonal"] = f"{int(d['feedback_diagonal'])} / {int(d['cis'])}"  # type: ignore[call-overload]
         out.append(d)
-    return markdown_table(out, _OVERVIEW_COLUMNS, {
+    columns = _OVERVIEW_COLUMNS if part is None else {k: _OVERVIEW_COLUMNS[k] for k in OVERVIEW_PARTS[part]}
+    return markdown_table(out, columns, {
         "test_accuracy": ".1%", "noise_entropy_bits": ".2f", "ci_template_accuracy": ".1%",
         "mean_template_accuracy": ".1%", "sta_filter_r": ".3f", "n_noise": ","})
 
@@ -95,8 +117,8 @@ def describe_biases(rows: Sequence[Mapping[str, object]], chance: float = 0.1, *
     what its classification images are worth (Markdown).
 
     Args:
-        rows: rows of :func:`~wna_helpers.study.overview_row` (with ``cis``, the number of classes that have
-            a CI, when known: :func:`~wna_helpers.study.overview_rows` adds it).
+        rows: rows of :func:`~wna_helpers.overview.overview_row` (with ``cis``, the number of classes that have
+            a CI, when known: :func:`~wna_helpers.overview.overview_rows` adds it).
         chance: accuracy of guessing; default 0.1.
         dominant_share: a model whose top noise class gets at least this share "sends almost all noise"
             there; default 0.9.

@@ -16,6 +16,7 @@ from .config import Profile, get_profile
 from .data import class_names, dataset_names
 from .models import model_names
 from .plots import dataset_label, plot_activation_pair
+from .plots.charts import _stimulus_label
 
 __all__ = ["activation_explorer", "explorer_view", "StatsFn"]
 
@@ -67,9 +68,9 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
     """An ipywidgets explorer: model, dataset, layer, class and channel dropdowns over a live plot.
 
     The plot shows the chosen class's mean activation of the chosen layer and channel over real
-    test images (grouped by label) next to the same over Gaussian noise (grouped by the model's
-    predicted class), on one colour scale. Statistics come from
-    :func:`~wna_helpers.studies.study_activations` (cached on disk) and are loaded when a
+    test images (grouped by label) next to the same over the profile's noise (``profile.noise``, named
+    in the plot's title by its label; grouped by the model's predicted class), on one colour scale.
+    Statistics come from :func:`~wna_helpers.studies.study_activations` (cached on disk) and are loaded when a
     (model, dataset) is first selected, so the explorer shows its first view after loading one
     model. A class that received no noise sample is said so in the status line.
 
@@ -150,8 +151,8 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
         dense = real.means[layer].dim() == 2
         what = "all units" if dense else ("mean over channels" if ch == _MEAN else f"channel {ch}")
         title = (f"{arch} on {dataset_label(dataset)}, layer {layer}, {what}, class {class_names(dataset)[cls]}\n"
-                 f"real: {real.n_samples:,} test images; noise: {noise.n_samples:,} "
-                 f"{noise.stimulus.get('kind', '')} samples ({prof.name} profile)")
+                 f"real: {real.n_samples:,} test images; noise: {noise.n_samples:,} samples of "
+                 f"{_stimulus_label(noise.stimulus)} ({prof.name} profile)")
         with output:
             output.clear_output(wait=True)
             fig = plot_activation_pair(maps, title, colorbar_label="mean activation (pre-ReLU)")

@@ -5,7 +5,9 @@ scale or one set of axes labels and are set up by :func:`~wna_helpers.plots.layo
 """
 from __future__ import annotations
 
+import dataclasses
 import math
+import textwrap
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -16,10 +18,29 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 from ..analysis import entropy_bits
+from ..stimuli import NOISE_SHORTHANDS, Stimulus, as_stimulus
 from .layout import ArrayLike, _np, _subplot_grid
 
 __all__ = ["plot_class_histogram", "plot_class_histograms", "plot_confusion", "plot_confusion_grid", "plot_curves",
            "plot_curve_grid", "plot_grouped_bars", "plot_benchmark", "plot_speed"]
+
+
+def _stimulus_label(noise: Stimulus | str | Mapping[str, object]) -> str:
+    """:meth:`~wna_helpers.stimuli.Stimulus.label` of a stimulus, a shorthand (``"uniform"``) or the
+    :meth:`~wna_helpers.stimuli.Stimulus.describe` dict of a noise kind (as results and benchmark JSON
+    record it); a description that names no known noise kind gives its ``kind`` as is."""
+    if not isinstance(noise, Mapping):
+        return as_stimulus(noise).label()
+    kind = str(noise.get("kind", "noise"))
+    cls = NOISE_SHORTHANDS.get(kind)
+    if cls is None:
+        return kind
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: (tuple(v) if isinstance(v, list) else v)  # type: ignore[arg-type]
+                      for k, v in noise.items() if k in names}).label()
+    except (TypeError, ValueError):
+        return kind
 
 
 def _histogram(ax: Axes, counts: np.ndarray, classes: Sequence[str], title: str) -> None:
@@ -245,49 +266,103 @@ def plot_curve_grid(x: ArrayLike | Sequence[float] | None, panels: Mapping[str, 
     return fig
 
 
+def _wrap(text: str, width_in: float, fontsize: float) -> str:
+    """``text`` wrapped to lines that fit ``width_in`` inches at ``fontsize`` points (about 0.5 em a character)."""
+    chars = max(20, int(width_in * 72 / (0.5 * fontsize)))
+    return "\n".join(textwrap.fill(line, chars) for line in text.split("\n"))
+
+
 def plot_grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
                       *, hline: float | None = None, hline_label: str | None = None,
-                      ylim: tuple[float, float] | None = None) -> Figure:
-    """Grouped bar chart: one group per entry of ``groups`` (e.g. model/dataset), one bar per series.
+                      ylim: tuple[float, float] | None = None, panels: Sequence[str] | None = None,
+                      width: float = 7.5, panel_height: float | None = None) -> Figure:
+    """Grouped bar chart: one group per entry of ``groups`` (e.g. a model), one bar per series, sized to
+    read at the book's page width.
+
+    The figure is ``width`` inches wide (7.5 in: the page's text column at 100 dpi), its fonts 9 pt
+    or more, the title wrapped to the width and the legend below the bars. With ``panels``, the
+    groups are split into panels stacked vertically (e.g. one per dataset) on one y axis.
 
     Args:
         groups: x tick labels.
         series: legend label -> one value per group (NaN: no bar).
         title, ylabel: text.
-        hline: dashed reference line (e.g. chance); default none.
+        hline: dashed reference line (e.g. chance), in every panel; default none.
         hline_label: its legend label; default None.
         ylim: y limits; default automatic.
+        panels: one panel title per group (e.g. its dataset): the groups that share a title are drawn in
+            one panel, panels in order of first appearance, top to bottom; default None: one panel.
+        width: figure width in inches; default 7.5.
+        panel_height: height of each panel in inches; default 3.2 for one panel, 2.6 for several.
 
     Returns:
         The figure.
+
+    Raises:
+        ValueError: a series or ``panels`` whose length is not ``len(groups)``.
     """
     k = len(series)
-    width = 0.8 / max(k, 1)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(groups) * max(k, 1) + 2), 3.8), layout="constrained")
-    for i, (label, vals) in enumerate(series.items()):
+    values = {}
+    for label, vals in series.items():
         v = _np(vals)
         if len(v) != len(groups):
             raise ValueError(f"series {label!r} has {len(v)} values for {len(groups)} groups")
-        ax.bar(np.arange(len(groups)) + (i - (k - 1) / 2) * width, np.nan_to_num(v), width, label=label)
-    if hline is not None:
-        ax.axhline(hline, color="gray", linestyle="--", linewidth=1, label=hline_label)
-    ax.set_xticks(range(len(groups)), list(groups), rotation=45, ha="right", fontsize=8)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    if ylim is not None:
-        ax.set_ylim(*ylim)
-    ax.grid(True, axis="y", alpha=0.3)
-    ax.legend(fontsize=7)
+        values[label] = v
+    if panels is not None and len(panels) != len(groups):
+        raise ValueError(f"{len(panels)} panel titles for {len(groups)} groups")
+    names = list(dict.fromkeys(panels)) if panels is not None else [""]
+    members = {p: [i for i in range(len(groups)) if panels is None or panels[i] == p] for p in names}
+    height = panel_height or (3.2 if len(names) == 1 else 2.6)
+    legend_h = 0.45 * math.ceil((k + (hline_label is not None)) / 4)
+    title_lines = _wrap(title, width, 11).count("\n") + 1
+    fig, axes = plt.subplots(len(names), 1, figsize=(width, height * len(names) + legend_h + 0.22 * title_lines),
+                             sharey=True, squeeze=False, layout="constrained")
+    bar_w = 0.8 / max(k, 1)
+    for ax, name in zip(axes[:, 0], names):
+        idx = members[name]
+        x = np.arange(len(idx))
+        for i, (label, v) in enumerate(values.items()):
+            ax.bar(x + (i - (k - 1) / 2) * bar_w, np.nan_to_num(v[idx]), bar_w, label=label, color=f"C{i}")
+        if hline is not None:
+            ax.axhline(hline, color="gray", linestyle="--", linewidth=1, label=hline_label)
+        labels = [str(groups[i]) for i in idx]
+        longest = max((len(line) for lab in labels for line in lab.split("\n")), default=0)
+        slot = (width - 1.0) / max(len(idx), 1)  # inches per group
+        tilt = longest * 0.6 * 9 / 72 > 0.95 * slot  # the longest line would run into its neighbours
+        if tilt:  # tilted labels on one line each, so that neighbours do not overlap
+            labels = [" ".join(lab.split("\n")) for lab in labels]
+        ax.set_xticks(x, labels, rotation=30 if tilt else 0, ha="right" if tilt else "center",
+                      rotation_mode="anchor" if tilt else "default", fontsize=9)
+        ax.set_xlim(-0.6, len(idx) - 0.4)
+        ax.tick_params(axis="y", labelsize=9)
+        ax.set_ylabel(ylabel, fontsize=10)
+        if name:
+            ax.set_title(name, fontsize=10, loc="left", fontweight="bold")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(True, axis="y", alpha=0.3)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    order = sorted(range(len(labels)), key=lambda i: labels[i] == hline_label)  # the series first, then the line
+    handles, labels = [handles[i] for i in order], [labels[i] for i in order]
+    if labels:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), fontsize=9, frameon=False)
+    fig.suptitle(_wrap(title, width, 11), fontsize=11)
     return fig
 
 
 
-def plot_benchmark(data: Mapping[str, object], title: str = "Engine benchmark") -> Figure:
+def plot_benchmark(data: Mapping[str, object], title: str = "Engine benchmark", *,
+                   noise: Stimulus | str | None = None) -> Figure:
     """Throughput (samples/s) and peak memory (RSS, MB) against n, one line per (device, kind).
 
     Args:
         data: the benchmark's JSON (:func:`wna_helpers.perf_report.load_engine_benchmark`).
         title: start of the figure title (model and noise follow); default "Engine benchmark".
+        noise: the benchmark's noise (a stimulus or a shorthand), named in the title by its
+            :meth:`~wna_helpers.stimuli.Stimulus.label`; default the noise the JSON records
+            (``meta["noise"]``: a shorthand or a :meth:`~wna_helpers.stimuli.Stimulus.describe` dict), else
+            ``"gaussian"``, what ``benchmarks/engine_benchmark.py`` runs (the engine's default noise
+            and ``torch.randn`` in the reference), not the book's main noise.
 
     Returns:
         The figure (two log-x panels).
@@ -306,7 +381,9 @@ def plot_benchmark(data: Mapping[str, object], title: str = "Engine benchmark") 
         mem[label] = (n, [float(m.get("peak_rss_mb") or np.nan) for m in ms])
     meta = data.get("meta", {}) if isinstance(data.get("meta"), Mapping) else {}
     arch = meta.get("arch", "model")  # type: ignore[union-attr]
-    sup = f"{title}: {arch}{' (trained)' if meta.get('trained') else ' (untrained)'}, Gaussian noise"  # type: ignore[union-attr]
+    kind = noise if noise is not None else meta.get("noise") or "gaussian"  # type: ignore[union-attr]
+    sup = (f"{title}: {arch}{' (trained)' if meta.get('trained') else ' (untrained)'}, "  # type: ignore[union-attr]
+           f"{_stimulus_label(kind)}")  # type: ignore[arg-type]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), layout="constrained")
     plot_curves(None, thr, "throughput", "n (samples)", "samples per second", logx=True, ax=axes[0])
     plot_curves(None, mem, "peak memory of the process", "n (samples)", "peak RSS (MB)", logx=True, ax=axes[1])
