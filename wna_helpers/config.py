@@ -34,16 +34,21 @@ class Profile:
         n_sta: noise samples for spike-triggered averages and noise activation maps, per architecture.
         n_real: real (test) images used for real-data STAs and activation views.
         noise_batch: batch size of the white-noise engine (``None``: engine default).
-        noise: the noise of the book's main runs, a shorthand (``"gaussian"``: N(0, 1); ``"uniform"``:
-            U[0, 1]): the CIs and their convergence series, the STAs and noise activation maps; default
-            ``"gaussian"``.
+        noise: the noise of the book's main runs, a shorthand (``"uniform"``: U[0, 1], the paper's and
+            the range the models were trained on; ``"gaussian"``: N(0, 1)): the CIs and their convergence
+            series, the templates, the STAs and the noise activation maps; default ``"uniform"``.
         lr_overrides: learning rates of some pairs; default none.
-        side_fraction: uniform-noise CIs (chapter 3) use this fraction of ``noise_samples``; default 0.25.
+        side_fraction: the noise study (chapter 3) compares every noise kind at this fraction of
+            ``noise_samples`` (the main noise's CIs at that ``n`` are snapshots of the main run); default 0.25.
         mix_fraction: each noise-plus-signal gamma (chapter 3) uses this fraction; default 0.125.
         mix_gammas: the signal weights of the noise-plus-signal CIs; default (0.1, 0.3, 0.5).
         bias_inputs: inputs per stimulus kind of the biasing experiment (chapter 4); default None:
             ``min(n_real, max(50, noise_samples // 200))``.
         bias_gammas: the weights of the biasing experiment; default (0, 0.05, 0.1, 0.2, 0.4, 0.8).
+        gamma_inputs: base inputs (noise images, test images) per weight and class of the paper's
+            gamma curves (chapter 8); default 500.
+        snapshot_samples: noise samples per noise kind of the CIs of every training snapshot (chapter 8);
+            default 10,000.
         convergence_start: first size of the CI convergence series; default 500.
         sta_convergence_start: first size of the STA convergence series; default 16.
 
@@ -62,13 +67,15 @@ class Profile:
     n_sta: dict[str, int]
     n_real: int
     noise_batch: int | None = None
-    noise: str = "gaussian"
+    noise: str = "uniform"
     lr_overrides: dict[str, float] = field(default_factory=dict)
     side_fraction: float = 0.25
     mix_fraction: float = 0.125
     mix_gammas: tuple[float, ...] = (0.1, 0.3, 0.5)
     bias_inputs: int | None = None
     bias_gammas: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2, 0.4, 0.8)
+    gamma_inputs: int = 500
+    snapshot_samples: int = 10_000
     convergence_start: int = 500
     sta_convergence_start: int = 16
 
@@ -157,10 +164,15 @@ PROFILES: dict[str, Profile] = {
         # 1,000 test images and 1,000 noise images per kind give each biasing share to about 1.5 %;
         # the default (n_noise / 200 = 5,000) made chapter 4 take 13 minutes of the first full build
         bias_inputs=1000,
-        # uniform noise at 10 % and each noise-plus-signal gamma at 5 % of n (defaults 25 % and 12.5 %):
-        # at the defaults these side runs took 22 of chapter 3's 61 minutes in the first full build
-        side_fraction=0.1,
+        # the noise study's four other kinds at 20 % of n, each noise-plus-signal gamma at 5 % (defaults
+        # 25 % and 12.5 %): at the defaults the side runs took 22 of chapter 3's 61 minutes in the first
+        # full build (before the speed work)
+        side_fraction=0.2,
         mix_fraction=0.05,
+        # the gamma curves: 2,000 inputs per weight and class put each share within about 1 % (the paper
+        # used 10,000); CIs of every training snapshot from 10^5 samples per noise kind
+        gamma_inputs=2000,
+        snapshot_samples=100_000,
     ),
 }
 

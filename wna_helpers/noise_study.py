@@ -23,12 +23,13 @@ import torch
 from .analysis import feed_back, template_classify
 from .ci import ClassificationImages
 from .config import Profile
+from .paper import minmax_scale, paper_templates
 from .data import load_dataset
 from .stimuli import Gaussian, Stimulus, Uniform
 from .structured_noise import GaborNoise, Sinusoid
 from .studies import as_profile, side_samples, study_ci, trained
 
-__all__ = ["NOISE_KINDS", "KIND_LABELS", "noise_kind", "minmax_scale", "paper_templates", "template_accuracy",
+__all__ = ["NOISE_KINDS", "KIND_LABELS", "noise_kind", "template_accuracy",
            "noise_study_row", "noise_study", "noise_samples_of", "pixel_histograms"]
 
 #: The noise kinds of the study, in the book's order.
@@ -68,28 +69,6 @@ def noise_kind(kind: str, dataset: str) -> Stimulus:
     raise ValueError(f"unknown noise kind {kind!r}; the kinds are {list(NOISE_KINDS)}")
 
 
-def minmax_scale(images: torch.Tensor) -> torch.Tensor:
-    """Each image scaled to [0, 1] by its own minimum and maximum (a constant image gives zeros; a NaN
-    image stays NaN), float64 of the same shape."""
-    x = images.reshape(len(images), -1).double()
-    lo, hi = x.amin(1, keepdim=True), x.amax(1, keepdim=True)
-    return ((x - lo) / (hi - lo).clamp_min(1e-300)).view(images.shape)
-
-
-def paper_templates(ci: ClassificationImages, *, rms: bool = False) -> torch.Tensor:
-    """The paper's templates: each class's CI (or, with ``rms``, its root mean square image
-    ``sqrt(sumsq / N_c)``, as the paper's Gabor notebook did) min-max scaled to [0, 1].
-    :func:`~wna_helpers.analysis.template_classify` then L2-normalises them and takes the dot product.
-
-    Returns:
-        float64 ``(K, *input_shape)``; NaN for a class without samples.
-    """
-    if rms:
-        n = ci.counts.double().view(-1, *([1] * (ci.sums.dim() - 1)))
-        return minmax_scale((ci.sumsq / n).sqrt())
-    return minmax_scale(ci.images)
-
-
 def template_accuracy(ci: ClassificationImages, images: torch.Tensor, labels: torch.Tensor, *,
                       recipe: str = "paper") -> float:
     """Accuracy on ``images`` of the nearest-template classifier whose templates are ``ci``'s classes.
@@ -98,8 +77,10 @@ def template_accuracy(ci: ClassificationImages, images: torch.Tensor, labels: to
         ci: classification images; classes without samples get no template (never predicted).
         images: ``(N, *input_shape)`` real images; labels: int64 ``(N,)``.
         recipe: ``"paper"``: min-max scaled CIs, L2-normalised, dot product with the L2-normalised images
-            (no mean subtraction); ``"rms"``: the same from the RMS images; ``"centred"``: the raw CIs
-            and the images each mean-centred first (a correlation). Default ``"paper"``.
+            (no mean subtraction; :func:`~wna_helpers.paper.paper_templates`); ``"rms"``: the same from
+            the per-class RMS images ``sqrt(sumsq / N_c)``, as the paper's Gabor notebook did;
+            ``"centred"``: the raw CIs and the images each mean-centred first (a correlation).
+            Default ``"paper"``.
 
     Returns:
         The share of ``images`` classified as their label (0 when no class has samples).
@@ -109,7 +90,11 @@ def template_accuracy(ci: ClassificationImages, images: torch.Tensor, labels: to
     valid = ci.counts > 0
     if not valid.any():
         return 0.0
-    templates = ci.images if recipe == "centred" else paper_templates(ci, rms=recipe == "rms")
+    if recipe == "centred":
+        templates = ci.images
+    else:
+        n = ci.counts.double().view(-1, *([1] * (ci.sums.dim() - 1)))
+        templates = paper_templates(ci.images, rms_images=(ci.sumsq / n).sqrt() if recipe == "rms" else None)
     pick = torch.nonzero(valid).flatten()
     pred = pick[template_classify(images, templates[valid], center=recipe == "centred")]
     return float((pred == labels).double().mean())
@@ -137,7 +122,7 @@ def noise_study_row(arch: str, dataset: str, kind: str, profile: Profile | str |
     model, _ = trained(arch, dataset, prof)
     ci = study_ci(arch, dataset, prof, noise=stim, n_samples=n, progress=progress)
     test = load_dataset(dataset, "test")
-    fb = feed_back(model, paper_templates(ci))
+    fb = feed_back(model, minmax_scale(ci.images))
     return {"model": arch, "dataset": dataset, "kind": kind, "n": n, "top_class": int(ci.counts.argmax()),
             "top_share": float(ci.proportions.max()), "entropy_bits": ci.entropy, "cis": int((ci.counts > 0).sum()),
             **{f"{r}_accuracy": template_accuracy(ci, test.images, test.labels, recipe=r)

@@ -10,6 +10,7 @@ from .analysis import class_means, confusion_matrix, feed_back, template_classif
 from .config import Profile
 from .data import dataset_names, load_dataset
 from .models import CNN_NAMES, model_names
+from .paper import minmax_scale, paper_templates
 from .sta import filter_correlation
 from .stimuli import Stimulus
 from .studies import as_profile, study_ci, study_sta, trained
@@ -29,13 +30,16 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
 
     Args:
         noise: the stimulus of the CIs (:func:`~wna_helpers.studies.study_ci`); default the profile's.
-        center: mean-centre images and templates first (a correlation instead of the paper's
-            normalised dot product); default False.
+        center: False (default): the paper's recipe, each template min-max scaled to [0, 1] and
+            L2-normalised, the images L2-normalised, the largest dot product
+            (:func:`~wna_helpers.paper.paper_templates`); True: templates and images each
+            mean-centred first (a correlation).
 
     Returns:
         dict with ``ci_accuracy``, ``mean_accuracy`` (class-mean templates from the training
         set), ``chance``, ``ci_confusion`` and ``mean_confusion`` (int64 ``(K, K)``, row = true),
-        ``feedback`` (int64 ``(K,)``: the model's answer on each CI; -1 for an empty class),
+        ``feedback`` (int64 ``(K,)``: the model's answer on each CI, min-max scaled to [0, 1] as the
+        paper fed them back; -1 for an empty class),
         ``feedback_diagonal`` (how many CIs the model gives their own class), ``templates_used``
         and ``n_test`` (test images classified).
     """
@@ -46,11 +50,12 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
     k = ci.num_classes
     means = _train_class_means(dataset, k)
     valid = ci.counts > 0
+    templates = ci.images if center else paper_templates(ci.images)
     ci_pred = torch.full((len(test),), -1, dtype=torch.int64)
     if valid.any():  # classes without samples have no template
-        ci_pred = torch.nonzero(valid).flatten()[template_classify(test.images, ci.images[valid], center=center)]
-    mean_pred = template_classify(test.images, means, center=center)
-    fb = feed_back(model, ci.images)
+        ci_pred = torch.nonzero(valid).flatten()[template_classify(test.images, templates[valid], center=center)]
+    mean_pred = template_classify(test.images, means if center else paper_templates(means), center=center)
+    fb = feed_back(model, minmax_scale(ci.images))
     return {"ci_accuracy": float((ci_pred == test.labels).double().mean()),
             "mean_accuracy": float((mean_pred == test.labels).double().mean()),
             "chance": 1.0 / k,

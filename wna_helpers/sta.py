@@ -304,15 +304,21 @@ def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None 
         rf=rf, positions=positions, n_samples=n_samples, stimulus=describe_run(stimulus, opts), world_size=world)
 
 
-def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
-    """Pearson correlation of two tensors of the same number of elements (flattened)."""
+def pearson(a: torch.Tensor, b: torch.Tensor, *, centered: bool = True) -> float:
+    """Pearson correlation of two tensors of the same number of elements (flattened); with
+    ``centered=False`` the cosine similarity (no mean subtracted)."""
     a, b = a.flatten().double(), b.flatten().double()
-    a, b = a - a.mean(), b - b.mean()
+    if centered:
+        a, b = a - a.mean(), b - b.mean()
     return float((a @ b) / (a.norm() * b.norm()))
 
 
-def filter_correlation(sta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+def filter_correlation(sta: torch.Tensor, weight: torch.Tensor, *, centered: bool = True) -> torch.Tensor:
     """Per-channel Pearson correlation between STAs ``(K, C, h, w)`` and conv filters ``(K, C, h, w)``.
+
+    Args:
+        centered: default True (Pearson r: each STA and filter minus its own mean); False gives the
+            cosine similarity, which a constant offset of the STA (the mean of the noise) lowers.
 
     Returns:
         float64 ``(K,)``; NaN for a channel whose STA is undefined.
@@ -320,4 +326,5 @@ def filter_correlation(sta: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     if sta.shape != weight.shape:
         raise ValueError(f"STA shape {tuple(sta.shape)} differs from filter shape {tuple(weight.shape)}; "
                          f"compare first-layer STAs with first-layer filters")
-    return torch.tensor([pearson(s, w) for s, w in zip(sta, weight.detach().cpu())], dtype=torch.float64)
+    return torch.tensor([pearson(s, w, centered=centered) for s, w in zip(sta.detach().cpu(), weight.detach().cpu())],
+                        dtype=torch.float64)

@@ -221,15 +221,16 @@ def _sta_pass(arch: str, dataset: str, prof: Profile, refresh: bool, progress: b
 
 
 def study_sta(arch: str, dataset: str, layer: str, profile: Profile | str | None = None, *,
-              stimulus: str = "noise", n_samples: int | None = None, refresh: bool = False,
-              progress: bool = False) -> SpikeTriggeredAverage:
-    """STA of conv ``layer`` of the trained ``arch``, over the profile's noise or real test images.
+              stimulus: str = "noise", noise: Stimulus | str | None = None, n_samples: int | None = None,
+              refresh: bool = False, progress: bool = False) -> SpikeTriggeredAverage:
+    """STA of conv ``layer`` of the trained ``arch``, over noise or real test images.
 
-    The noise STA of a :func:`sta_layers` layer at the profile's ``n`` is the final snapshot of
-    :func:`study_sta_convergence`; anything else is computed on its own.
+    The STA of the profile's noise for a :func:`sta_layers` layer at the profile's ``n`` is the final
+    snapshot of :func:`study_sta_convergence`; anything else is computed on its own.
 
     Args:
-        stimulus: ``"noise"`` (the profile's) or ``"real"`` (the first ``n`` test images).
+        stimulus: ``"noise"`` or ``"real"`` (the first ``n`` test images).
+        noise: the noise of ``stimulus="noise"`` (a stimulus or a shorthand); default the profile's.
         n_samples: default the profile's STA count (noise) or ``n_real`` (real).
         refresh: recompute even if cached.
         progress: show a progress bar; default False.
@@ -240,10 +241,11 @@ def study_sta(arch: str, dataset: str, layer: str, profile: Profile | str | None
     model, _ = trained(arch, dataset, prof)
     dev = _device(prof, arch, dataset)
     n = int(n_samples or (prof.sta_samples(arch, dev) if stimulus == "noise" else prof.n_real))
-    if stimulus == "noise" and n == prof.sta_samples(arch, dev) and layer in sta_layers(model):
+    main = noise is None or as_stimulus(noise).describe() == as_stimulus(prof.noise).describe()
+    if stimulus == "noise" and main and n == prof.sta_samples(arch, dev) and layer in sta_layers(model):
         conv = study_sta_convergence(arch, dataset, prof, refresh=refresh, progress=progress)[layer]
         return conv.snapshot(n)
-    stim = _stimulus(stimulus, dataset, n, prof)
+    stim = as_stimulus(noise) if stimulus == "noise" and noise is not None else _stimulus(stimulus, dataset, n, prof)
     params = study_params(arch, dataset, prof, layer=layer, noise=stim.describe(), n=n)
     return cached("sta", params, lambda: spike_triggered_average(model, layer, n, noise=stim, run=_run(prof, progress)),
                   refresh=refresh)

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from ..analysis import entropy_bits
 from ..stimuli import NOISE_SHORTHANDS, Stimulus, as_stimulus
-from .layout import ArrayLike, _np, _subplot_grid
+from .layout import PAGE_WIDTH, ArrayLike, _np, _subplot_grid
 
 __all__ = ["plot_class_histogram", "plot_class_histograms", "plot_confusion", "plot_confusion_grid", "plot_curves",
            "plot_curve_grid", "plot_grouped_bars", "plot_benchmark", "plot_speed"]
@@ -179,7 +179,8 @@ def plot_confusion_grid(matrices: Mapping[str, ArrayLike], classes: Sequence[str
     for n, m in mats.items():
         if m.shape != (k, k):
             raise ValueError(f"{n}: matrix shape {m.shape} does not match {k} classes")
-    fig, axes = _subplot_grid(len(names), ncols, 4.3, 4.0, extra_w=0.8)
+    pw = min(4.3, (PAGE_WIDTH - 0.8) / max(1, min(ncols, len(names))))  # fits the page: shown unscaled
+    fig, axes = _subplot_grid(len(names), ncols, pw, pw * 0.93 + 0.3, extra_w=0.8)
     norm = Normalize(0, max(max(float(np.nanmax(m)) for m in mats.values()), 1.0))
     im = None
     for ax, n in zip(axes.flat, names):
@@ -236,13 +237,13 @@ def plot_curves(x: ArrayLike | Sequence[float] | None, curves: Mapping[str, Arra
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     if curves or hline_label:
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     return fig
 
 
 
 def plot_curve_grid(x: ArrayLike | Sequence[float] | None, panels: Mapping[str, Mapping[str, object]],
-                    suptitle: str, xlabel: str, ylabel: str, *, ncols: int = 2, logx: bool = False,
+                    suptitle: str, xlabel: str, ylabel: str, *, ncols: int = 1, logx: bool = False,
                     hline: float | None = None, hline_label: str | None = None,
                     ylim: tuple[float, float] | None = None, styles: Mapping[str, str] | None = None) -> Figure:
     """Several :func:`plot_curves` panels side by side (e.g. test images | noise, or one per dataset).
@@ -252,13 +253,15 @@ def plot_curve_grid(x: ArrayLike | Sequence[float] | None, panels: Mapping[str, 
         panels: panel title -> (legend label -> y or ``(x, y)``).
         suptitle: the figure title.
         xlabel, ylabel, logx, hline, hline_label, ylim, styles: as in :func:`plot_curves`.
-        ncols: panels per row; default 2.
+        ncols: panels per row; default 1 (panels stacked, each the width of the page: a figure is
+            :data:`~wna_helpers.plots.layout.PAGE_WIDTH` wide whatever ``ncols``, so it reads at page width).
 
     Returns:
         The figure.
     """
     names = list(panels)
-    fig, axes = _subplot_grid(len(names), ncols, 5.2, 3.6)
+    fig, axes = _subplot_grid(len(names), ncols, PAGE_WIDTH / max(1, min(ncols, len(names))),
+                              3.4 if ncols == 1 else 3.0)
     for ax, name in zip(axes.flat, names):
         plot_curves(x, panels[name], name, xlabel, ylabel, logx=logx, hline=hline, hline_label=hline_label,
                     ylim=ylim, ax=ax, styles=styles)
@@ -275,7 +278,7 @@ def _wrap(text: str, width_in: float, fontsize: float) -> str:
 def plot_grouped_bars(groups: Sequence[str], series: Mapping[str, Sequence[float]], title: str, ylabel: str,
                       *, hline: float | None = None, hline_label: str | None = None,
                       ylim: tuple[float, float] | None = None, panels: Sequence[str] | None = None,
-                      width: float = 7.5, panel_height: float | None = None) -> Figure:
+                      width: float = PAGE_WIDTH, panel_height: float | None = None) -> Figure:
     """Grouped bar chart: one group per entry of ``groups`` (e.g. a model), one bar per series, sized to
     read at the book's page width.
 

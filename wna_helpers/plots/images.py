@@ -131,7 +131,7 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
             ax = axes[r, c]
             im = ax.show(arr[c], norm, cm, empty_text)
             if r == 0 and col_titles is not None:
-                ax.set_title(str(col_titles[c]), fontsize=8)
+                ax.set_title(str(col_titles[c]), fontsize=8 if grid.pw >= 0.7 else 7)
             if notes[r] is not None:
                 ax.set_xlabel(notes[r][c], fontsize=6, labelpad=1)
         axes[r, 0].set_ylabel(row_label, fontsize=8)

@@ -21,7 +21,7 @@ from matplotlib.patches import Rectangle
 
 from ..report import DATASET_LABELS, dataset_label
 
-__all__ = ["SIGNED_CMAP", "UNSIGNED_CMAP", "ACTIVATION_CMAP", "ArrayLike", "DATASET_LABELS", "dataset_label",
+__all__ = ["SIGNED_CMAP", "UNSIGNED_CMAP", "ACTIVATION_CMAP", "PAGE_WIDTH", "ArrayLike", "DATASET_LABELS", "dataset_label",
            "run_label", "to_panels", "symmetric_limit", "normalize_panels", "channel_maps"]
 
 #: Colormap of signed maps (CIs, STAs, filters), centred at zero.
@@ -30,6 +30,9 @@ SIGNED_CMAP = "RdBu_r"
 UNSIGNED_CMAP = "gray"
 #: Colormap of non-negative activation maps.
 ACTIVATION_CMAP = "viridis"
+#: Width in inches of a figure that fills the rendered page's text column (772 px at 100 dpi)
+#: without being scaled down.
+PAGE_WIDTH = 7.5
 
 ArrayLike = torch.Tensor | np.ndarray
 
@@ -226,19 +229,24 @@ class _PanelGrid:
 
     Constrained layout with one Axes per panel takes seconds per figure; the image grids of the
     book have up to 120 panels, so each row is one Axes whose data units are inches and each panel
-    an ``imshow`` with its own extent. ``axes[r, c]`` is a :class:`_Panel`.
+    an ``imshow`` with its own extent. ``axes[r, c]`` is a :class:`_Panel`. Panels are at most
+    ``panel_w`` inches and shrink (to no less than ``MIN_PANEL``) so that the figure is at most
+    :data:`PAGE_WIDTH` wide: the page then shows it unscaled, its fonts at their size.
     """
 
     GAP_W = 0.07
+    MIN_PANEL = 0.45
 
     def __init__(self, nrows: int, ncols: int, panel_w: float, *, col_title_lines: int = 0,
                  panel_title_lines: int = 0, note_lines: int = 0, row_labels: bool = False,
                  suptitle: str = "") -> None:
-        self.pw = self.ph = panel_w
         title_h, note_h = 0.14 * panel_title_lines, 0.12 * note_lines
         self.gh = 0.08 + title_h + note_h
         self.left = 0.8 if row_labels else 0.12
         self.right = 1.05  # room for the colorbars
+        # panels shrink (down to MIN_PANEL) so that the figure fits the page and is shown unscaled
+        fit = (PAGE_WIDTH - self.left - self.right - (ncols - 1) * self.GAP_W) / ncols
+        self.pw = self.ph = max(min(panel_w, fit), self.MIN_PANEL)
         row_w = ncols * self.pw + (ncols - 1) * self.GAP_W
         self.width = self.left + row_w + self.right
         chars = max(20, int(self.width * 11.5))
