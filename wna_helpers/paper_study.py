@@ -39,9 +39,9 @@ def _train(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _kind_n(arch: str, kind: str, prof: Profile) -> int:
-    """The book's n for CIs of ``kind``: the main count for the main noise, the study's for the others."""
-    main = noise_kind(kind, "mnist").describe() == Uniform().describe() and prof.noise == "uniform"
-    return prof.noise_samples(arch) if main else side_samples(arch, prof)
+    """The book's n for CIs of ``kind``: the main count for the profile's main noise, the noise
+    study's for the others."""
+    return prof.noise_samples(arch) if kind == prof.noise else side_samples(arch, prof)
 
 
 def gamma_patterns(arch: str, dataset: str, profile: Profile | str | None = None, *, pattern: str = "ci",

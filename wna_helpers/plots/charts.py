@@ -237,7 +237,10 @@ def plot_curves(x: ArrayLike | Sequence[float] | None, curves: Mapping[str, Arra
     ax.set_title(title, fontsize=10)
     ax.grid(True, alpha=0.3)
     if curves or hline_label:
-        ax.legend(fontsize=8)
+        if len(curves) + bool(hline_label) > 6:  # a long legend goes to the right of the axes
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+        else:
+            ax.legend(fontsize=8)
     return fig
 
 
