@@ -99,6 +99,10 @@ def test_gamma_curve_known_values(cache):
     assert (imgs["share_other"] * imgs["n_other"] <= imgs["share"] * n + 1e-9).all()
     labels = wna.load_dataset("mnist", "test", limit=n).labels
     assert torch.equal(imgs["n_other"], n - torch.bincount(labels, minlength=10))
+    viridis = paper_study.colormap_roundtrip(torch.stack([torch.linspace(0, 5, 16).view(1, 4, 4),
+                                                          torch.full((1, 4, 4), float("nan"))]))
+    assert viridis[0].min() == pytest.approx(0.2, abs=0.01) and viridis[0].max() == pytest.approx(0.68, abs=0.01)
+    assert torch.isnan(viridis[1]).all()
     with pytest.raises(ValueError, match="unknown gamma curve"):
         paper_study.study_gamma_curve("logreg", "mnist", TINY, curve="noise_gabor")
 
@@ -122,6 +126,7 @@ def test_side_by_side_rows(cache):
     rows = paper_study.side_by_side(TINY, arch="logreg")
     assert {r["section"] for r in rows} == {"white noise", "Gabor noise", "templates", "fed back", "gamma curves"}
     assert all(r["verdict"] in ("reproduced", "partly", "not reproduced") and r["source"] for r in rows)
+    assert all(bool(r["why"]) == (r["verdict"] != "reproduced") for r in rows)  # a reason for every miss
     gamma = [r for r in rows if r["section"] == "gamma curves"]
     assert len(gamma) == 4
     pca = next(r for r in rows if "variance" in r["quantity"])

@@ -83,7 +83,7 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
         colorbar_label: label of every colorbar; default "pixel value" (or "normalised value").
         min_count: panels with numeric counts below this do not set the colour limits (a CI from a
             handful of samples is mostly noise and would wash out the others; it saturates instead
-            and its note says "few samples"); default 0.
+            and its note says "few"); default 0.
         empty_text: written on an all-NaN panel; default "no samples" (for STAs: "never active").
 
     Returns:
@@ -109,7 +109,7 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
             scale_mask.append(np.ones(ncols, dtype=bool))
         else:
             cnt = _np(extra)
-            notes.append([f"n={int(c):,}" + (" (few samples)" if 0 < c < min_count else "") for c in cnt])
+            notes.append([f"n={int(c):,}" + (" (few)" if 0 < c < min_count else "") for c in cnt])
             mask = cnt >= max(min_count, 1)
             scale_mask.append(mask if mask.any() else np.ones(ncols, dtype=bool))
     nrows = len(panels)

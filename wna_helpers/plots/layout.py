@@ -208,7 +208,8 @@ class _Panel:
         self.ax.add_patch(Rectangle((self.x0, 0), self.w, self.h, fill=False, linewidth=0.6, edgecolor="black",
                                     clip_on=False))
         if not np.isfinite(panel).any():
-            self.ax.text(self.x0 + self.w / 2, self.h / 2, empty_text, ha="center", va="center", fontsize=8)
+            self.ax.text(self.x0 + self.w / 2, self.h / 2, empty_text, ha="center", va="center",
+                         fontsize=8 if self.w >= 0.7 else 6)
         return im
 
     def set_title(self, text: str, fontsize: float = 8) -> None:
@@ -218,7 +219,10 @@ class _Panel:
         self.ax.text(self.x0 + self.w / 2, self.h + 0.03, text, ha="center", va="top", fontsize=fontsize)
 
     def set_ylabel(self, text: str, fontsize: float = 8) -> None:
-        self.ax.set_ylabel(text, fontsize=fontsize)
+        """The row's label, written horizontally in the left margin (0.8 in), lines wrapped to fit it."""
+        lines = [w for line in str(text).split("\n") for w in (textwrap.wrap(line, 13) or [""])]
+        self.ax.text(-0.06, self.h / 2, "\n".join(lines), ha="right", va="center", fontsize=min(fontsize, 7),
+                     clip_on=False)
 
     def axis(self, *_: object) -> None:
         """An unused slot draws nothing."""
