@@ -251,7 +251,8 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
                 ", ".join(f"{c['name']}: {c['share']:.0%}" for c in e["classes"]),
                 f"{_top(ci.counts, names, len(e['classes']))} (n = {ci.n_samples:,})",
                 _verdict(ok and abs(share - top["share"]) <= tolerance, ok), e,
-                (f"the same top class, {share - top['share']:+.0%} in its share: our network is more biased; under "
+                (f"the same top class, {100 * (share - top['share']):+.0f} points in its share: our network is "
+                 f"{'more' if share > top['share'] else 'less'} biased; under "
                  f"uniform noise it sends {float(ci_of(d, 'uniform').proportions.max()):.0%} to one class")
                 if ok else "another top class: the paper's network and training differ from ours")
     pv = P["gabor_noise"]["pca_variance_explained"]
