@@ -220,9 +220,9 @@ class _Panel:
 
     def set_ylabel(self, text: str, fontsize: float = 8) -> None:
         """The row's label, written horizontally in the left margin (0.8 in), lines wrapped to fit it."""
-        lines = [w for line in str(text).split("\n") for w in (textwrap.wrap(line, 13) or [""])]
-        self.ax.text(-0.06, self.h / 2, "\n".join(lines), ha="right", va="center", fontsize=min(fontsize, 7),
-                     clip_on=False)
+        lines = [w for line in str(text).split("\n") for w in (textwrap.wrap(line, 15) or [""])]
+        self.ax.set_ylabel("\n".join(lines), fontsize=min(fontsize, 7), rotation=0, ha="right", va="center",
+                           labelpad=4)
 
     def axis(self, *_: object) -> None:
         """An unused slot draws nothing."""
