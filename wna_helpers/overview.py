@@ -15,11 +15,13 @@ from .sta import filter_correlation
 from .stimuli import Stimulus
 from .studies import as_profile, study_ci, study_sta, trained
 
-__all__ = ["template_report", "overview_row", "overview_rows"]
+__all__ = ["train_class_means", "template_report", "overview_row", "overview_rows"]
 
 
 @lru_cache(maxsize=4)
-def _train_class_means(dataset: str, k: int) -> torch.Tensor:
+def train_class_means(dataset: str, k: int = 10) -> torch.Tensor:
+    """The mean training image of each of the ``k`` classes of ``dataset``, float64 ``(k, 1, 28, 28)``,
+    computed once per process (templates, gamma-curve patterns)."""
     train = load_dataset(dataset, "train")
     return class_means(train.images, train.labels, k)
 
@@ -48,7 +50,7 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
     ci = study_ci(arch, dataset, prof, noise=noise)
     test = load_dataset(dataset, "test")
     k = ci.num_classes
-    means = _train_class_means(dataset, k)
+    means = train_class_means(dataset, k)
     valid = ci.counts > 0
     templates = ci.images if center else paper_templates(ci.images)
     ci_pred = torch.full((len(test),), -1, dtype=torch.int64)

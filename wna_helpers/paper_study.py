@@ -6,18 +6,18 @@ sources); the measurements from the trained models of the profile.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Sequence
 
 import torch
 
-from .analysis import class_means, feed_back
+from .analysis import feed_back
 from .ci import ClassificationImages, classification_images
 from .config import Profile
 from .data import class_names, load_dataset
 from .noise_study import noise_kind, template_accuracy
+from .overview import train_class_means
 from .options import RunOptions
-from .paper import PAPER_WEIGHTS, cite, gamma_curves, minmax_scale, paper_numbers
+from .paper import PAPER_WEIGHTS, cite, compare, gamma_curves, minmax_scale, paper_numbers
 from .report import dataset_label
 from .results_cache import cached
 from .snapshots import model_at, training_snapshots
@@ -30,12 +30,6 @@ __all__ = ["GAMMA_CURVES", "colormap_roundtrip", "gamma_patterns", "gamma_base",
 #: The paper's four gamma curves: name -> (base, pattern), as in the paper's data file.
 GAMMA_CURVES: dict[str, tuple[str, str]] = {"noise_ci": ("noise", "ci"), "images_ci": ("images", "ci"),
                                             "noise_mean": ("noise", "mean"), "images_mean": ("images", "mean")}
-
-
-@lru_cache(maxsize=4)
-def _train(dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
-    t = load_dataset(dataset, "train")
-    return t.images, t.labels
 
 
 def _kind_n(arch: str, kind: str, prof: Profile) -> int:
@@ -77,8 +71,7 @@ def gamma_patterns(arch: str, dataset: str, profile: Profile | str | None = None
     """
     prof = as_profile(profile)
     if pattern == "mean":
-        images, labels = _train(dataset)
-        pats = class_means(images, labels)
+        pats = train_class_means(dataset)
     elif pattern == "ci":
         pats = study_ci(arch, dataset, prof, noise=noise_kind(ci_kind, dataset),
                         n_samples=_kind_n(arch, ci_kind, prof)).images
@@ -250,7 +243,7 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
             add("Gabor noise", f"{dataset_label(d)}: predicted class of Gabor noise",
                 ", ".join(f"{c['name']}: {c['share']:.0%}" for c in e["classes"]),
                 f"{_top(ci.counts, names, len(e['classes']))} (n = {ci.n_samples:,})",
-                _verdict(ok and abs(share - top["share"]) <= tolerance, ok), e,
+                _verdict(ok and compare(share, top["share"], tolerance=tolerance)["reproduced"], ok), e,
                 (f"the same top class, {100 * (share - top['share']):+.0f} points in its share: our network is "
                  f"{'more' if share > top['share'] else 'less'} biased; under "
                  f"uniform noise it sends {float(ci_of(d, 'uniform').proportions.max()):.0%} to one class")
@@ -258,7 +251,8 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
     pv = P["gabor_noise"]["pca_variance_explained"]
     ev = float(getattr(noise_kind("gabor", pv["dataset"]), "explained_variance", float("nan")))
     add("Gabor noise", f"{dataset_label(pv['dataset'])}: variance of the Gabor weights kept by {pv['components']} "
-        "components", f"{pv['share']:.0%}", f"{ev:.1%}", _verdict(abs(ev - pv["share"]) <= 0.02), pv,
+        "components", f"{pv['share']:.0%}", f"{ev:.1%}",
+        _verdict(compare(ev, pv["share"], tolerance=0.02)["reproduced"]), pv,
         "our PCA is exact, scikit-learn's randomized")
     # templates (Gabor-noise CIs, the paper's RMS recipe)
     for e in [e for e in P["templates"]["accuracy"] if e["dataset"] in ("mnist", "fashion_mnist")]:
@@ -267,7 +261,7 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
         acc = template_accuracy(ci, split.images, split.labels, recipe="rms")
         add("templates", f"{dataset_label(d)}: Gabor-CI templates (RMS, min-max, L2, dot product) on the "
             f"{e['split']} set", f"{e['accuracy']:.1%}", f"{acc:.1%}",
-            _verdict(abs(acc - e["accuracy"]) <= tolerance, acc >= 2 * e["chance"]), e,
+            _verdict(compare(acc, e["accuracy"], tolerance=tolerance)["reproduced"], acc >= 2 * e["chance"]), e,
             f"above twice chance, as the paper claims, {100 * (acc - e['accuracy']):+.1f} points from its number; our "
             f"CIs come from {ci.n_samples:,} samples, {int((ci.counts > 0).sum())} classes have one")
     # fed back
@@ -278,7 +272,8 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
         fb = feed_back(model, minmax_scale(ci.images))
         diag, have = int((fb == torch.arange(ci.num_classes)).sum()), int((ci.counts > 0).sum())
         add("fed back", f"{dataset_label(d)}: min-max-scaled uniform-noise CIs called their own class",
-            f"{e['correct']} of {e['of']}", f"{diag} of {ci.num_classes}", _verdict(abs(diag - e["correct"]) <= 1), e,
+            f"{e['correct']} of {e['of']}", f"{diag} of {ci.num_classes}",
+            _verdict(compare(diag, e["correct"], tolerance=1)["reproduced"]), e,
             f"only {have} classes receive any of the {ci.n_samples:,} noise images, so at most {have} CIs can come "
             f"back; {diag} of those {have} do")
     # gamma curves (MNIST)
@@ -286,11 +281,11 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
     for name, c in g["curves"].items():
         ours = study_gamma_curve(arch, g["dataset"], prof, curve=name)["mean"]
         paper = torch.tensor(c["values"], dtype=torch.float64)
-        diff = float((ours - paper).abs().max())
+        diff = compare(ours, paper, tolerance=curve_tolerance)["max_abs_diff"]
         why = "the base inputs and patterns are the paper's; the network is not"
         if GAMMA_CURVES[name][1] == "ci":
             rt = study_gamma_curve(arch, g["dataset"], prof, curve=name, colormap="viridis")["mean"]
-            rt_diff = float((rt - paper).abs().max())
+            rt_diff = compare(rt, paper, tolerance=curve_tolerance)["max_abs_diff"]
             why = (f"the paper added its CIs after a colour-map round trip (viridis PNG, mean over RGB), which "
                    f"halves their contrast; with that round trip ours give {float(rt[5]):.3f} / {float(rt[8]):.3f} "
                    f"(largest difference {rt_diff:.3f})")

@@ -349,5 +349,6 @@ def as_stimulus(noise: Stimulus | str) -> Stimulus:
         return noise
     if isinstance(noise, str) and noise in NOISE_SHORTHANDS:
         return NOISE_SHORTHANDS[noise]()
-    raise ValueError(f"unknown noise {noise!r}; pass a stimulus object ({', '.join(['Gaussian', 'Uniform', 'Mixture', 'Images'])}) "
+    raise ValueError(f"unknown noise {noise!r}; pass a stimulus object (Gaussian, Uniform, GaborNoise, Sinusoid, "
+                     f"Mixture, Images) "
                      f"or one of the shorthands {list(NOISE_SHORTHANDS)}")
