@@ -282,8 +282,12 @@ def _dist_worker(rank, world, init, out):
         model = wna.build_model("paper_cnn", seed=0)
         ci = wna.classification_images(model, 10_000, batch_size=1500, progress=False)
         sta = wna.spike_triggered_average(model, "conv1", 6000, progress=False)
+        until = wna.classification_images(wna.build_model("logreg", seed=0), 100_000, until_reliability=0.9,
+                                          batch_size=3000, progress=False)
         if rank == 0:
-            torch.save({"sums": ci.sums, "counts": ci.counts, "world": ci.world_size, "sta": sta.pooled}, out)
+            torch.save({"sums": ci.sums, "counts": ci.counts, "world": ci.world_size, "sta": sta.pooled,
+                        "nulls": ci.null_images, "odd": ci.odd_sums, "logit": ci.logit_images,
+                        "until_n": until.n_samples, "until_sums": until.sums, "until_nulls": until.null_images}, out)
     finally:
         dist.destroy_process_group()
 
@@ -300,6 +304,15 @@ def test_two_gloo_processes_equal_one(tmp_path):
     assert torch.equal(got["counts"], one.counts)
     assert torch.allclose(got["sums"], one.sums, rtol=0, atol=1e-9)
     assert torch.allclose(got["sta"], sta.pooled, atol=1e-9)
+    # the statistics of the same stream (permutation null, split halves, logit images) and a run that
+    # stops itself: milestones are counted in chunks of the whole run, whatever the process count
+    for name, mine in (("nulls", one.null_images), ("odd", one.odd_sums), ("logit", one.logit_images)):
+        assert torch.allclose(got[name], mine, rtol=0, atol=1e-9, equal_nan=True), name
+    until = wna.classification_images(wna.build_model("logreg", seed=0), 100_000, until_reliability=0.9,
+                                      progress=False)
+    assert until.stopped_early and got["until_n"] == until.n_samples == 32_768
+    assert torch.allclose(got["until_sums"], until.sums, atol=1e-9)
+    assert torch.allclose(got["until_nulls"], until.null_images, atol=1e-9, equal_nan=True)
 
 
 class Interrupt(Exception):
@@ -321,12 +334,13 @@ def test_resume_equals_uninterrupted(tmp_path):
         wna.classification_images(model, 10_000, batch_size=1000, checkpoint=ckpt, checkpoint_every=2,
                                   progress=False)
     h.remove()
-    assert ckpt.exists() and torch.load(ckpt)["done"] == 4000
+    # due after batch 2, written at the next chunk end (sample 4,096, inside batch 5)
+    assert ckpt.exists() and torch.load(ckpt)["done"] == 4096
     calls["n"] = 0
-    h = model.register_forward_pre_hook(lambda m, i: calls.__setitem__("n", calls["n"] + (len(i[0]) == 1000)))
+    h = model.register_forward_pre_hook(lambda m, i: calls.__setitem__("n", calls["n"] + (len(i[0]) in (1000, 904))))
     resumed = wna.classification_images(model, 10_000, batch_size=1000, checkpoint=ckpt, progress=False)
     h.remove()
-    assert calls["n"] == 6  # the six batches left
+    assert calls["n"] == 6  # the six batches left (5,904 samples), probes excluded
     full = wna.classification_images(model, 10_000, batch_size=1000, progress=False)
     assert torch.equal(resumed.counts, full.counts) and torch.allclose(resumed.sums, full.sums, atol=1e-9)
     again = wna.classification_images(model, 10_000, batch_size=1000, checkpoint=ckpt, progress=False)

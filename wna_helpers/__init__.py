@@ -3,17 +3,19 @@
 Engine (bottom): stimuli (:mod:`~wna_helpers.stimuli`), run options
 (:mod:`~wna_helpers.options`) and the streaming engine (:mod:`~wna_helpers.kernel`), with the
 methods built on it: classification images (:mod:`~wna_helpers.ci`), spike-triggered averages
-(:mod:`~wna_helpers.sta`), activation statistics (:mod:`~wna_helpers.activations`), convergence
+(:mod:`~wna_helpers.sta`), their statistics (:mod:`~wna_helpers.ci_stats`: permutation null,
+reliability, logit images; :mod:`~wna_helpers.stc`: spike-triggered covariance), activation statistics (:mod:`~wna_helpers.activations`), convergence
 series (:mod:`~wna_helpers.convergence`) and their uses (:mod:`~wna_helpers.analysis`); how the
 engine runs a model at the hardware's limit is :mod:`~wna_helpers.speed`.
 Book helpers (top): the cached studies (:mod:`~wna_helpers.studies`, :mod:`~wna_helpers.biasing`,
 :mod:`~wna_helpers.overview`), measures, plots, reports and widgets the chapters call.
 """
-from . import chapter, paper
+from . import chapter, ci_stats, paper
 from .activations import ActivationStatistics, activation_statistics
 from .analysis import (bias_curve, class_means, confusion_matrix, correlation_matrix, entropy_bits, feed_back,
                        template_classify)
 from .ci import ClassificationImages, classification_images
+from .ci_stats import ClusterTest
 from .config import PROFILES, SETTINGS, Profile, default_device, get_profile
 from .convergence import CIConvergence, STAConvergence, ci_convergence, geometric_sizes, sta_convergence
 from .data import DataIntegrityError, Dataset, DatasetNotFoundError, class_names, dataset_names, load_dataset
@@ -27,6 +29,7 @@ from .snapshots import model_at, snapshot_path, training_snapshots
 from .speed import allocator_status, tune_allocator
 from .sta import (ReceptiveField, SpikeTriggeredAverage, filter_correlation, pearson, receptive_field,
                   spike_triggered_average)
+from .stc import SpikeTriggeredCovariance, spike_triggered_covariance
 from .stimuli import Gaussian, Images, Mixture, Noise, Stimulus, Uniform, as_stimulus
 from .structured_noise import GaborNoise, Sinusoid, gabor_dictionary
 from .training import TrainResult, checkpoint_path, evaluate, get_trained_model, train
@@ -36,7 +39,8 @@ __version__ = "0.2.0"
 __all__ = [
     "chapter", "ActivationStatistics", "activation_statistics", "bias_curve", "class_means", "confusion_matrix",
     "correlation_matrix", "entropy_bits", "feed_back", "template_classify", "ClassificationImages",
-    "classification_images", "PROFILES", "SETTINGS", "Profile", "default_device", "get_profile",
+    "classification_images", "ci_stats", "ClusterTest", "SpikeTriggeredCovariance", "spike_triggered_covariance",
+    "PROFILES", "SETTINGS", "Profile", "default_device", "get_profile",
     "CIConvergence", "STAConvergence", "ci_convergence", "geometric_sizes", "sta_convergence",
     "DataIntegrityError", "Dataset", "DatasetNotFoundError", "class_names", "dataset_names", "load_dataset",
     "code_digest", "state_digest", "tensor_digest", "Accumulator", "run_engine", "CNN_NAMES", "MODELS",

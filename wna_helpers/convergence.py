@@ -14,7 +14,9 @@ import torch.distributed as dist
 from torch import nn
 
 from .activations import ActivationAccumulator, ActivationStatistics
+from . import ci_stats
 from .ci import CIAccumulator, ClassificationImages
+from .ci_stats import DEFAULT_PERMUTATIONS, CIStatsAccumulator
 from .kernel import Accumulator, check_n_samples, describe_run, run_engine
 from .models import conv_layer_names
 from .options import RunOptions, resolve_options
@@ -58,7 +60,8 @@ class PrefixSnapshots(Accumulator):
     snapshot at ``n`` equals (up to float64 summation order) what a run of ``n`` samples gives:
     one pass of ``max(sizes)`` samples yields the whole convergence series. Batches are split at the
     boundaries. Single process only (with ``torch.distributed`` ranks see interleaved chunks), and
-    not resumable from a checkpoint.
+    not resumable from a checkpoint. Per-chunk statistics (:meth:`Accumulator.end_chunk`) in a
+    snapshot at ``n`` cover the chunks that ended by sample ``n``.
     """
 
     def __init__(self, inner: Accumulator, sizes: list[int]) -> None:
@@ -91,6 +94,15 @@ class PrefixSnapshots(Accumulator):
             self.snapshots.append({k: v.detach().cpu().clone() for k, v in self.inner.acc.items()})
         self._feed(lo, len(x), x, logits, taps, labels)
         self.seen = end
+
+    @property
+    def wants_chunks(self) -> bool:  # noqa: D102
+        return self.inner.wants_chunks
+
+    def end_chunk(self, chunk):  # noqa: D102
+        self.inner.end_chunk(chunk)
+        if self.snapshots and self.sizes[len(self.snapshots) - 1] == self.seen:   # the chunk ended at that size
+            self.snapshots[-1] = {k: v.detach().cpu().clone() for k, v in self.inner.acc.items()}
 
 
 def _run_prefixes(model: nn.Module, inners: list[Accumulator], sizes: list[int], stimulus: Stimulus,
@@ -130,6 +142,11 @@ class CIConvergence:
         sums: float64 ``(S, K, *input_shape)``: per-class sums of those samples.
         sumsq: float64 ``(S, K, *input_shape)``: per-class sums of squares.
         stimulus: the complete description of the stimuli.
+        odd_sums: float64 ``(S, K, *input_shape)``: class sums of the odd chunks ended by each size.
+        odd_counts: int64 ``(S, K)``: their counts.
+        null_images: float64 ``(P, K, *input_shape)``: the final size's permutation-null CIs (``P``
+            permutations; None when none were kept).
+        logit_images: float64 ``(K, *input_shape)``: the final size's logit images.
     """
 
     sizes: list[int]
@@ -137,6 +154,10 @@ class CIConvergence:
     sums: torch.Tensor
     sumsq: torch.Tensor
     stimulus: dict
+    odd_sums: torch.Tensor | None = None
+    odd_counts: torch.Tensor | None = None
+    null_images: torch.Tensor | None = None
+    logit_images: torch.Tensor | None = None
 
     @property
     def images(self) -> torch.Tensor:
@@ -148,8 +169,20 @@ class CIConvergence:
         if n not in self.sizes:
             raise ValueError(f"n={n} is not one of the sizes {self.sizes}")
         i = self.sizes.index(n)
+        final = i == len(self.sizes) - 1
         return ClassificationImages(images=self.images[i], counts=self.counts[i], n_samples=int(n),
-                                    sums=self.sums[i], sumsq=self.sumsq[i], stimulus=dict(self.stimulus))
+                                    sums=self.sums[i], sumsq=self.sumsq[i], stimulus=dict(self.stimulus),
+                                    null_images=self.null_images if final else None,
+                                    odd_sums=None if self.odd_sums is None else self.odd_sums[i],
+                                    odd_counts=None if self.odd_counts is None else self.odd_counts[i],
+                                    logit_images=self.logit_images if final else None)
+
+    def reliability(self) -> torch.Tensor:
+        """Split-half reliability (odd against even chunks, Spearman-Brown) of every class's CI at
+        every size, float64 ``(S, K)``; NaN where a half has fewer than two samples of the class."""
+        out = torch.stack([self.snapshot(n).reliability for n in self.sizes])
+        few = (self.odd_counts < 2) | (self.counts - self.odd_counts < 2)
+        return out.masked_fill(few, float("nan"))
 
     def correlation_with_final(self) -> torch.Tensor:
         """Pearson r ``(S, K)`` of each class's CI at size ``n`` with its CI at the final size.
@@ -191,8 +224,8 @@ class CIConvergence:
 
 
 def ci_convergence(model: nn.Module, sizes: list[int] | tuple[int, ...], *, noise: Stimulus | str = "gaussian",
-                   input_shape: tuple[int, ...] = (1, 28, 28), run: RunOptions | None = None,
-                   **options: object) -> CIConvergence:
+                   input_shape: tuple[int, ...] = (1, 28, 28), null_permutations: int = DEFAULT_PERMUTATIONS,
+                   run: RunOptions | None = None, **options: object) -> CIConvergence:
     """Classification images after the first ``n`` samples for every ``n`` in ``sizes``, in one run.
 
     Args:
@@ -201,10 +234,13 @@ def ci_convergence(model: nn.Module, sizes: list[int] | tuple[int, ...], *, nois
         noise: the stimulus or a shorthand, as in :func:`~wna_helpers.ci.classification_images`;
             default ``"gaussian"``.
         input_shape: default ``(1, 28, 28)``.
+        null_permutations: permutation-null CIs kept for the final size (default 32), as in
+            :func:`~wna_helpers.ci.classification_images`; split halves are kept at every size.
         run: :class:`~wna_helpers.options.RunOptions`; default ``RunOptions()``.
         **options: run options as keywords (``seed``, ``batch_size``, ``progress`` ...); ``checkpoint``
             is not supported. With the same seed, the snapshot at ``n`` matches
-            ``classification_images(model, n, noise=noise, seed=seed)``.
+            ``classification_images(model, n, noise=noise, seed=seed)`` (the final one with its
+            null and logit images too).
 
     Returns:
         :class:`CIConvergence`.
@@ -218,12 +254,22 @@ def ci_convergence(model: nn.Module, sizes: list[int] | tuple[int, ...], *, nois
     sizes = _checked_sizes(sizes)
     opts = resolve_options(run, options)
     stimulus = as_stimulus(noise)
-    [snaps] = _run_prefixes(model, [CIAccumulator()], sizes, stimulus, input_shape, opts, "CI convergence")
+    snaps, stats = _run_prefixes(model, [CIAccumulator(), CIStatsAccumulator(null_permutations)], sizes, stimulus,
+                                 input_shape, opts, "CI convergence")
     k = len(snaps[0]["counts"])
-    return CIConvergence(sizes=sizes, counts=torch.stack([s["counts"] for s in snaps]),
-                         sums=torch.stack([s["sums"] for s in snaps]).view(len(sizes), k, *input_shape),
-                         sumsq=torch.stack([s["sumsq"] for s in snaps]).view(len(sizes), k, *input_shape),
-                         stimulus=describe_run(stimulus, opts))
+    shape = (len(sizes), k, *input_shape)
+    sums = torch.stack([s["sums"] for s in snaps]).view(shape)
+    sumsq = torch.stack([s["sumsq"] for s in snaps]).view(shape)
+    last = stats[-1]
+    per_class = snaps[-1]["counts"].double().view(-1, *([1] * len(input_shape)))
+    nulls = (sums[-1] + last["null_sums"].view(-1, *shape[1:])) / per_class if null_permutations else None
+    logit = ci_stats.logit_regression(last["logit_cross"], sums[-1].sum(0).flatten(), sumsq[-1].sum(0).flatten(),
+                                      sizes[-1]).view(shape[1:])
+    return CIConvergence(sizes=sizes, counts=torch.stack([s["counts"] for s in snaps]), sums=sums, sumsq=sumsq,
+                         stimulus=describe_run(stimulus, opts),
+                         odd_sums=torch.stack([s["odd_sums"] for s in stats]).view(shape),
+                         odd_counts=torch.stack([s["odd_counts"] for s in stats]),
+                         null_images=nulls, logit_images=logit)
 
 
 @dataclass

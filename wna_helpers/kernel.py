@@ -11,10 +11,12 @@ chunk piece). How the model itself is run fast is :mod:`wna_helpers.speed`.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import numbers
 from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
@@ -29,8 +31,48 @@ from .options import RunOptions, resolve_options
 from .speed import choose_channels_last, compile_forward, memory_layout, should_compile, tune_allocator
 from .stimuli import Stimulus, as_stimulus
 
-__all__ = ["Accumulator", "run_engine", "check_n_samples", "model_device", "default_batch_size", "describe_run",
-           "resolve_n_samples"]
+__all__ = ["Accumulator", "Chunk", "StopRule", "run_engine", "check_n_samples", "model_device", "default_batch_size",
+           "describe_run", "resolve_n_samples"]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One whole seeded chunk, handed to :meth:`Accumulator.end_chunk` once all its samples ran.
+
+    Attributes:
+        index: the chunk's number ``c`` (samples ``c * chunk_size`` on).
+        seed: the run's seed (derive per-chunk randomness from ``(seed, index)``).
+        x: the chunk's stimuli ``(n, *input_shape)`` (do not modify).
+        logits: float32 ``(n, K)``, or None when no accumulator of the run needs logits.
+        labels: the stimuli's labels ``(n,)`` or None.
+    """
+
+    index: int
+    seed: int
+    x: torch.Tensor
+    logits: torch.Tensor | None
+    labels: torch.Tensor | None
+
+
+class StopRule:
+    """Lets a run stop itself before ``n_samples``: ``criterion()`` is asked at fixed milestones.
+
+    The milestones are every ``every_chunks`` chunks of the whole run (not of one process), so
+    where a run stops does not depend on the batch size, the number of processes or where it
+    was resumed. At a milestone the accumulators hold the totals of every chunk before it (all
+    processes' totals, all-reduced, while ``criterion`` runs); ``criterion`` reads them and
+    returns True to stop. With a stop rule, checkpoints are written at milestones only.
+
+    After the run, ``n_samples`` is the number of samples used and ``stopped`` says whether the
+    criterion ended it.
+    """
+
+    def __init__(self, criterion: Callable[[], bool], every_chunks: int = 4) -> None:
+        if isinstance(every_chunks, bool) or not isinstance(every_chunks, numbers.Integral) or every_chunks <= 0:
+            raise ValueError(f"every_chunks must be a positive integer, got {every_chunks!r}")
+        self.criterion, self.every_chunks = criterion, int(every_chunks)
+        self.n_samples: int | None = None
+        self.stopped = False
 
 
 class Accumulator:
@@ -58,6 +100,15 @@ class Accumulator:
     def update(self, x: torch.Tensor, logits: torch.Tensor | None, taps: dict[str, torch.Tensor],
                labels: torch.Tensor | None) -> None:
         raise NotImplementedError
+
+    def end_chunk(self, chunk: Chunk) -> None:
+        """Called once per whole chunk, after ``update`` saw all of its samples: for statistics
+        that need a chunk at once (permutations within a chunk, even/odd chunks). Default: nothing."""
+
+    @property
+    def wants_chunks(self) -> bool:
+        """Whether this accumulator overrides :meth:`end_chunk` (the engine then keeps each chunk's logits)."""
+        return type(self).end_chunk is not Accumulator.end_chunk
 
     def describe(self) -> dict[str, object]:
         return {"type": type(self).__name__, "taps": list(self.taps)}
@@ -172,7 +223,7 @@ def _segments(chunks: Sequence[int], chunk_size: int, n_samples: int, start: int
 
 def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accumulators: Sequence[Accumulator],
                *, input_shape: tuple[int, ...], run: RunOptions | None = None, desc: str = "white noise",
-               **options: object) -> int:
+               stop: StopRule | None = None, **options: object) -> int:
     """Stream ``n_samples`` stimuli through ``model`` into ``accumulators``.
 
     Args:
@@ -185,6 +236,7 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
         input_shape: ``(C, H, W)`` of one stimulus.
         run: the :class:`~wna_helpers.options.RunOptions`; default ``RunOptions()``.
         desc: label of the progress bar.
+        stop: a :class:`StopRule` that may end the run early (at a milestone); default None.
         **options: fields of :class:`~wna_helpers.options.RunOptions` (``batch_size``, ``seed``,
             ``device``, ``autocast``, ``checkpoint``, ``checkpoint_every``, ``progress``,
             ``chunk_size``), applied on top of ``run``.
@@ -197,6 +249,10 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
     When no accumulator needs the logits (``needs_logits = False``, as for STAs) and each
     tapped layer runs once per pass, every forward pass stops right after the last tapped
     layer: the layers behind it are never computed.
+
+    Accumulators that override :meth:`Accumulator.end_chunk` get each whole chunk once all of
+    its samples ran. Checkpoints are written at chunk ends (the first after every
+    ``checkpoint_every`` batches), so a resumed run never starts inside a chunk.
 
     Returns:
         The number of processes that shared the work (1 without ``torch.distributed``).
@@ -230,27 +286,51 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
         chunk = opts.chunk_size
         chunks = list(range(rank, math.ceil(n_samples / chunk), world))
         mine = sum(min(chunk, n_samples - c * chunk) for c in chunks)
+        n_chunks = math.ceil(n_samples / chunk)
         key = json.dumps({"n_samples": n_samples, "stimulus": stimulus.describe(), "seed": opts.seed,
                           "chunk_size": chunk, "world": world, "rank": rank, "input_shape": input_shape,
-                          "model": state_digest(model), "accumulators": [a.describe() for a in accumulators]},
-                         sort_keys=True, default=str)
+                          "model": state_digest(model), "accumulators": [a.describe() for a in accumulators],
+                          "stop_every": None if stop is None else stop.every_chunks}, sort_keys=True, default=str)
         ckpt = None if opts.checkpoint is None else Path(f"{opts.checkpoint}.rank{rank}" if world > 1
                                                          else opts.checkpoint)
         done = 0
+        next_check = None if stop is None else stop.every_chunks   # the next milestone, in chunks of the run
         if ckpt is not None and ckpt.exists():
             state = torch.load(ckpt, map_location=device, weights_only=True)
             if state.get("key") != key:
                 raise ValueError(f"checkpoint {ckpt} belongs to another job (other model, noise, "
                                  f"n_samples or statistics); delete it or choose another path")
             done = int(state["done"])
+            if stop is not None:
+                next_check = int(state["next_check"])
             for a, saved in zip(accumulators, state["acc"]):
                 for k in a.acc:
                     a.acc[k].copy_(saved[k])
+            ends = set(itertools.accumulate(min(chunk, n_samples - c * chunk) for c in chunks))
+            if done and done not in ends:
+                raise ValueError(f"checkpoint {ckpt} stops inside a chunk (written by an older version); "
+                                 f"delete it")
 
         def save() -> None:
             if ckpt is not None:
-                atomic_torch_save({"key": key, "done": done,
+                atomic_torch_save({"key": key, "done": done, "next_check": next_check,
                                     "acc": [{k: v.cpu() for k, v in a.acc.items()} for a in accumulators]}, ckpt)
+
+        def criterion() -> bool:
+            """The stop rule's verdict on the totals of all processes."""
+            assert stop is not None
+            if world == 1:
+                return bool(stop.criterion())
+            mine_acc = [a.acc for a in accumulators]
+            try:
+                for a in accumulators:
+                    a.acc = {k: v.clone() for k, v in a.acc.items()}
+                    for v in a.acc.values():
+                        dist.all_reduce(v, op=dist.ReduceOp.SUM)
+                return bool(stop.criterion())
+            finally:
+                for a, own in zip(accumulators, mine_acc):
+                    a.acc = own
 
         # the fastest forward this model allows (wna_helpers.speed): weights channels-last while
         # the run lasts; compiled for one batch shape (short batches padded) when should_compile says so
@@ -275,16 +355,21 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
             else nullcontext
         bar = tqdm(total=mine, initial=done, disable=not opts.progress or rank != 0, desc=desc,
                    unit="sample", unit_scale=True, smoothing=0.1)
+        wanting = [a for a in accumulators if a.wants_chunks]
+        chunk_logits: list[torch.Tensor] = []
         cache: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
+        pending = False        # a checkpoint is due at the next chunk end (or milestone)
+        stopped_at = None      # the milestone the stop rule ended the run at
         with torch.inference_mode():
             for i, segs in enumerate(_segments(chunks, chunk, n_samples, done, batch_size), start=1):
-                xs, ys = [], []
+                xs, ys, whole = [], [], []
                 for c, lo, hi in segs:
                     if cache is None or cache[0] != c:
                         cache = (c, *stimulus.chunk(c, seed=opts.seed, chunk_size=chunk,
                                                     input_shape=input_shape, device=device))
                     xs.append(cache[1][lo:hi])
                     ys.append(cache[2][lo:hi] if cache[2] is not None else None)
+                    whole.append(cache)
                 x = xs[0] if len(xs) == 1 else torch.cat(xs)
                 y = None if ys[0] is None else (ys[0] if len(ys) == 1 else torch.cat(ys))
                 xin = x.to(memory_format=layout)
@@ -298,19 +383,55 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
                     pass
                 # one update per chunk piece: float32 partial sums never span two chunks
                 start = 0
-                for _, lo, hi in segs:
+                for (c, lo, hi), (_, cx, cy) in zip(segs, whole):
+                    if stop is not None and lo == 0:
+                        while c >= next_check:          # every chunk before the milestone is done
+                            if criterion():
+                                stopped_at = next_check
+                                break
+                            next_check += stop.every_chunks
+                            if pending:
+                                save()
+                                pending = False
+                        if stopped_at is not None:
+                            break
                     sl = slice(start, start + hi - lo)
                     start = sl.stop
+                    piece_logits = None if logits is None else logits[sl]
                     for a in accumulators:
-                        a.update(x[sl], None if logits is None else logits[sl],
-                                 {t: captured[t][sl].float() for t in a.taps}, None if y is None else y[sl])
+                        a.update(x[sl], piece_logits, {t: captured[t][sl].float() for t in a.taps},
+                                 None if y is None else y[sl])
+                    done += hi - lo
+                    bar.update(hi - lo)
+                    if wanting and piece_logits is not None:
+                        chunk_logits.append(piece_logits)
+                    if hi == (size := min(chunk, n_samples - c * chunk)):     # the chunk is complete
+                        if wanting:
+                            whole_logits = None if not chunk_logits else (
+                                chunk_logits[0] if len(chunk_logits) == 1 else torch.cat(chunk_logits))
+                            for a in wanting:
+                                a.end_chunk(Chunk(c, opts.seed, cx[:size], whole_logits,
+                                                  None if cy is None else cy[:size]))
+                            chunk_logits.clear()
+                        if pending and stop is None:
+                            save()
+                            pending = False
                 captured.clear()
-                done += len(x)
-                bar.update(len(x))
+                if stopped_at is not None:
+                    break
                 if i % opts.checkpoint_every == 0:
-                    save()
+                    pending = True
+            # a process whose chunks ran out still takes part in the milestones the others reach
+            while stop is not None and stopped_at is None and world > 1 and next_check < n_chunks:
+                if criterion():
+                    stopped_at = next_check
+                else:
+                    next_check += stop.every_chunks
         bar.close()
         save()
+        if stop is not None:
+            stop.stopped = stopped_at is not None
+            stop.n_samples = n_samples if stopped_at is None else min(n_samples, stopped_at * chunk)
         if world > 1:
             for a in accumulators:
                 for v in a.acc.values():

@@ -18,7 +18,7 @@ R_LEVEL = 0.9
 FILTER_MATCH = 0.95
 
 __all__ = ["MIN_COUNT", "R_LEVEL", "FILTER_MATCH", "noise_bias", "class_correlation", "first_reaching", "stable_from", "feedback_matrix",
-           "activation_similarity", "activation_specificity"]
+           "activation_similarity", "activation_specificity", "ci_significance"]
 
 
 def first_reaching(x: list[float] | torch.Tensor, values: list[float] | torch.Tensor, level: float) -> float:
@@ -151,3 +151,25 @@ def activation_specificity(real: ActivationStatistics, noise: ActivationStatisti
     mask[torch.arange(len(ok)), ok] = False
     return {"same": float(same.mean()), "other": float(sub[mask].mean()),
             "matched": float((sub.argmax(1) == ok).double().mean())}
+
+
+def ci_significance(ci: ClassificationImages, alpha: float = 0.05, threshold: float = 3.0) -> dict[str, float]:
+    """What the permutation null says about a run's CIs, over the classes that received samples.
+
+    Returns:
+        ``share``: the share of their CI pixels significant at family-wise error ``alpha``;
+        ``classes``: how many classes have samples; ``classes_sig``: how many have at least one
+        significant pixel; ``cluster_share``: the share of pixels in significant clusters
+        (cluster-forming ``|z| > threshold``); ``info_median``: the median infoVal-style score;
+        ``reliability_median``: the median split-half reliability (classes with samples in both halves).
+    """
+    has = ci.counts > 0
+    sig = ci.significant(alpha).reshape(len(ci.counts), -1)[has]
+    clus = ci.clusters(alpha, threshold).mask.reshape(len(ci.counts), -1)[has]
+    rel = ci.reliability[~torch.isnan(ci.reliability)]
+    info = ci.info[has]
+    info = info[~torch.isnan(info)]
+    return {"share": float(sig.double().mean()) if len(sig) else math.nan, "classes": int(has.sum()),
+            "classes_sig": int(sig.any(1).sum()), "cluster_share": float(clus.double().mean()) if len(clus) else math.nan,
+            "info_median": float(info.median()) if len(info) else math.nan,
+            "reliability_median": float(rel.median()) if len(rel) else math.nan}

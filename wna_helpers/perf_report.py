@@ -238,3 +238,38 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"Peak memory grew by {span('memory_growth_mb', '{:.0f}')} MB from n = {sizes[0]:,} to "
                      f"{sizes[1]:,}.")
     return " ".join(parts) or "_The benchmark file has no ratios._"
+
+
+STATS_KINDS = {
+    "ci_plain": "CI, class sums only", "ci_no_null": "CI + split halves + logit images",
+    "ci_stats": "CI + null (K = 32) + split halves + logit images", "sta": "STA (conv1)",
+    "stc": "STC (conv1), with its null band", "stc_no_null": "STC (conv1), no null",
+}
+
+
+def load_stats_benchmark(path: str | None = None) -> tuple[dict | None, str]:
+    """The statistics benchmark's JSON (``benchmarks/stats_benchmark.py``) and a note on where it came from
+    (``stats_benchmark.json``, else ``stats_benchmark.quick.json``)."""
+    data, note = _load("stats_benchmark", "rows", path)
+    if data is None:
+        return data, note
+    return data, note + (f"; {data.get('cpu', '?')} with {data.get('threads', '?')} threads, torch "
+                         f"{data.get('torch', '?')}, {data.get('date', '?')}, median of {data.get('repeats', '?')} "
+                         f"interleaved repeats; 1-minute load average {data.get('load_start', 0):.2f} at start and "
+                         f"{data.get('load_end', 0):.2f} at end.")
+
+
+def stats_table(data: Mapping[str, object]) -> str:
+    """Markdown: each run of the statistics benchmark (seconds, samples/s), then the cost ratios
+    against their targets."""
+    rows = [{**r, "what": STATS_KINDS.get(str(r.get("kind")), str(r.get("kind")))}
+            for r in data.get("rows", []) if isinstance(r, Mapping)]  # type: ignore[union-attr]
+    out = markdown_table(rows, {"what": "what runs", "n": "n", "seconds": "seconds (median)",
+                                "samples_per_s": "samples/s"}, {"n": ",", "seconds": ".2f", "samples_per_s": ",.0f"})
+    targets = data.get("targets", {}) if isinstance(data.get("targets"), Mapping) else {}
+    ratios = data.get("ratios", {}) if isinstance(data.get("ratios"), Mapping) else {}
+    lines = [{"ratio": k, "value": float(v), "target": f"<= {targets[k]:g}" if k in targets else "",
+              "met": ("yes" if float(v) <= float(targets[k]) else "**no**") if k in targets else ""}
+             for k, v in ratios.items()]
+    return out + "\n\n" + markdown_table(lines, {"ratio": "time ratio", "value": "measured", "target": "target",
+                                                 "met": "met"}, {"value": ".3f"})

@@ -28,12 +28,13 @@ from .models import conv_layer_names
 from .options import RunOptions
 from .results_cache import cached
 from .sta import SpikeTriggeredAverage, spike_triggered_average
+from .stc import SpikeTriggeredCovariance, spike_triggered_covariance
 from .stimuli import Images, Mixture, Stimulus, as_stimulus
 from .training import get_trained_model, recipe_digest
 
 __all__ = ["as_profile", "trained", "study_params", "study_ci", "study_ci_convergence", "study_ci_mixing",
            "study_sta", "study_sta_convergence", "study_activations", "convergence_sizes", "side_samples",
-           "mix_samples", "mix_gammas", "sta_layers"]
+           "mix_samples", "mix_gammas", "sta_layers", "study_stc"]
 
 #: Stimuli of every real-data statistic: the first ``n`` test images.
 REAL = "real"
@@ -249,6 +250,25 @@ def study_sta(arch: str, dataset: str, layer: str, profile: Profile | str | None
     params = study_params(arch, dataset, prof, layer=layer, noise=stim.describe(), n=n)
     return cached("sta", params, lambda: spike_triggered_average(model, layer, n, noise=stim, run=_run(prof, progress)),
                   refresh=refresh)
+
+
+def study_stc(arch: str, dataset: str, layer: str, profile: Profile | str | None = None, *,
+              n_samples: int | None = None, refresh: bool = False, progress: bool = False) -> SpikeTriggeredCovariance:
+    """Spike-triggered covariance of conv ``layer`` of the trained ``arch`` from the profile's noise,
+    with its null band (:func:`~wna_helpers.stc.spike_triggered_covariance`), cached.
+
+    Args:
+        n_samples: default the profile's STA count for ``arch``.
+        refresh: recompute even if cached.
+        progress: show a progress bar; default False.
+    """
+    prof = as_profile(profile)
+    model, _ = trained(arch, dataset, prof)
+    n = int(n_samples or prof.sta_samples(arch, _device(prof, arch, dataset)))
+    stim = as_stimulus(prof.noise)
+    params = study_params(arch, dataset, prof, layer=layer, noise=stim.describe(), n=n)
+    return cached("stc", params, lambda: spike_triggered_covariance(model, layer, n, noise=stim,
+                                                                     run=_run(prof, progress)), refresh=refresh)
 
 
 def study_activations(arch: str, dataset: str, profile: Profile | str | None = None, *,

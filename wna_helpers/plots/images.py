@@ -67,7 +67,7 @@ def plot_images(images: ArrayLike | Sequence[ArrayLike], titles: Sequence[str] |
 def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = None,
                     suptitle: str = "", *, shared_signed_scale: bool = False, normalize: bool = False,
                     panel_size: float = 1.2, colorbar_label: str | None = None, min_count: int = 0,
-                    empty_text: str = "no samples") -> Figure:
+                    empty_text: str = "no samples", outlines: Sequence[ArrayLike | None] | None = None) -> Figure:
     """Rows of images, each row with its own colour scale and colorbar (e.g. CI next to class mean).
 
     Args:
@@ -85,6 +85,8 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
             handful of samples is mostly noise and would wash out the others; it saturates instead
             and its note says "few"); default 0.
         empty_text: written on an all-NaN panel; default "no samples" (for STAs: "never active").
+        outlines: per row, None or a boolean mask ``(ncols, [C,] H, W)`` (channels: any) whose pixels
+            are outlined in black, e.g. the significant pixels of each CI; default none.
 
     Returns:
         The figure.
@@ -98,6 +100,8 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
         raise ValueError(f"every row needs the same number of images, got {[len(p[0]) for p in panels]}")
     if col_titles is not None and len(col_titles) != ncols:
         raise ValueError(f"{ncols} columns but {len(col_titles)} column titles")
+    if outlines is not None and len(outlines) != len(rows):
+        raise ValueError(f"{len(rows)} rows but {len(outlines)} outline masks (give None for a row without)")
     notes: list[list[str] | None] = []
     scale_mask: list[np.ndarray] = []
     for row in rows:
@@ -130,6 +134,9 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
         for c in range(ncols):
             ax = axes[r, c]
             im = ax.show(arr[c], norm, cm, empty_text)
+            if outlines is not None and outlines[r] is not None:
+                m = _np(outlines[r])[c]
+                ax.outline(m.reshape(-1, *m.shape[-2:]).any(0))
             if r == 0 and col_titles is not None:
                 ax.set_title(str(col_titles[c]), fontsize=8 if grid.pw >= 0.7 else 7)
             if notes[r] is not None:

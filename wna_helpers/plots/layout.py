@@ -212,6 +212,19 @@ class _Panel:
                          fontsize=8 if self.w >= 0.7 else 6)
         return im
 
+    def outline(self, mask: np.ndarray, color: str = "black", linewidth: float = 0.7) -> None:
+        """Draw the pixel edges around the True pixels of ``mask`` ``(H, W)`` over the last image."""
+        from matplotlib.collections import LineCollection
+        m = np.pad(np.asarray(mask, dtype=bool), 1)
+        hh, ww = m.shape[0] - 2, m.shape[1] - 2
+        sy, sx = self.h / hh, self.w / ww
+        rows, cols = np.nonzero(m[1:, 1:-1] != m[:-1, 1:-1])           # edge above pixel row i
+        segs = [((self.x0 + c * sx, r * sy), (self.x0 + (c + 1) * sx, r * sy)) for r, c in zip(rows, cols)]
+        rows, cols = np.nonzero(m[1:-1, 1:] != m[1:-1, :-1])           # edge left of pixel column j
+        segs += [((self.x0 + c * sx, r * sy), (self.x0 + c * sx, (r + 1) * sy)) for r, c in zip(rows, cols)]
+        if segs:
+            self.ax.add_collection(LineCollection(segs, colors=color, linewidths=linewidth))
+
     def set_title(self, text: str, fontsize: float = 8) -> None:
         self.ax.text(self.x0 + self.w / 2, -0.04, text, ha="center", va="bottom", fontsize=fontsize)
 
