@@ -95,9 +95,12 @@ class CIStatsAccumulator(Accumulator):
             if gen is None:
                 gen = self._gens[x.device] = torch.Generator(device=x.device)
             gen.manual_seed(null_seed(chunk.seed, chunk.index))
-            perm = torch.rand(self.k, n, generator=gen, device=x.device).argsort(1)   # K permutations
-            permuted = F.one_hot(pred[perm], k).permute(0, 2, 1).float()      # (P, K, n)
-            rows.append((permuted - onehot).reshape(self.k * k, n))             # null minus observed: 0, +-1
+            perm = torch.stack([torch.randperm(n, generator=gen, device=x.device) for _ in range(self.k)])
+            diff = torch.zeros(self.k, k, n, device=x.device)                  # null minus observed: 0, +-1
+            diff.scatter_(1, pred[perm][:, None, :], 1.0)
+            diff -= onehot
+            # the classes' rows of one permutation sum to zero: the last is minus the others
+            rows.append(diff[:, :-1].reshape(self.k * (k - 1), n))
         rows.append((logits - logits.mean(0)).T)                               # chunk-centred logits
         out = (torch.cat(rows) @ xc).double()                                  # one product per chunk
         i = 0
@@ -107,8 +110,10 @@ class CIStatsAccumulator(Accumulator):
             self.acc["odd_counts"] += counts
             i = k
         if self.k:
-            self.acc["null_sums"] += out[i:i + self.k * k].view(self.k, k, -1)
-            i += self.k * k
+            part = out[i:i + self.k * (k - 1)].view(self.k, k - 1, -1)
+            self.acc["null_sums"][:, :-1] += part
+            self.acc["null_sums"][:, -1] -= part.sum(1)
+            i += self.k * (k - 1)
         self.acc["logit_cross"] += out[i:]
         self.acc["chunks"] += 1
 
