@@ -271,3 +271,38 @@ def test_a_class_that_takes_everything_has_no_z_and_no_significant_pixel():
     assert torch.equal(ci.null_images[:, 1], ci.images[1].expand_as(ci.null_images[:, 1]))
     assert torch.isnan(ci.zmap[1]).all() and not ci.significant()[1].any()
     assert not ci.clusters().mask.any()
+
+
+# ---------------------------------------------------------------- second-order CIs
+class Energy(nn.Module):
+    """Class 1 when (w.x)^2 is above its median under N(0, 1) noise: the classes differ in variance
+    along w, not in mean."""
+
+    def __init__(self, w):
+        super().__init__()
+        self.register_buffer("w", w / w.norm())
+
+    def forward(self, x):
+        e = (x.flatten(1) @ self.w).square()
+        return torch.stack([torch.full_like(e, 0.4549), e], 1)      # median of chi^2_1
+
+
+def test_second_order_ci_finds_an_energy_direction_the_mean_misses():
+    torch.manual_seed(0)
+    w = torch.randn(D)
+    model = Energy(w)
+    ci = wna.classification_images(model, 40_000, noise=wna.Gaussian(), input_shape=SHAPE, second_order=True,
+                                   null_permutations=0, batch_size=3000, progress=False)
+    assert abs(wna.pearson(ci.images[1], w)) < 0.2                     # the mean CI shows nothing
+    so = ci.second_order(3)
+    assert so.eigenimages.shape == (2, 3, *SHAPE) and so.eigenvalues.shape == (2, 3)
+    # class 1: more variance along w; class 0: less (chi^2_1 above / below the median)
+    assert so.eigenvalues[1, 0] > 0.5 and so.eigenvalues[0, 0] < -0.5
+    assert abs(wna.pearson(so.eigenimages[1, 0], w)) > 0.95 and abs(wna.pearson(so.eigenimages[0, 0], w)) > 0.95
+    assert abs(float(so.eigenvalues[1, 1])) < 0.2                      # nothing else
+    other = wna.classification_images(model, 40_000, noise=wna.Gaussian(), input_shape=SHAPE, second_order=True,
+                                      null_permutations=0, batch_size=1024, progress=False)
+    assert torch.allclose(other.outer_sums, ci.outer_sums, rtol=1e-5, atol=1e-3)  # float32 within a piece
+    with pytest.raises(ValueError, match="second_order=True"):
+        wna.classification_images(model, 4096, noise=wna.Gaussian(), input_shape=SHAPE,
+                                  progress=False).second_order()

@@ -10,7 +10,7 @@ from torch import nn
 
 from . import ci_stats
 from .analysis import entropy_bits
-from .ci_stats import DEFAULT_PERMUTATIONS, CIStatsAccumulator, ClusterTest
+from .ci_stats import DEFAULT_PERMUTATIONS, ClassCovarianceAccumulator, CIStatsAccumulator, ClusterTest, SecondOrderCI
 from .kernel import Accumulator, StopRule, check_n_samples, describe_run, run_engine
 from .options import RunOptions, resolve_options
 from .stimuli import Stimulus, as_stimulus
@@ -55,6 +55,7 @@ class ClassificationImages:
         odd_counts: int64 ``(C,)``: class counts of the odd-numbered chunks.
         logit_images: float64 ``(C, *input_shape)``: each logit regressed on the noise (None if not kept).
         stopped_early: True when ``until_reliability`` ended the run before the cap.
+        outer_sums: float64 ``(C, D, D)``: per-class sums of ``x x^T`` (``second_order=True`` runs only).
 
     The statistics (:mod:`~wna_helpers.ci_stats`): ``zmap``, ``fwer_pvalues``,
     ``significant(alpha)``, ``clusters(alpha, threshold)``, ``info``; ``split_half``,
@@ -73,6 +74,7 @@ class ClassificationImages:
     odd_counts: torch.Tensor | None = None
     logit_images: torch.Tensor | None = None
     stopped_early: bool = False
+    outer_sums: torch.Tensor | None = None
 
     @property
     def num_classes(self) -> int:
@@ -176,6 +178,15 @@ class ClassificationImages:
         ``(C,)``, by the Spearman-Brown prophecy with the class shares of this run."""
         return ci_stats.samples_needed(self.reliability, self.n_samples, target)
 
+    def second_order(self, components: int = 4) -> SecondOrderCI:
+        """Second-order CIs: each class's noise covariance minus that of all the noise, and its
+        ``components`` (default 4) eigen-images of largest |eigenvalue|: what besides the mean drives a
+        class. Needs a run with ``second_order=True``."""
+        if self.outer_sums is None:
+            raise ValueError("this result has no second-order sums; run classification_images with "
+                             "second_order=True")
+        return ci_stats.second_order(self.outer_sums, self.sums, self.counts, components)
+
     @property
     def contrast(self) -> torch.Tensor:
         """Contrast CI: class mean minus the mean of the stimuli predicted as any other class."""
@@ -187,7 +198,8 @@ class ClassificationImages:
 def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus | str = "gaussian",
                           input_shape: tuple[int, ...] = (1, 28, 28),
                           null_permutations: int = DEFAULT_PERMUTATIONS, until_reliability: float | None = None,
-                          run: RunOptions | None = None, **options: object) -> ClassificationImages:
+                          second_order: bool = False, run: RunOptions | None = None,
+                          **options: object) -> ClassificationImages:
     """Classification images of ``model``: the mean noise image of each predicted class.
 
     Pushes ``n_samples`` noise images through the model in batches on its device and
@@ -210,6 +222,9 @@ def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus |
         until_reliability: stop once every class with samples in both halves has a split-half
             reliability of at least this (checked every 4 chunks, so the stopping point does not
             depend on the batch size); ``n_samples`` is then the cap; default None (run all).
+        second_order: also accumulate each class's sum of ``x x^T`` for second-order CIs
+            (:meth:`ClassificationImages.second_order`); ``D^2`` multiply-adds per sample and ``K D^2``
+            floats of memory; default False.
         run: :class:`~wna_helpers.options.RunOptions`; default ``RunOptions()``.
         **options: run options as keywords, applied on top of ``run``: ``batch_size`` (default
             1,024 on CPU, 32,768 on CUDA; does not change the result), ``seed`` (default 0),
@@ -241,7 +256,10 @@ def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus |
                                           not isinstance(until_reliability, (int, float)) or
                                           not 0 < until_reliability < 1):
         raise ValueError(f"until_reliability must be a number in (0, 1) or None, got {until_reliability!r}")
+    if not isinstance(second_order, bool):
+        raise ValueError(f"second_order must be True or False, got {second_order!r}")
     acc, stats = CIAccumulator(), CIStatsAccumulator(null_permutations)
+    extra = [ClassCovarianceAccumulator()] if second_order else []
     stop = None
     if until_reliability is not None:
         def reached() -> bool:
@@ -249,11 +267,13 @@ def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus |
             has = (stats.acc["odd_counts"].cpu() >= 2) & ((acc.acc["counts"] - stats.acc["odd_counts"]).cpu() >= 2)
             return bool(has.any()) and bool((r[has] >= until_reliability).all())
         stop = StopRule(reached)
-    world = run_engine(model, stimulus, n_samples, [acc, stats], input_shape=input_shape, run=opts,
+    world = run_engine(model, stimulus, n_samples, [acc, stats, *extra], input_shape=input_shape, run=opts,
                        desc="classification images", stop=stop)
     used = n_samples if stop is None else int(stop.n_samples)
     out = _result(acc, stats, input_shape, used, stimulus, opts, world)
     out.stopped_early = stop is not None and stop.stopped
+    if extra:
+        out.outer_sums = extra[0].acc["outer"].cpu()
     return out
 
 
