@@ -236,6 +236,41 @@ class SpikeTriggeredAverage:
     world_size: int = 1
 
 
+def prepare_conv_run(model: nn.Module, layer: str, n_samples: int | None, noise: Stimulus | str,
+                     input_shape: tuple[int, ...], run: RunOptions | None, options: dict[str, object],
+                     what: str = "STA") -> tuple[RunOptions, Stimulus, int, ReceptiveField]:
+    """The checks every conv-unit method makes before any heavy work: ``layer`` is a conv layer,
+    the options, stimulus, ``n_samples`` and device are valid and the receptive field composes.
+
+    Returns:
+        ``(run options, stimulus, n_samples, receptive field)``.
+
+    Raises:
+        ValueError: a missing layer (the message lists them), a layer that is not a convolution
+            (lists the conv layers), a bad option, stimulus or ``n_samples``, or an input shape the
+            model cannot take.
+    """
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
+    if not isinstance(modules[layer], nn.Conv2d):
+        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        raise ValueError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a convolution; "
+                         f"the {what} needs one of the conv layers: {convs}")
+    opts = resolve_options(run, options)
+    stimulus = as_stimulus(noise)
+    n_samples = resolve_n_samples(stimulus, n_samples)
+    model_device(model, opts.device)
+    try:
+        rf = receptive_field(model, layer, input_shape)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
+                         f"({type(exc).__name__}: {exc})") from exc
+    return opts, stimulus, n_samples, rf
+
+
 def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None = None, *,
                             noise: Stimulus | str = "gaussian", input_shape: tuple[int, ...] = (1, 28, 28),
                             run: RunOptions | None = None, **options: object) -> SpikeTriggeredAverage:
@@ -273,24 +308,7 @@ def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None 
         >>> sta.pooled.shape
         torch.Size([20, 1, 5, 5])
     """
-    modules = dict(model.named_modules())
-    if layer not in modules or not layer:
-        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
-    if not isinstance(modules[layer], nn.Conv2d):
-        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-        raise ValueError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a convolution; "
-                         f"the STA needs one of the conv layers: {convs}")
-    opts = resolve_options(run, options)
-    stimulus = as_stimulus(noise)
-    n_samples = resolve_n_samples(stimulus, n_samples)
-    model_device(model, opts.device)
-    try:
-        rf = receptive_field(model, layer, input_shape)
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
-                         f"({type(exc).__name__}: {exc})") from exc
+    opts, stimulus, n_samples, rf = prepare_conv_run(model, layer, n_samples, noise, input_shape, run, options)
     acc = STAAccumulator(layer, rf, tuple(input_shape))
     world = run_engine(model, stimulus, n_samples, [acc], input_shape=input_shape, run=opts, desc=f"STA {layer}")
     t = {k: v.cpu() for k, v in acc.acc.items()}

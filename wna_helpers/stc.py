@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernel import describe_run, model_device, resolve_n_samples, run_engine
-from .options import RunOptions, resolve_options
-from .sta import _BLOCK_TERMS, ReceptiveField, STAAccumulator, receptive_field
-from .stimuli import Stimulus, as_stimulus
+from .kernel import describe_run, run_engine
+from .options import RunOptions
+from .sta import _BLOCK_TERMS, ReceptiveField, STAAccumulator, prepare_conv_run
+from .stimuli import Stimulus
 
 __all__ = ["SpikeTriggeredCovariance", "spike_triggered_covariance", "STCAccumulator", "null_offsets"]
 
@@ -310,16 +310,6 @@ class SpikeTriggeredCovariance:
         return (self.eigenvalues > high + pad) | (self.eigenvalues < low - pad)
 
 
-def _check_conv_layer(model: nn.Module, layer: str) -> None:
-    modules = dict(model.named_modules())
-    if layer not in modules or not layer:
-        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
-    if not isinstance(modules[layer], nn.Conv2d):
-        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
-        raise ValueError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a convolution; "
-                         f"the STC needs one of the conv layers: {convs}")
-
-
 def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | None = None, *,
                                noise: Stimulus | str = "gaussian", input_shape: tuple[int, ...] = (1, 28, 28),
                                null_shifts: int = 2, position_stride: int | None = None, run: RunOptions | None = None,
@@ -368,18 +358,7 @@ def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | No
         >>> stc.covariance.shape, stc.eigenvectors.shape, stc.null_band[0].shape
         (torch.Size([20, 25, 25]), torch.Size([20, 25, 1, 5, 5]), torch.Size([20, 25]))
     """
-    _check_conv_layer(model, layer)
-    opts = resolve_options(run, options)
-    stimulus = as_stimulus(noise)
-    n_samples = resolve_n_samples(stimulus, n_samples)
-    model_device(model, opts.device)
-    try:
-        rf = receptive_field(model, layer, input_shape)
-    except ValueError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
-                         f"({type(exc).__name__}: {exc})") from exc
+    opts, stimulus, n_samples, rf = prepare_conv_run(model, layer, n_samples, noise, input_shape, run, options, "STC")
     if position_stride is None:
         position_stride = max(1, math.ceil(min(rf.size[ax] / (2 * rf.jump[ax]) for ax in range(2))))
     if isinstance(position_stride, bool) or not isinstance(position_stride, numbers.Integral) or position_stride < 1:
