@@ -8,8 +8,8 @@ In one process, with interleaved repeats (the median is reported), on ``paper_cn
 * ``ci_no_null``: ``classification_images(..., null_permutations=0)`` (split halves and logit images);
 * ``ci_stats``: ``classification_images(...)`` as shipped (``null_permutations=32`` as well);
 * ``sta``: ``spike_triggered_average(model, "conv1", n)``;
-* ``stc``: ``spike_triggered_covariance(model, "conv1", n)`` (with its null shifts) and
-  ``stc_no_null`` (``null_shifts=0``).
+* ``stc``: ``spike_triggered_covariance(model, "conv1", n)`` (with its null shifts; every third
+  position), ``stc_no_null`` (``null_shifts=0``) and ``stc_every_position`` (``position_stride=1``).
 
 Targets (issue 11): ``ci_stats / ci_plain <= 1.15`` in time, ``stc / sta <= 2``.
 
@@ -50,6 +50,7 @@ def kinds(model, n_ci: int, n_sta: int) -> dict:
     if stc is not None:
         out["stc"] = (n_sta, lambda: stc(model, "conv1", n_sta, noise=noise, **kw))
         out["stc_no_null"] = (n_sta, lambda: stc(model, "conv1", n_sta, noise=noise, null_shifts=0, **kw))
+        out["stc_every_position"] = (n_sta, lambda: stc(model, "conv1", n_sta, noise=noise, position_stride=1, **kw))
     return out
 
 
@@ -79,6 +80,7 @@ def main() -> None:
     if "stc" in med:
         ratios["stc/sta"] = med["stc"] / med["sta"]
         ratios["stc_no_null/sta"] = med["stc_no_null"] / med["sta"]
+        ratios["stc_every_position/sta"] = med["stc_every_position"] / med["sta"]
     data = {"rows": rows, "ratios": ratios, "targets": {"ci_stats/ci_plain": 1.15, "stc/sta": 2.0},
             "repeats": args.repeats, "quick": args.quick, "model": "paper_cnn", "noise": "uniform",
             "torch": torch.__version__, "threads": torch.get_num_threads(), "cpu": platform.processor() or

@@ -259,6 +259,10 @@ def test_convergence_snapshots_carry_the_statistics():
     assert torch.allclose(conv.snapshot(8192).odd_sums, mid.odd_sums, atol=1e-9)
     rel = conv.reliability()
     assert rel.shape == (3, 10) and torch.isnan(rel[0]).all()         # no odd chunk has ended by 3,000
+    mean = conv.mean_reliability()
+    w = conv.counts[-1].double()
+    ok = ~torch.isnan(rel[-1])
+    assert torch.isnan(mean[0]) and float(mean[-1]) == pytest.approx(float((rel[-1][ok] * w[ok]).sum() / w[ok].sum()))
     assert conv.snapshot(3000).null_images is None and final.null_images.shape == (32, 10, 1, 28, 28)
 
 

@@ -217,7 +217,15 @@ class CIConvergence:
     def mean_correlation(self) -> torch.Tensor:
         """``(S,)``: the per-class correlations averaged with the final class counts as weights
         (classes the model (almost) never predicts do not count)."""
-        r = self.correlation_with_final()
+        return self._count_weighted(self.correlation_with_final())
+
+    def mean_reliability(self) -> torch.Tensor:
+        """``(S,)``: :meth:`reliability` averaged over classes with the final class counts as weights,
+        as :meth:`mean_correlation` (NaN at a size where no class has both halves)."""
+        return self._count_weighted(self.reliability())
+
+    def _count_weighted(self, r: torch.Tensor) -> torch.Tensor:
+        """Mean over classes of ``r`` ``(S, K)``, weighted by the final counts, NaN entries left out."""
         w = self.counts[-1].double()
         ok = ~torch.isnan(r)
         return torch.where(ok, r, 0.0).mul(w).sum(1) / (ok.double() * w).sum(1)

@@ -244,6 +244,7 @@ STATS_KINDS = {
     "ci_plain": "CI, class sums only", "ci_no_null": "CI + split halves + logit images",
     "ci_stats": "CI + null (K = 32) + split halves + logit images", "sta": "STA (conv1)",
     "stc": "STC (conv1), with its null band", "stc_no_null": "STC (conv1), no null",
+    "stc_every_position": "STC (conv1), every position pooled",
 }
 
 
