@@ -15,8 +15,7 @@ from pathlib import Path
 
 import wna_helpers as w
 
-TARGETS = {("mnist", a): 0.99 for a in w.CNN_NAMES} | {("mnist", "mlp"): 0.98, ("mnist", "logreg"): 0.92} \
-    | {("fashion_mnist", a): 0.90 for a in w.CNN_NAMES}
+from wna_helpers.config import ACCURACY_TARGETS as TARGETS
 
 
 def main() -> int:

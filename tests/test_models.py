@@ -64,3 +64,24 @@ def test_layer_table():
     assert by["conv1"]["params"] == 20 * 25 + 20
     assert sum(r["params"] for r in rows) == 431080
     assert [r["name"] for r in rows][-1] == "fc2"
+
+
+def test_gru_reads_rows_and_its_cis_are_batch_size_invariant():
+    """The recurrent model reads the image row by row (its last hidden state sees every row) and its CIs,
+    like every model's, do not depend on the batch size."""
+    model = wna.build_model("gru", seed=0)
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        base = model(x)
+        for row in (0, 27):  # the first and the last row both change the output
+            y = x.clone()
+            y[:, :, row] = 1 - y[:, :, row]
+            assert not torch.allclose(model(y), base)
+        y = x.clone()
+        y[:, :, :, 0] = 1 - y[:, :, :, 0]  # so does a column (it is a feature of every step)
+        assert not torch.allclose(model(y), base)
+    a = wna.classification_images(model, 3000, noise="uniform", batch_size=3000, progress=False)
+    b = wna.classification_images(model, 3000, noise="uniform", batch_size=97, progress=False)
+    assert torch.equal(a.counts, b.counts)
+    assert torch.allclose(a.sums, b.sums, rtol=0, atol=1e-9)
+    assert wna.layer_table(model)[1] == {"name": "gru", "type": "RowGRU", "output_shape": (128,), "params": 60672}

@@ -7,10 +7,21 @@ methods built on it: classification images (:mod:`~wna_helpers.ci`), spike-trigg
 reliability, logit images; :mod:`~wna_helpers.stc`: spike-triggered covariance), activation statistics (:mod:`~wna_helpers.activations`), convergence
 series (:mod:`~wna_helpers.convergence`) and their uses (:mod:`~wna_helpers.analysis`); how the
 engine runs a model at the hardware's limit is :mod:`~wna_helpers.speed`.
+Applications: CIs as black-box attacks (:mod:`~wna_helpers.attacks`), comparing two CIs
+(:mod:`~wna_helpers.ci_compare`), trojans (:mod:`~wna_helpers.trojan`), microstimulation and
+psychometric curves (:mod:`~wna_helpers.psychometrics`) and the two-class design
+(:mod:`~wna_helpers.two_class`).
 Book helpers (top): the cached studies (:mod:`~wna_helpers.studies`, :mod:`~wna_helpers.biasing`,
-:mod:`~wna_helpers.overview`), measures, plots, reports and widgets the chapters call.
+:mod:`~wna_helpers.overview`, :mod:`~wna_helpers.applications`, :mod:`~wna_helpers.trojan_study`), measures,
+plots, reports and widgets the chapters call.
 """
-from . import chapter, ci_stats, paper
+from . import chapter, ci_stats, paper, trojan
+from .attacks import (BlendAttack, PerturbationAttack, blend_attack, ci_directions, mean_image_directions,
+                      perturbation_attack, random_directions)
+from .ci_compare import CIComparison, compare_classification_images
+from .psychometrics import (PsychometricCurve, PsychometricFit, class_inhibition, fit_psychometric, microstimulate,
+                            psychometric_curve, random_inhibition, unit_activation)
+from .two_class import TwoClassCI, two_class_ci
 from .activations import ActivationStatistics, activation_statistics
 from .analysis import (bias_curve, class_means, confusion_matrix, correlation_matrix, entropy_bits, feed_back,
                        template_classify)
@@ -34,7 +45,9 @@ from .stimuli import Gaussian, Images, Mixture, Noise, Stimulus, Uniform, as_sti
 from .structured_noise import GaborNoise, Sinusoid, gabor_dictionary
 from .training import TrainResult, checkpoint_path, evaluate, get_trained_model, train
 
-__version__ = "0.2.0"
+from . import applications, trojan_study  # noqa: E402  (the book's studies, after the API they use)
+
+__version__ = "0.3.0"
 
 __all__ = [
     "chapter", "ActivationStatistics", "activation_statistics", "bias_curve", "class_means", "confusion_matrix",
@@ -51,4 +64,8 @@ __all__ = [
     "Gaussian", "Images", "Mixture", "Noise", "Stimulus", "Uniform", "as_stimulus",
     "GaborNoise", "Sinusoid", "gabor_dictionary", "TrainResult",
     "checkpoint_path", "evaluate", "get_trained_model", "train", "model_at", "snapshot_path", "training_snapshots",
+    "trojan", "applications", "trojan_study", "BlendAttack", "PerturbationAttack", "blend_attack", "ci_directions",
+    "mean_image_directions", "perturbation_attack", "random_directions", "CIComparison",
+    "compare_classification_images", "PsychometricCurve", "PsychometricFit", "class_inhibition", "fit_psychometric",
+    "microstimulate", "psychometric_curve", "random_inhibition", "unit_activation", "TwoClassCI", "two_class_ci",
 ]
