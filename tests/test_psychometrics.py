@@ -1,4 +1,5 @@
-"""Microstimulation and psychometric curves (wna_helpers.psychometrics), with known answers."""
+"""Microstimulation and psychometric curves (wna_helpers.microstimulation, wna_helpers.psychometrics), with known
+answers."""
 from __future__ import annotations
 
 import doctest
@@ -7,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from wna_helpers import psychometrics
-from wna_helpers.psychometrics import (class_inhibition, fit_psychometric, microstimulate,
-                                       psychometric_curve, random_inhibition, unit_activation)
+from wna_helpers import microstimulation, psychometrics
+from wna_helpers.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
+from wna_helpers.psychometrics import fit_psychometric, psychometric_curve
 from wna_helpers.stimuli import Images, Uniform
 
 
@@ -406,3 +407,4 @@ def test_end_to_end_class_inhibition_through_microstimulate():
 
 def test_docstring_examples():
     assert doctest.testmod(psychometrics, raise_on_error=False).failed == 0
+    assert doctest.testmod(microstimulation, raise_on_error=False).failed == 0

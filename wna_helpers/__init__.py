@@ -8,8 +8,8 @@ reliability, logit images; :mod:`~wna_helpers.stc`: spike-triggered covariance),
 series (:mod:`~wna_helpers.convergence`) and their uses (:mod:`~wna_helpers.analysis`); how the
 engine runs a model at the hardware's limit is :mod:`~wna_helpers.speed`.
 Applications: CIs as black-box attacks (:mod:`~wna_helpers.attacks`), comparing two CIs
-(:mod:`~wna_helpers.ci_compare`), trojans (:mod:`~wna_helpers.trojan`), microstimulation and
-psychometric curves (:mod:`~wna_helpers.psychometrics`) and the two-class design
+(:mod:`~wna_helpers.ci_compare`), trojans (:mod:`~wna_helpers.trojan`), microstimulation
+(:mod:`~wna_helpers.microstimulation`), psychometric curves (:mod:`~wna_helpers.psychometrics`) and the two-class design
 (:mod:`~wna_helpers.two_class`).
 Book helpers (top): the cached studies (:mod:`~wna_helpers.studies`, :mod:`~wna_helpers.biasing`,
 :mod:`~wna_helpers.overview`, :mod:`~wna_helpers.applications`, :mod:`~wna_helpers.trojan_study`), measures,
@@ -19,8 +19,8 @@ from . import chapter, ci_stats, paper, trojan
 from .attacks import (BlendAttack, PerturbationAttack, blend_attack, ci_directions, mean_image_directions,
                       perturbation_attack, random_directions)
 from .ci_compare import CIComparison, compare_classification_images
-from .psychometrics import (PsychometricCurve, PsychometricFit, class_inhibition, fit_psychometric, microstimulate,
-                            psychometric_curve, random_inhibition, unit_activation)
+from .microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
+from .psychometrics import PsychometricCurve, PsychometricFit, fit_psychometric, psychometric_curve
 from .two_class import TwoClassCI, two_class_ci
 from .activations import ActivationStatistics, activation_statistics
 from .analysis import (bias_curve, class_means, confusion_matrix, correlation_matrix, entropy_bits, feed_back,

@@ -21,8 +21,8 @@ from .attacks import (blend_attack, ci_directions, mean_image_directions, pertur
 from .config import Profile
 from .data import load_dataset
 from .paper import minmax_scale
-from .psychometrics import (class_inhibition, fit_psychometric, microstimulate, psychometric_curve,
-                            random_inhibition, unit_activation)
+from .microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
+from .psychometrics import fit_psychometric, psychometric_curve
 from .results_cache import cached
 from .studies import as_profile, study_ci_convergence, study_params, trained
 from .two_class import two_class_ci

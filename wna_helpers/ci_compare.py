@@ -14,7 +14,7 @@ from numbers import Real
 
 import torch
 
-__all__ = ["CIComparison", "compare_classification_images", "holm_adjust", "t_pvalues"]
+__all__ = ["welch", "CIComparison", "compare_classification_images", "holm_adjust", "t_pvalues"]
 
 
 def _check_alpha(alpha: object) -> float:
@@ -232,15 +232,35 @@ def compare_classification_images(a: object, b: object, *, min_count: int = 2) -
     if sa.shape != sb.shape:
         raise ValueError(f"a's images have shape {tuple(sa.shape[1:])} but b's {tuple(sb.shape[1:])}; "
                          f"compare results of the same input shape")
-    mean_a, var_a = _mean_var(sa, qa, na)
-    mean_b, var_b = _mean_var(sb, qb, nb)
-    shape = (-1, *([1] * (sa.dim() - 1)))
-    ua, ub = var_a / na.double().view(shape), var_b / nb.double().view(shape)   # squared standard errors
+    diff, z, df = welch(sa, qa, na, sb, qb, nb, min_count=min_count)
+    return CIComparison(difference=diff, zmap=z, counts_a=na, counts_b=nb, df=df)
+
+
+def welch(sums_a: torch.Tensor, sumsq_a: torch.Tensor, counts_a: torch.Tensor, sums_b: torch.Tensor,
+          sumsq_b: torch.Tensor, counts_b: torch.Tensor, *,
+          min_count: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Welch's two-sample z per group and pixel from sums, sums of squares and counts.
+
+    Args:
+        sums_a, sumsq_a: float ``(G, *shape)``: per group, the sum and the sum of squares of sample a.
+        counts_a: int ``(G,)``: samples per group in a.
+        sums_b, sumsq_b, counts_b: the same for sample b.
+        min_count: a group with fewer samples than this in either sample gets NaN; default 2.
+
+    Returns:
+        ``(difference, z, df)``, float64 ``(G, *shape)``: mean a minus mean b (NaN for an empty group),
+        ``difference / sqrt(var_a / n_a + var_b / n_b)`` and the Welch-Satterthwaite degrees of freedom;
+        z and df are NaN where a group is too small or the standard error is 0.
+    """
+    mean_a, var_a = _mean_var(sums_a, sumsq_a, counts_a)
+    mean_b, var_b = _mean_var(sums_b, sumsq_b, counts_b)
+    shape = (-1, *([1] * (sums_a.dim() - 1)))
+    na, nb = counts_a.double().view(shape), counts_b.double().view(shape)
+    ua, ub = var_a / na, var_b / nb                                             # squared standard errors
     se2 = ua + ub
     diff = mean_a - mean_b
-    enough = ((na >= min_count) & (nb >= min_count)).view(shape)
-    ok = (se2 > 0) & enough                                                     # False for NaN
+    ok = (se2 > 0) & ((na >= min_count) & (nb >= min_count))                   # False for NaN
     nan = torch.full_like(diff, torch.nan)
     z = torch.where(ok, diff / se2.sqrt(), nan)
-    dfs = se2.square() / (ua.square() / (na.double().view(shape) - 1) + ub.square() / (nb.double().view(shape) - 1))
-    return CIComparison(difference=diff, zmap=z, counts_a=na, counts_b=nb, df=torch.where(ok, dfs, nan))
+    df = se2.square() / (ua.square() / (na - 1) + ub.square() / (nb - 1))
+    return diff, z, torch.where(ok, df, nan)

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .ci_compare import holm_adjust, t_pvalues, welch
 from .fingerprint import tensor_digest
 from .kernel import model_device
 from .stimuli import Noise, Stimulus, as_stimulus, chunk_seed
@@ -106,8 +107,13 @@ class TwoClassCI:
         """
         return self.ci(kind).mean(0)
 
+    def _welch(self, kind: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s, ss = self._moments(kind)
+        return welch(s[:, 0], ss[:, 0], self.counts[:, 0], s[:, 1], ss[:, 1], self.counts[:, 1])
+
     def zmap(self, kind: str = "stimulus") -> torch.Tensor:
-        """Welch z of each true-class CI: ``(m_A - m_B) / sqrt(v_A / n_A + v_B / n_B)``.
+        """Welch z of each true-class CI: ``(m_A - m_B) / sqrt(v_A / n_A + v_B / n_B)``
+        (:func:`~wna_helpers.ci_compare.welch`).
 
         Variances are the unbiased per-cell variances from the sums of squares.
 
@@ -118,17 +124,13 @@ class TwoClassCI:
             float64 ``(2, *shape)``; NaN where a cell has fewer than 2 trials or the standard
             error is 0.
         """
-        s, ss = self._moments(kind)
-        n = self._n()
-        mean = s / n.clamp_min(1)
-        var = ((ss - s * mean) / (n - 1).clamp_min(1)).clamp_min(0)
-        se2 = (var / n.clamp_min(1)).sum(1)
-        ok = (n >= 2).all(1) & (se2 > 0)
-        return torch.where(ok, (mean[:, 0] - mean[:, 1]) / se2.clamp_min(1e-300).sqrt(), torch.nan)
+        return self._welch(kind)[1]
 
     def pvalues(self, kind: str = "stimulus") -> torch.Tensor:
-        """Two-sided normal p-values of :meth:`zmap`, float64 ``(2, *shape)`` (NaN where z is NaN)."""
-        return torch.erfc(self.zmap(kind).abs() / math.sqrt(2.0))
+        """Two-sided p-values of :meth:`zmap`, Student's t with the Welch-Satterthwaite degrees of
+        freedom (the normal for large cells), float64 ``(2, *shape)`` (NaN where z is NaN)."""
+        _, z, df = self._welch(kind)
+        return t_pvalues(z, df)
 
     def significant(self, alpha: float = 0.05, kind: str = "stimulus") -> torch.Tensor:
         """Pixels whose CI differs from 0, Holm step-down at family-wise error ``alpha`` per map.
@@ -148,15 +150,8 @@ class TwoClassCI:
         """
         if isinstance(alpha, bool) or not isinstance(alpha, Real) or not 0.0 < float(alpha) < 1.0:
             raise ValueError(f"alpha must be a number in (0, 1); got {alpha!r}")
-        p = self.pvalues(kind).reshape(2, -1)
-        p = torch.where(torch.isnan(p), torch.inf, p)
-        m = torch.isfinite(p).sum(1, keepdim=True)  # tests per map
-        ps, order = p.sort(1)
-        rank = torch.arange(p.shape[1], dtype=torch.float64).expand_as(ps)
-        thr = torch.where(rank < m, float(alpha) / (m - rank).clamp_min(1), -1.0)
-        reject_sorted = (ps <= thr).long().cummin(1).values.bool()  # stop at the first failure
-        out = torch.zeros_like(reject_sorted).scatter_(1, order, reject_sorted)
-        return out.view(self.sums.shape[:1] + self.sums.shape[2:])
+        p = self.pvalues(kind)
+        return holm_adjust(p.reshape(2, -1)).view_as(p) <= float(alpha)  # NaN <= alpha is False
 
 
 def _check_images(name: str, images: Any) -> torch.Tensor:
