@@ -3,6 +3,8 @@ answers."""
 from __future__ import annotations
 
 import doctest
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from torch import nn
 from wna_helpers import microstimulation, psychometrics
 from wna_helpers.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
 from wna_helpers.psychometrics import fit_psychometric, psychometric_curve
-from wna_helpers.stimuli import Images, Uniform
+from wna_helpers.stimuli import Images, Noise, Uniform
 
 
 def _conv_model() -> nn.Module:
@@ -408,3 +410,42 @@ def test_end_to_end_class_inhibition_through_microstimulate():
 def test_docstring_examples():
     assert doctest.testmod(psychometrics, raise_on_error=False).failed == 0
     assert doctest.testmod(microstimulation, raise_on_error=False).failed == 0
+
+
+@dataclass(frozen=True)
+class _ZeroThenUniform(Noise):
+    """Pixel 0 carries no noise (so the stimulus reads w exactly); pixel 1 is U[0, 1]."""
+
+    kind: ClassVar[str] = "zero_then_uniform"
+
+    def sample(self, gen, shape, device, dtype):
+        x = torch.rand(shape, generator=gen, device=device, dtype=dtype)
+        x[:, 0] = 0.0
+        return x
+
+
+class _LogisticObserver(nn.Module):
+    """Says 1 when the noise value u = s1 / (1 - w) lies below sigmoid(k (w - t)), with w = s0: for
+    stimuli (1 - w) * noise + w * (1, 0) its share of 1s is exactly sigmoid(k (w - t))."""
+
+    def __init__(self, threshold: float, slope: float) -> None:
+        super().__init__()
+        self.t, self.k = threshold, slope
+
+    def forward(self, x):
+        w, s1 = x[:, 0], x[:, 1]
+        u = s1 / (1 - w)
+        margin = torch.sigmoid(self.k * (w - self.t)) - u
+        return torch.stack([-margin, margin], 1)
+
+
+def test_fit_recovers_threshold_and_slope_of_a_model_with_a_known_psychometric_function():
+    model = _LogisticObserver(threshold=0.42, slope=12.0)
+    weights = [round(0.05 * i, 2) for i in range(19)]  # w < 1: the observer reads u = s1 / (1 - w)
+    curve = psychometric_curve(model, torch.tensor([[1.0, 0.0]]), 1, weights, noise=_ZeroThenUniform(),
+                               n_per_weight=4000, seed=3)
+    truth = torch.sigmoid(12.0 * (torch.tensor(weights, dtype=torch.float64) - 0.42))
+    assert (curve.shares - truth).abs().max() < 4 * (0.25 / 4000) ** 0.5  # the curve is the known function
+    fit = fit_psychometric(curve.weights, curve.shares, n_trials=4000, n_boot=500, seed=1)
+    assert fit.threshold_ci[0] <= 0.42 <= fit.threshold_ci[1] and abs(fit.threshold - 0.42) < 0.01
+    assert fit.slope_ci[0] <= 12.0 <= fit.slope_ci[1] and abs(fit.slope - 12.0) < 1.0
