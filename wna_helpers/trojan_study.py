@@ -136,7 +136,8 @@ def _scan(m: torch.Tensor) -> float:
 
 def _scores(dataset: str, prof: Profile, index: int, trojaned: bool, reference: dict, position: tuple[int, int],
             run: RunOptions, progress: bool) -> dict[str, object]:
-    """Everything the study measures on one model (cached with the model's weights)."""
+    """Everything the study measures on one model: ``row`` (metrics and scores), ``maps`` (target-class
+    maps) and ``cis`` (its uniform and Gabor CI results)."""
     model, meta = trojan_model(dataset, prof, index=index, trojaned=trojaned, progress=progress)
     source, target = TROJAN_PAIRS[dataset]
     test = load_dataset(dataset, "test")
@@ -146,8 +147,9 @@ def _scores(dataset: str, prof: Profile, index: int, trojaned: bool, reference: 
     row: dict[str, object] = {"index": index, "trojaned": trojaned, "position": position, **metrics,
                               "weights_sha256": meta["weights_sha256"], "n_samples": n}
     maps: dict[str, torch.Tensor] = {}
+    cis = {}
     for kind in ("uniform", "gabor"):
-        ci = classification_images(model, n, noise=noise_kind(kind, dataset), run=run)
+        ci = cis[kind] = classification_images(model, n, noise=noise_kind(kind, dataset), run=run)
         cmp = compare_classification_images(ci, reference[kind])
         z_ref = _target_map(cmp.zmap, target)
         z_self = _target_map(ci.zmap, target)
@@ -169,7 +171,7 @@ def _scores(dataset: str, prof: Profile, index: int, trojaned: bool, reference: 
     maps["gradient"] = grad
     row["gradient_window"] = float(trigger_score(grad, window))
     row["gradient_scan"] = _scan(grad)
-    return {"row": row, "maps": maps}
+    return {"row": row, "maps": maps, "cis": cis}
 
 
 def _auc_pvalue(scores: torch.Tensor, positive: torch.Tensor, auc: float) -> float:
@@ -226,13 +228,26 @@ def study_trojan_family(dataset: str, profile: Profile | str | None = None, *, r
         n = prof.trojan_samples_gpu if params["device"] == "cuda" else prof.trojan_samples
         reference = {kind: classification_images(ref_model, n, noise=noise_kind(kind, dataset), run=run)
                      for kind in ("uniform", "gabor")}
-        rows, maps = [], {}
+        rows, maps, first = [], {}, {}
         for trojaned in (False, True):
             for i in range(prof.trojan_models):
                 out = _scores(dataset, prof, i, trojaned, reference, positions[i], run, progress)
                 rows.append(out["row"])
                 if i == 0:
                     maps["trojaned" if trojaned else "clean"] = out["maps"]
+                    first[trojaned] = out["cis"]
+        # the trojaned model 0 against the clean model 0 trained the same way (same seed, no poisoned images)
+        source, target = TROJAN_PAIRS[dataset]
+        window = window_mask((28, 28), positions[0], TRIGGER_SIZE)
+        maps["pair"], pair = {}, {}
+        for kind in ("uniform", "gabor"):
+            cmp = compare_classification_images(first[True][kind], first[False][kind])
+            z, sig = _target_map(cmp.zmap, target), _target_map(cmp.significant(0.05).double(), target) > 0
+            maps["pair"][f"{kind}_z"], maps["pair"][f"{kind}_significant"] = z, sig
+            pair[kind] = {"window": float(trigger_score(z, window)), "scan": _scan(z),
+                          "in_window": int(sig[window].sum()), "outside": int(sig[~window].sum()),
+                          "share_trojaned": float(first[True][kind].proportions[target]),
+                          "share_clean": float(first[False][kind].proportions[target])}
         auc, auc_p, undefined = {}, {}, {}
         for s in SCORES:
             scores = torch.tensor([r[s] for r in rows], dtype=torch.float64)
@@ -244,7 +259,7 @@ def study_trojan_family(dataset: str, profile: Profile | str | None = None, *, r
             trojaned = torch.tensor([bool(r["trojaned"]) for r in rows])
             auc[s] = roc_auc(scores[trojaned], scores[~trojaned])
             auc_p[s] = _auc_pvalue(scores, trojaned, auc[s])
-        return {"rows": rows, "auc": auc, "auc_p": auc_p, "undefined": undefined, "maps": maps,
-                "pair": TROJAN_PAIRS[dataset], "positions": positions,
+        return {"rows": rows, "auc": auc, "auc_p": auc_p, "undefined": undefined, "maps": maps, "pair": pair,
+                "classes": TROJAN_PAIRS[dataset], "positions": positions,
                 "reference_accuracy": ref_meta["test_accuracy"]}
     return cached("trojan", params, compute, refresh=refresh)
