@@ -63,7 +63,7 @@ class PerturbationAttack:
         success: float64 ``(E, T)``: share of the images not of class t classified as t (NaN: none).
         actual_l2: float64 ``(E, T)``: mean L2 norm of the perturbation actually applied (after
             clipping, which shrinks it).
-        actual_linf: float64 ``(E, T)``: mean max |perturbation| actually applied.
+        actual_linf: float64 ``(E, T)``: mean ``max |perturbation|`` actually applied.
         n_images: int64 ``(T,)``: images used per target (those whose label is not t).
     """
 
@@ -273,7 +273,7 @@ def perturbation_attack(model: nn.Module, images: torch.Tensor, labels: torch.Te
     """Targeted additive attack: share of ``clip(x + eps * d_t / ||d_t||_p)`` classified as t.
 
     For every target t and budget eps, the images whose label is not t get the direction of t,
-    scaled to norm eps (``norm="l2"``: L2 over all pixels; ``"linf"``: max |d| = eps), and are
+    scaled to norm eps (``norm="l2"``: L2 over all pixels; ``"linf"``: ``max |d| = eps``), and are
     clipped to ``clip``. Clipping shrinks the perturbation, so the mean norms actually applied are
     recorded too. Compare a CI direction (:func:`ci_directions`) with the class-mean direction
     (:func:`mean_image_directions`) and a random one of the same norm (:func:`random_directions`).

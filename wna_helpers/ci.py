@@ -180,7 +180,7 @@ class ClassificationImages:
 
     def second_order(self, components: int = 4) -> SecondOrderCI:
         """Second-order CIs: each class's noise covariance minus that of all the noise, and its
-        ``components`` (default 4) eigen-images of largest |eigenvalue|: what besides the mean drives a
+        ``components`` (default 4) eigen-images of largest ``|eigenvalue|``: what besides the mean drives a
         class. Needs a run with ``second_order=True``."""
         if self.outer_sums is None:
             raise ValueError("this result has no second-order sums; run classification_images with "

@@ -48,8 +48,9 @@ TRIGGER_SIZE = 6
 POISONED = 2000
 #: The detection scores, in the order of the book's table.
 SCORES: tuple[str, ...] = tuple(f"{kind}_{score}" for kind in ("uniform", "gabor")
-                                 for score in ("vs_reference_window", "vs_reference_scan", "logit_window", "logit_scan",
-                                               "self_window")) + ("gradient_window", "gradient_scan")
+                                 for score in ("target_share", "vs_reference_window", "vs_reference_scan",
+                                               "logit_window", "logit_scan", "self_window")) + ("gradient_window",
+                                                                                                "gradient_scan")
 
 
 def trigger_positions(dataset: str, profile: Profile | str | None = None) -> list[tuple[int, int]]:
@@ -195,6 +196,8 @@ def study_trojan_family(dataset: str, profile: Profile | str | None = None, *, r
     computed in the window of trigger position ``i`` (clean model ``i`` is scored in the same window as
     trojaned model ``i``):
 
+    * ``*_target_share``: the share of the noise the model calls the target (its histogram; a trigger
+      the noise can contain pulls noise to the target);
     * ``*_vs_reference_window``: mean z of the difference between this model's CI and the reference
       model's (Welch, from the sums of squares) inside the window minus outside;
     * ``*_vs_reference_scan``: the same z-map's largest 6x6 window mean minus its mean, without
