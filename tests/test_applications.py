@@ -34,6 +34,20 @@ def test_threshold_shifts_median_abolished_and_off_range():
     assert out["abolished"] == 2 and math.isinf(out["median"]) and out["median"] > 0
 
 
+def test_threshold_shifts_do_not_count_a_left_out_class_as_abolished():
+    """A class whose uninhibited threshold is off the range is left out of the row, abolished or not
+    (chapter 9's first full run counted MNIST's class 8, which uniform noise alone calls, as abolished)."""
+    rising = torch.linspace(0, 1, 11, dtype=torch.float64)
+    flat = torch.zeros(11, dtype=torch.float64)
+    m = _micro([0.6, 0.7, 1e9], [0.5, 0.5, 4.7], [rising, rising, flat])
+    out = apps.threshold_shifts(m, "conv2", 5.0, "class", n_boot=200)
+    assert out["classes"] == 2 and out["abolished"] == 0
+    assert out["median"] == pytest.approx(0.1)
+    m = _micro([1e9, 1e9], [0.5, 4.7], [flat, flat])  # one reported class abolished, the left-out one too
+    out = apps.threshold_shifts(m, "conv2", 5.0, "class", n_boot=200)
+    assert out["classes"] == 1 and out["abolished"] == 1 and math.isinf(out["median"])
+
+
 def test_trigger_positions_start_with_the_papers_and_fit():
     prof = wna.get_profile("full")
     pos = trojan_study.trigger_positions("mnist", prof)

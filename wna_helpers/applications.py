@@ -179,7 +179,8 @@ def threshold_shifts(micro: dict[str, object], layer: str, k: float, kind: str =
 
     Returns:
         dict: ``median``, ``lo``, ``hi`` (``inf`` when half the classes or more, or of a resample, are
-        abolished), ``abolished`` (classes), ``classes`` (with a defined shift).
+        abolished), ``abolished`` (classes among ``classes`` whose response was abolished), ``classes`` (with
+        a defined shift).
     """
     shares = micro["shares"][layer, k, kind]  # type: ignore[index]
     w = micro["weights"]  # type: ignore[index]
@@ -188,14 +189,16 @@ def threshold_shifts(micro: dict[str, object], layer: str, k: float, kind: str =
     abolished = (shares.amax(1) < 0.5) | (th > hi_w)
     shift = torch.where(abolished, torch.full_like(th, math.inf), th - base)
     shift = torch.where(~abolished & (th < lo_w), torch.full_like(th, -math.inf), shift)
-    shift = torch.where((base < lo_w) | (base > hi_w) | torch.isnan(th), torch.full_like(th, math.nan), shift)
+    left_out = (base < lo_w) | (base > hi_w) | torch.isnan(th)
+    shift = torch.where(left_out, torch.full_like(th, math.nan), shift)
+    n_abolished = int((abolished & ~left_out).sum())  # among the classes reported, not the ones left out
     s = shift[~torch.isnan(shift)]
     if len(s) == 0:
-        return {"median": math.nan, "lo": math.nan, "hi": math.nan, "abolished": int(abolished.sum()), "classes": 0}
+        return {"median": math.nan, "lo": math.nan, "hi": math.nan, "abolished": n_abolished, "classes": 0}
     gen = torch.Generator().manual_seed(seed)
     boot = s[torch.randint(len(s), (n_boot, len(s)), generator=gen)].sort(1).values[:, (len(s) - 1) // 2].sort().values
     return {"median": float(s.sort().values[(len(s) - 1) // 2]), "lo": float(boot[int(0.025 * (n_boot - 1))]),
-            "hi": float(boot[int(math.ceil(0.975 * (n_boot - 1)))]), "abolished": int(abolished.sum()),
+            "hi": float(boot[int(math.ceil(0.975 * (n_boot - 1)))]), "abolished": n_abolished,
             "classes": len(s)}
 
 
