@@ -235,7 +235,7 @@ def worker(args) -> dict:
     run = RUNNERS[kind]
     run_sta_reference.forward = args.sta_ref_forward
     if kind == "forward":  # pre-generated noise, before timing (and before the warm-up)
-        from wna_helpers.speed import choose_channels_last, tune_allocator
+        from wna_helpers.engine.speed import choose_channels_last, tune_allocator
         tune_allocator()  # as the engine does: the forward pass at its best, not a handicapped one
         fmt = torch.channels_last if choose_channels_last(model, INPUT_SHAPE, device) else torch.contiguous_format
         model = model.to(memory_format=fmt)

@@ -54,7 +54,7 @@ TARGETS = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.35, "memory
 def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
     import torch
     import wna_helpers as wna
-    from wna_helpers.speed import tune_allocator
+    from wna_helpers.engine.speed import tune_allocator
 
     if kind not in ("forward_eager", "ci_engine_nomalloc"):
         tune_allocator()

@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 import wna_helpers as wna
-from wna_helpers.ci import CIAccumulator
-from wna_helpers.kernel import run_engine
+from wna_helpers.methods.ci import CIAccumulator
+from wna_helpers.engine.kernel import run_engine
 
 OUT = Path(__file__).resolve().parent / "results"
 

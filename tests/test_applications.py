@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers import applications as apps
-from wna_helpers import trojan_study
+from wna_helpers.book import application_study as apps
+from wna_helpers.book import trojan_study
 
 W = torch.linspace(0, 1, 11, dtype=torch.float64)
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers import attacks
-from wna_helpers.attacks import (BlendAttack, PerturbationAttack, blend_attack, ci_directions, mean_image_directions,
+from wna_helpers.applications import attacks
+from wna_helpers.applications.attacks import (BlendAttack, PerturbationAttack, blend_attack, ci_directions, mean_image_directions,
                                  perturbation_attack, random_directions)
 
 SHAPE = (1, 4, 4)

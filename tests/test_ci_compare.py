@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers.ci import ClassificationImages
-from wna_helpers.ci_compare import CIComparison, compare_classification_images, holm_adjust, t_pvalues
-from wna_helpers.options import RunOptions
-from wna_helpers.trojan import scan_score, trigger_score, window_mask
+from wna_helpers.methods.ci import ClassificationImages
+from wna_helpers.methods.ci_compare import CIComparison, compare_classification_images, holm_adjust, t_pvalues
+from wna_helpers.engine.options import RunOptions
+from wna_helpers.applications.trojan import scan_score, trigger_score, window_mask
 
 
 def _result(samples: list[torch.Tensor]) -> ClassificationImages:

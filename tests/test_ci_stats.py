@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers import ci_stats
+from wna_helpers.methods import ci_stats
 
 SHAPE = (1, 12, 12)
 D = math.prod(SHAPE)

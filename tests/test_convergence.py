@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers import convergence
+from wna_helpers.methods import convergence
 
 
 def test_geometric_sizes():

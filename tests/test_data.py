@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers import data as wdata
+from wna_helpers.zoo import data as wdata
 
 from conftest import needs_data
 

@@ -12,7 +12,7 @@ import torch.multiprocessing as mp
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers.kernel import _segments
+from wna_helpers.engine.kernel import batch_segments, rank_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,9 +92,9 @@ def test_sta_of_deeper_layer_equals_brute_force():
 def test_sta_skips_layers_behind_the_tap():
     """An STA needs no logits: each pass stops after the tapped layer, with the same result
     as a pass that runs the whole model (a CI accumulator riding along forces that)."""
-    from wna_helpers.ci import CIAccumulator
-    from wna_helpers.kernel import run_engine
-    from wna_helpers.sta import STAAccumulator
+    from wna_helpers.methods.ci import CIAccumulator
+    from wna_helpers.engine.kernel import run_engine
+    from wna_helpers.methods.sta import STAAccumulator
 
     model = wna.build_model("paper_cnn", seed=0)
     calls = []
@@ -174,7 +174,7 @@ def test_a_new_noise_kind_is_one_small_class():
 
 def test_accumulators_do_not_modify_the_batch():
     """Every accumulator sees the batch as generated, also when stimuli are float64 (no in-place ops)."""
-    from wna_helpers.ci import CIAccumulator
+    from wna_helpers.methods.ci import CIAccumulator
     acc = CIAccumulator()
     acc.setup(3, (4,), torch.device("cpu"), {})
     x = torch.randn(5, 4, dtype=torch.float64)
@@ -233,8 +233,8 @@ def test_batch_size_invariance():
 def test_float32_sta_sums_match_the_float64_reference(layer):
     """The float32 chunk sums against the same sums in float64, from the same pass (same noise, same
     activations), for batches inside a chunk, equal to it, and spanning two chunks."""
-    from wna_helpers.kernel import run_engine
-    from wna_helpers.sta import STAAccumulator
+    from wna_helpers.engine.kernel import run_engine
+    from wna_helpers.methods.sta import STAAccumulator
 
     model = wna.build_model("paper_cnn", seed=0)
     rf = wna.receptive_field(model, layer)
@@ -269,11 +269,29 @@ def test_prefix_consistency():
 
 
 def test_segments_cover_each_sample_once():
-    segs = [s for b in _segments([0, 2, 4], 10, 47, 0, 7) for s in b]
+    segs = [s for b in batch_segments([0, 2, 4], 10, 47, 0, 7) for s in b]
     covered = [c * 10 + i for c, lo, hi in segs for i in range(lo, hi)]
     assert covered == list(range(0, 10)) + list(range(20, 30)) + list(range(40, 47))
-    resumed = [s for b in _segments([0, 2, 4], 10, 47, 13, 7) for s in b]
+    resumed = [s for b in batch_segments([0, 2, 4], 10, 47, 13, 7) for s in b]
     assert [c * 10 + i for c, lo, hi in resumed for i in range(lo, hi)] == covered[13:]
+
+
+def test_rank_chunks_match_a_count_of_every_chunk():
+    for n, chunk, world in [(47, 10, 1), (47, 10, 2), (50, 10, 3), (9, 10, 2), (4096 * 7 + 1, 4096, 4)]:
+        for rank in range(world):
+            chunks, mine = rank_chunks(n, chunk, rank, world)
+            every = [c for c in range(-(-n // chunk)) if c % world == rank]
+            assert list(chunks) == every
+            assert mine == sum(min(chunk, n - c * chunk) for c in every)
+
+
+def test_bookkeeping_is_constant_in_n_samples():
+    """10^15 samples: the plan and the first batch of a resumed run cost no memory or time in n."""
+    n = 10**15
+    chunks, mine = rank_chunks(n, 4096, 1, 2)
+    assert isinstance(chunks, range) and mine == n // 2   # 10^15 is a whole, even number of chunks
+    first = next(batch_segments(chunks, 4096, n, 4096 * 10**9 + 5, 100))
+    assert first[0] == (chunks[10**9], 5, 105)
 
 
 def _dist_worker(rank, world, init, out):

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers import structured_noise as sn
+from wna_helpers.engine import structured_noise as sn
 
 from conftest import needs_data
 

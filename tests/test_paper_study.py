@@ -5,8 +5,8 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers import noise_study, paper_study, studies
-from wna_helpers.ci import ClassificationImages
+from wna_helpers.book import noise_study, paper_study, studies
+from wna_helpers.methods.ci import ClassificationImages
 
 from conftest import needs_data
 

@@ -11,7 +11,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 import wna_helpers as wna  # noqa: E402
-from wna_helpers import plots  # noqa: E402
+from wna_helpers.book import plots  # noqa: E402
 
 FASHION = wna.class_names("fashion_mnist")
 

@@ -10,10 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-from wna_helpers import microstimulation, psychometrics
-from wna_helpers.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
-from wna_helpers.psychometrics import fit_psychometric, psychometric_curve
-from wna_helpers.stimuli import Images, Noise, Uniform
+from wna_helpers.applications import microstimulation
+from wna_helpers.methods import psychometrics
+from wna_helpers.applications.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
+from wna_helpers.methods.psychometrics import fit_psychometric, psychometric_curve
+from wna_helpers.engine.stimuli import Images, Noise, Uniform
 
 
 def _conv_model() -> nn.Module:

@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
 import wna_helpers as wna  # noqa: E402
-from wna_helpers import perf_report, plots, report  # noqa: E402
+from wna_helpers.book import perf_report, plots, report  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -33,7 +33,7 @@ def _overview_rows() -> list[dict]:
 
 
 def test_report_does_not_import_matplotlib():
-    code = "import sys, wna_helpers.report, wna_helpers.perf_report; print('matplotlib' in sys.modules)"
+    code = "import sys, wna_helpers.book.report, wna_helpers.book.perf_report; print('matplotlib' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers import snapshots, training
+from wna_helpers.zoo import snapshots, training
 
 from conftest import needs_data
 
@@ -48,7 +48,7 @@ def test_snapshots_do_not_change_training():
     assert _equal(snaps[0]["state_dict"], init) and _equal(snaps[-1]["state_dict"], m1.state_dict())
     assert not _equal(snaps[1]["state_dict"], snaps[2]["state_dict"])  # copies, not views of the live weights
     assert snaps[2]["test_accuracy"] == r1.epoch_test_accuracy[0] and snaps[-1]["test_accuracy"] == r1.test_accuracy
-    assert snaps[1]["test_accuracy"] == wna.evaluate(wna.snapshots.model_at("paper_cnn", snaps[1], "cpu"), test)[0]
+    assert snaps[1]["test_accuracy"] == wna.evaluate(wna.model_at("paper_cnn", snaps[1], "cpu"), test)[0]
     assert all(s["state_dict"]["conv1.weight"].device.type == "cpu" for s in snaps)
     json.dumps(training._history(r1))  # the meta's history stays JSON
     assert "snapshots" not in training._history(r1)
@@ -89,7 +89,7 @@ def test_default_steps():
 def test_snapshot_path_is_keyed_by_recipe_and_steps(tmp_path):
     a = wna.snapshot_path("logreg", "mnist", TINY, cache_dir=tmp_path)
     assert a.parent == tmp_path / "models" and a.name.startswith(
-        f"logreg-mnist-{wna.training.recipe_digest('logreg', 'mnist', TINY)}-snapshots-")
+        f"logreg-mnist-{wna.zoo.training.recipe_digest('logreg', 'mnist', TINY)}-snapshots-")
     assert a == wna.snapshot_path("logreg", "mnist", TINY.updated(name="renamed"), cache_dir=tmp_path)
     assert a == wna.snapshot_path("logreg", "mnist", TINY, steps=[32, 30, 16, 10, 0, 0], cache_dir=tmp_path)
     assert a != wna.snapshot_path("logreg", "mnist", TINY, steps=[0, 32], cache_dir=tmp_path)

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers.speed import COMPILE_MIN_SAMPLES, choose_channels_last, memory_layout, should_compile
+from wna_helpers.engine.speed import COMPILE_MIN_SAMPLES, choose_channels_last, memory_layout, should_compile
 
 CPU = torch.device("cpu")
 

@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers.sta import ReceptiveField
-from wna_helpers.stc import SpikeTriggeredCovariance, null_offsets, spike_triggered_covariance
+from wna_helpers.methods.sta import ReceptiveField
+from wna_helpers.methods.stc import SpikeTriggeredCovariance, null_offsets, spike_triggered_covariance
 
 SIDE = 16  # 12 x 12 pooled positions of a 5 x 5 filter: room for 3 non-overlapping null shifts
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers import biasing, measures, overview, results_cache, studies
-from wna_helpers.activations import ActivationStatistics
-from wna_helpers.environment import environment_info
+from wna_helpers.book import biasing, measures, overview, results_cache, studies
+from wna_helpers.methods.activations import ActivationStatistics
+from wna_helpers.book.environment import environment_info
 
 from conftest import needs_data
 
@@ -281,6 +281,7 @@ def test_environment_info():
 
 
 def test_chapter_setup_computes_chance_and_entropy():
-    ch = wna.chapter.setup("quick", show=False)
+    from wna_helpers.book import chapter
+    ch = chapter.setup("quick", show=False)
     assert ch.num_classes == 10 and ch.chance == pytest.approx(0.1) and ch.max_entropy == pytest.approx(math.log2(10))
     assert ch.models == wna.model_names() and set(ch.cnns) <= set(ch.models) and "quick" in ch.header()

@@ -6,7 +6,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import wna_helpers as wna
-from wna_helpers import training
+from wna_helpers.zoo import training
 
 from conftest import needs_data
 
@@ -112,7 +112,7 @@ def test_training_leaves_the_global_generator_alone(tmp_path):
 
 
 def _train_worker(rank, world, init, cache, log):
-    import wna_helpers.training as tr
+    import wna_helpers.zoo.training as tr
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
     real = tr.train
 

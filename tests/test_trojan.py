@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from wna_helpers.data import Dataset
-from wna_helpers.trojan import (mean_input_gradient, roc_auc, scan_score, stamp_trigger, trigger_mask, trigger_score,
+from wna_helpers.zoo.data import Dataset
+from wna_helpers.applications.trojan import (mean_input_gradient, roc_auc, scan_score, stamp_trigger, trigger_mask, trigger_score,
                                 trojan_dataset, trojan_metrics, window_mask)
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from wna_helpers.stimuli import Gaussian, Uniform
-from wna_helpers.two_class import CHUNK_SIZE, TwoClassCI, two_class_ci
+from wna_helpers.engine.stimuli import Gaussian, Uniform
+from wna_helpers.methods.two_class import CHUNK_SIZE, TwoClassCI, two_class_ci
 
 SHAPE = (1, 6, 6)
 IGNORED = [0, 5, 7, 12, 20, 30, 33, 35]  # pixels with weight 0 in both w_A and w_B

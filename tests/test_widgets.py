@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from wna_helpers.activations import ActivationStatistics  # noqa: E402
+from wna_helpers.methods.activations import ActivationStatistics  # noqa: E402
 
 
 def _fake_stats(arch: str, dataset: str, stimulus: str) -> ActivationStatistics:
@@ -24,7 +24,7 @@ def _fake_stats(arch: str, dataset: str, stimulus: str) -> ActivationStatistics:
 
 def test_explorer_view():
     real, noise = _fake_stats("a", "mnist", "real"), _fake_stats("a", "mnist", "noise")
-    from wna_helpers.widgets import explorer_view
+    from wna_helpers.book.widgets import explorer_view
     v = explorer_view(real, noise, "conv1", 4, 2)
     (k1, a), (k2, b) = v.items()
     assert torch.equal(a, real.means["conv1"][4, 2]) and torch.equal(b, noise.means["conv1"][4, 2])
@@ -37,7 +37,7 @@ def test_explorer_view():
 
 def test_activation_explorer_builds_headless_and_updates():
     ipywidgets = pytest.importorskip("ipywidgets")
-    from wna_helpers.widgets import activation_explorer
+    from wna_helpers.book.widgets import activation_explorer
 
     box = activation_explorer("quick", models=["paper_cnn", "mlp"], datasets=["mnist", "fashion_mnist"],
                               stats_fn=_fake_stats)
@@ -59,7 +59,7 @@ def test_activation_explorer_builds_headless_and_updates():
 
 
 def test_activation_explorer_reports_errors_in_status():
-    from wna_helpers.widgets import activation_explorer
+    from wna_helpers.book.widgets import activation_explorer
 
     def broken(arch, dataset, stimulus):
         raise RuntimeError("no data here")
@@ -71,7 +71,7 @@ def test_activation_explorer_reports_errors_in_status():
 
 
 def test_explorer_keeps_a_class_only_where_the_noise_reaches_it():
-    from wna_helpers.widgets import activation_explorer
+    from wna_helpers.book.widgets import activation_explorer
 
     def stats(arch, dataset, stimulus):
         st = _fake_stats(arch, dataset, stimulus)
@@ -94,7 +94,7 @@ def test_explorer_keeps_a_class_only_where_the_noise_reaches_it():
 
 
 def test_explorer_loads_a_model_only_when_it_is_selected():
-    from wna_helpers.widgets import activation_explorer
+    from wna_helpers.book.widgets import activation_explorer
 
     asked = []
 

@@ -24,15 +24,15 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ._io import atomic_torch_save
-from .ci import classification_images
+from .engine.atomic import atomic_torch_save
+from .methods.ci import classification_images
 from .config import default_device
-from .data import class_names, dataset_names
-from .fingerprint import code_digest
-from .models import build_model, model_names
-from .sta import spike_triggered_average
-from .stimuli import NOISE_SHORTHANDS, Gaussian, Stimulus, Uniform
-from .training import get_trained_model
+from .zoo.data import class_names, dataset_names
+from .engine.fingerprint import code_digest
+from .zoo.models import build_model, model_names
+from .methods.sta import spike_triggered_average
+from .engine.stimuli import NOISE_SHORTHANDS, Gaussian, Stimulus, Uniform
+from .zoo.training import get_trained_model
 
 
 def _parser() -> argparse.ArgumentParser:

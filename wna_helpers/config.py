@@ -1,4 +1,4 @@
-"""Every costly setting of the project, in one place (nanoGPT style).
+"""Every costly setting of the project, in one place (nanoGPT style); imports only the engine.
 
 Two profiles exist: ``quick`` (tests, CI, laptops: minutes for the whole book)
 and ``full`` (the numbers the book reports). Pick one with the environment
@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
 
 import torch
+
+from .engine.places import cache_root, data_root, default_device
 
 __all__ = ["Profile", "PROFILES", "SETTINGS", "ACCURACY_TARGETS", "get_profile", "default_device", "data_root",
            "cache_root"]
@@ -239,22 +240,3 @@ def get_profile(name: str | None = None) -> Profile:
             f"unknown profile {name!r} (from the argument or WNA_PROFILE); "
             f"valid profiles: {sorted(PROFILES)}"
         ) from None
-
-
-def default_device() -> torch.device:
-    """``$WNA_DEVICE`` if set, else ``cuda`` when available, else ``cpu``."""
-    env = os.environ.get("WNA_DEVICE")
-    if env:
-        return torch.device(env)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def data_root() -> Path:
-    """Dataset root: ``$WNA_DATA_DIR`` or ``./data``."""
-    return Path(os.environ.get("WNA_DATA_DIR") or "data").expanduser()
-
-
-def cache_root() -> Path:
-    """Trained-model cache: ``$WNA_CACHE_DIR`` or ``~/.cache/wna``."""
-    env = os.environ.get("WNA_CACHE_DIR")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "wna"

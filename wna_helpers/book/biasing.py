@@ -1,0 +1,118 @@
+"""Biasing a model toward a class by adding its classification image to the inputs (chapter 4)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..paper.recipes import bias_curve, feed_back
+from ..config import Profile
+from ..zoo.data import load_dataset
+from .results_cache import cached
+from ..engine.stimuli import Noise, Stimulus, as_stimulus
+from .studies import as_profile, study_ci, study_params, trained
+
+__all__ = ["bias_directions", "bias_inputs", "study_bias"]
+
+
+def bias_directions(images: torch.Tensor, *, center: bool = True, rms: float = 1.0) -> torch.Tensor:
+    """Classification images as perturbation directions of a fixed size.
+
+    Each image (optionally minus the mean over classes, which removes what all CIs share;
+    skipped when fewer than two classes have a CI, as it would leave nothing) is scaled to a root-mean-square
+    pixel value of ``rms``, so ``gamma`` in ``x + gamma * direction`` is in pixel units (images lie in
+    [0, 1]; N(0, 1) noise has std 1, U[0, 1] noise about 0.29).
+
+    Args:
+        images: ``(K, *shape)`` classification images (NaN rows: classes without samples).
+        center: subtract the mean over the classes that have samples; default True.
+        rms: target root-mean-square value; default 1.
+
+    Returns:
+        float64 ``(K, *shape)``; NaN rows stay NaN.
+    """
+    x = images.double().reshape(len(images), -1)
+    ok = ~torch.isnan(x).any(1)
+    if center and int(ok.sum()) >= 2:
+        x = x - x[ok].mean(0, keepdim=True)
+    norm = x.square().mean(1, keepdim=True).sqrt()
+    x = x / norm.clamp_min(1e-12) * rms
+    x[~ok] = float("nan")
+    return x.view_as(images.double())
+
+
+def bias_inputs(arch: str, profile: Profile | str | None = None) -> int:
+    """Inputs per stimulus kind of the biasing experiment: ``profile.bias_inputs`` if set,
+    else ``min(n_real, max(50, noise_samples(arch) // 200))`` (quick: 100, heavy models 50)."""
+    prof = as_profile(profile)
+    if prof.bias_inputs:
+        return int(prof.bias_inputs)
+    return int(min(prof.n_real, max(50, prof.noise_samples(arch) // 200)))
+
+
+def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
+               gammas: Sequence[float] | None = None, n_inputs: int | None = None, noise: Stimulus | str | None = None,
+               center: bool = True, refresh: bool = False) -> dict[str, object]:
+    """Bias the trained ``arch`` toward each class by adding ``gamma * direction_c`` to inputs.
+
+    ``direction_c`` is the class's classification image from :func:`study_ci`, mean-centred over
+    classes and scaled to RMS 1 (:func:`bias_directions`). Inputs are the first ``n_inputs`` test
+    images and ``n_inputs`` noise images drawn from the CIs' own stimulus (``noise``, default the
+    profile's: the noise the CIs were measured on), sampled on the CPU in float32 from a generator
+    seeded with the profile's seed. The shares at ``gamma = 0`` come from one unbiased pass; the
+    others from :func:`~wna_helpers.methods.summaries.bias_curve`. The cache key holds the noise inputs'
+    :meth:`~wna_helpers.engine.stimuli.Stimulus.describe`.
+
+    Args:
+        gammas: default ``profile.bias_gammas``.
+        n_inputs: default :func:`bias_inputs`.
+        noise: the stimulus of the classification images and of the noise inputs (a shorthand or a
+            noise kind); default the profile's ``noise``.
+        center: mean-centre the CIs over classes first; default True.
+
+    Returns:
+        dict with ``gammas`` (list), ``test`` and ``noise``: float64 ``(G, K)``: share of the inputs
+        predicted as class ``c`` after adding ``gamma * direction_c`` (NaN for a class without a CI);
+        ``test_mean`` and ``noise_mean`` ``(G,)``: averaged over the classes that have a CI;
+        ``n_inputs``.
+
+    Raises:
+        ValueError: ``noise`` is not a noise kind (real images cannot be drawn as noise inputs).
+    """
+    prof = as_profile(profile)
+    model, _ = trained(arch, dataset, prof)
+    gammas = [float(g) for g in (gammas if gammas is not None else prof.bias_gammas)]
+    n = int(n_inputs or bias_inputs(arch, prof))
+    stim = as_stimulus(noise or prof.noise)
+    if not isinstance(stim, Noise):
+        raise ValueError(f"study_bias needs a noise kind to draw its noise inputs from, got {stim.label()}")
+    params = study_params(arch, dataset, prof, gammas=gammas, n=n, noise=stim.describe(), center=center,
+                          inputs={"test": "the first n test images", "noise": stim.describe(),
+                                  "sampled": "cpu, float32, one torch.Generator seeded with the profile's seed"})
+
+    def compute() -> dict[str, object]:
+        ci = study_ci(arch, dataset, prof, noise=noise, progress=False)
+        dirs = bias_directions(ci.images, center=center)
+        k = ci.num_classes
+        test = load_dataset(dataset, "test", limit=n).images
+        gen = torch.Generator().manual_seed(prof.seed)
+        noise_in = stim.sample(gen, (n, *test.shape[1:]), torch.device("cpu"), torch.float32)
+        nonzero = [g for g in gammas if g != 0.0]
+        out: dict[str, object] = {"gammas": gammas, "n_inputs": n}
+        for name, inputs in (("test", test), ("noise", noise_in)):
+            share = torch.full((len(gammas), k), float("nan"), dtype=torch.float64)
+            if len(nonzero) < len(gammas):  # gamma = 0: one pass serves every class
+                pred = torch.cat([feed_back(model, inputs[i:i + 1000]) for i in range(0, len(inputs), 1000)])
+                base = torch.bincount(pred, minlength=k).double() / len(inputs)
+                share[[i for i, g in enumerate(gammas) if g == 0.0]] = base
+            for c in range(k):
+                if torch.isnan(dirs[c]).any():
+                    share[:, c] = float("nan")
+                    continue
+                if nonzero:
+                    share[[i for i, g in enumerate(gammas) if g != 0.0], c] = bias_curve(model, inputs, dirs[c], c,
+                                                                                       nonzero)
+            out[name] = share
+            out[f"{name}_mean"] = share.nanmean(1)
+        return out
+    return cached("bias", params, compute, refresh=refresh)

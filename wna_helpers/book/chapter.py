@@ -1,0 +1,99 @@
+"""What every chapter of the book opens with: one call that fixes the profile and the
+quantities the prose is computed from (class counts, chance, the largest entropy).
+
+Example:
+    >>> import wna_helpers as wna
+    >>> ch = wna.chapter.setup("quick", show=False)
+    >>> ch.chance, round(ch.max_entropy, 3)
+    (0.1, 3.322)
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from ..config import Profile, default_device
+from ..zoo.data import class_names, dataset_names
+from ..zoo.models import CNN_NAMES, model_names
+from ..engine.stimuli import Stimulus, as_stimulus
+from .studies import as_profile
+
+__all__ = ["Chapter", "setup"]
+
+
+@dataclass(frozen=True)
+class Chapter:
+    """The context of one chapter.
+
+    Attributes:
+        profile: the :class:`~wna_helpers.config.Profile` of this build.
+        models: every registry model, in the book's order.
+        cnns: the models with conv layers.
+        datasets: the dataset names.
+        device: where models run.
+        classes: dataset -> class names.
+    """
+
+    profile: Profile
+    models: list[str]
+    cnns: list[str]
+    datasets: list[str]
+    device: torch.device
+    classes: dict[str, tuple[str, ...]] = field(repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        """Classes per dataset (the same for every dataset of the book)."""
+        counts = {len(c) for c in self.classes.values()}
+        if len(counts) != 1:
+            raise ValueError(f"the datasets have different numbers of classes: {counts}")
+        return counts.pop()
+
+    @property
+    def noise(self) -> Stimulus:
+        """The noise of the book's main runs (the profile's ``noise``), as a stimulus object."""
+        return as_stimulus(self.profile.noise)
+
+    @property
+    def noise_label(self) -> str:
+        """:meth:`~wna_helpers.engine.stimuli.Stimulus.label` of :attr:`noise`, for titles and prose."""
+        return self.noise.label()
+
+    @property
+    def chance(self) -> float:
+        """Accuracy of guessing: ``1 / num_classes``."""
+        return 1.0 / self.num_classes
+
+    @property
+    def max_entropy(self) -> float:
+        """Entropy in bits of answers spread evenly over the classes: ``log2(num_classes)``."""
+        return math.log2(self.num_classes)
+
+    def header(self) -> str:
+        """The Markdown line a chapter shows first: profile, seed and device."""
+        return (f"Profile **{self.profile.name}** (environment variable `WNA_PROFILE`), seed {self.profile.seed}, "
+                f"device `{self.device}`.")
+
+
+def setup(profile: Profile | str | None = None, *, show: bool = True) -> Chapter:
+    """Open a chapter: the profile (default ``$WNA_PROFILE``), the models and datasets, and, with
+    ``show``, the profile line displayed as Markdown.
+
+    Args:
+        profile: a :class:`~wna_helpers.config.Profile`, its name, or None for ``$WNA_PROFILE``.
+        show: display :meth:`Chapter.header` (in a notebook); default True.
+
+    Returns:
+        :class:`Chapter`.
+    """
+    prof = as_profile(profile)
+    datasets = dataset_names()
+    ch = Chapter(profile=prof, models=model_names(), cnns=list(CNN_NAMES), datasets=datasets,
+                 device=default_device(), classes={d: class_names(d) for d in datasets})
+    if show:
+        from IPython.display import Markdown, display
+
+        display(Markdown(ch.header()))
+    return ch

@@ -1,0 +1,100 @@
+"""Classification images as templates and fed back, and one overview row per model and dataset."""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Sequence
+
+import torch
+
+from ..methods.summaries import class_means, confusion_matrix
+from ..config import Profile
+from ..zoo.data import dataset_names, load_dataset
+from ..zoo.models import CNN_NAMES, model_names
+from ..paper.recipes import feed_back, minmax_scale, paper_templates, template_classify
+from ..methods.sta import filter_correlation
+from ..engine.stimuli import Stimulus
+from .studies import as_profile, study_ci, study_sta, trained
+
+__all__ = ["train_class_means", "template_report", "overview_row", "overview_rows"]
+
+
+@lru_cache(maxsize=4)
+def train_class_means(dataset: str, k: int = 10) -> torch.Tensor:
+    """The mean training image of each of the ``k`` classes of ``dataset``, float64 ``(k, 1, 28, 28)``,
+    computed once per process (templates, gamma-curve patterns)."""
+    train = load_dataset(dataset, "train")
+    return class_means(train.images, train.labels, k)
+
+
+def template_report(arch: str, dataset: str, profile: Profile | str | None = None, *,
+                    noise: Stimulus | str | None = None, center: bool = False) -> dict[str, object]:
+    """CIs used as templates on the real test set, against class-mean templates and chance.
+
+    Args:
+        noise: the stimulus of the CIs (:func:`~wna_helpers.book.studies.study_ci`); default the profile's.
+        center: False (default): the paper's recipe, each template min-max scaled to [0, 1] and
+            L2-normalised, the images L2-normalised, the largest dot product
+            (:func:`~wna_helpers.paper.paper_templates`); True: templates and images each
+            mean-centred first (a correlation).
+
+    Returns:
+        dict with ``ci_accuracy``, ``mean_accuracy`` (class-mean templates from the training
+        set), ``chance``, ``ci_confusion`` and ``mean_confusion`` (int64 ``(K, K)``, row = true),
+        ``feedback`` (int64 ``(K,)``: the model's answer on each CI, min-max scaled to [0, 1] as the
+        paper fed them back; -1 for an empty class),
+        ``feedback_diagonal`` (how many CIs the model gives their own class), ``templates_used``
+        and ``n_test`` (test images classified).
+    """
+    prof = as_profile(profile)
+    model, _ = trained(arch, dataset, prof)
+    ci = study_ci(arch, dataset, prof, noise=noise)
+    test = load_dataset(dataset, "test")
+    k = ci.num_classes
+    means = train_class_means(dataset, k)
+    valid = ci.counts > 0
+    templates = ci.images if center else paper_templates(ci.images)
+    ci_pred = torch.full((len(test),), -1, dtype=torch.int64)
+    if valid.any():  # classes without samples have no template
+        ci_pred = torch.nonzero(valid).flatten()[template_classify(test.images, templates[valid], center=center)]
+    mean_pred = template_classify(test.images, means if center else paper_templates(means), center=center)
+    fb = feed_back(model, minmax_scale(ci.images))
+    return {"ci_accuracy": float((ci_pred == test.labels).double().mean()),
+            "mean_accuracy": float((mean_pred == test.labels).double().mean()),
+            "chance": 1.0 / k,
+            "ci_confusion": confusion_matrix(test.labels, ci_pred.clamp_min(0), k),
+            "mean_confusion": confusion_matrix(test.labels, mean_pred, k),
+            "feedback": fb, "feedback_diagonal": int((fb == torch.arange(k)).sum()),
+            "templates_used": int(valid.sum()), "n_test": len(test)}
+
+
+def overview_row(arch: str, dataset: str, profile: Profile | str | None = None) -> dict[str, object]:
+    """One row of the results overview: accuracy, noise-bias entropy, CI-template accuracy,
+    CI fed-back diagonal, first-layer STA-filter correlation (CNNs only)."""
+    prof = as_profile(profile)
+    model, meta = trained(arch, dataset, prof)
+    ci = study_ci(arch, dataset, prof)
+    rep = template_report(arch, dataset, prof)
+    row: dict[str, object] = {
+        "model": arch, "dataset": dataset, "test_accuracy": meta["test_accuracy"],
+        "noise_entropy_bits": ci.entropy, "top_noise_class": int(ci.counts.argmax()),
+        "top_noise_share": float(ci.proportions.max()), "ci_template_accuracy": rep["ci_accuracy"],
+        "mean_template_accuracy": rep["mean_accuracy"], "feedback_diagonal": rep["feedback_diagonal"],
+        "sta_filter_r": float("nan"), "n_noise": ci.n_samples}
+    if arch in CNN_NAMES:
+        sta = study_sta(arch, dataset, "conv1", prof)
+        row["sta_filter_r"] = float(filter_correlation(sta.pooled, model.conv1.weight).nanmean())
+    return row
+
+
+def overview_rows(profile: Profile | str | None = None, models: Sequence[str] | None = None,
+                  datasets: Sequence[str] | None = None) -> list[dict[str, object]]:
+    """:func:`overview_row` for every model and dataset (datasets outer), each with ``cis`` added:
+    the number of classes that have a classification image (received at least one noise sample)."""
+    prof = as_profile(profile)
+    rows = []
+    for d in datasets or dataset_names():
+        for a in models or model_names():
+            row = overview_row(a, d, prof)
+            row["cis"] = int((study_ci(a, d, prof, progress=False).counts > 0).sum())
+            rows.append(row)
+    return rows

@@ -1,0 +1,276 @@
+"""The benchmarks' results, as the performance appendix shows them.
+
+``benchmarks/engine_benchmark.py`` writes ``benchmarks/results/engine_benchmark.json`` (or
+``engine_benchmark.quick.json`` for a quick run); :func:`load_engine_benchmark` finds and reads it,
+:func:`benchmark_table` and :func:`benchmark_targets` turn it into Markdown tables. The figure is
+:func:`wna_helpers.book.plots.plot_benchmark`. ``benchmarks/speed_benchmark.py`` (the engine against
+the fastest forward pass the hardware allows) writes ``speed_benchmark.json``:
+:func:`load_speed_benchmark`, :func:`speed_table`, :func:`speed_targets` and
+:func:`wna_helpers.book.plots.plot_speed`.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Mapping
+
+from .report import markdown_table
+
+__all__ = ["find_upward", "load_engine_benchmark", "benchmark_table", "benchmark_targets", "load_speed_benchmark", "SPEED_KINDS",
+           "speed_table", "speed_targets", "speed_summary"]
+
+
+def find_upward(relpath: str, start: str | None = None) -> Path | None:
+    """The first existing ``<dir>/relpath`` for ``dir`` = ``start``, its parents, then the checkout that
+    holds this package.
+
+    Notebooks run from ``book/`` (or a temporary folder), result files live at the repository root.
+
+    Args:
+        relpath: path relative to the directories searched.
+        start: the first directory; default None: the working directory.
+
+    Returns:
+        The path found, or None if there is none.
+    """
+    here = Path(start or ".").resolve()
+    repo = Path(__file__).resolve().parents[1]  # the checkout, when the package is installed from it
+    for d in (here, *here.parents, repo):
+        if (d / relpath).exists():
+            return d / relpath
+    return None
+
+
+def _load(name: str, key: str, path: str | None) -> tuple[dict | None, str]:
+    """``benchmarks/results/<name>.json`` (else ``<name>.quick.json``), checked to hold the list ``key``."""
+    candidates = [Path(path)] if path else [p for p in (find_upward(f"benchmarks/results/{name}.json"),
+                                                        find_upward(f"benchmarks/results/{name}.quick.json"))
+                                            if p is not None]
+    if not candidates or not candidates[0].exists():
+        where = path or f"benchmarks/results/{name}.json"
+        return None, (f"**No benchmark results found** (`{where}` is missing). Run "
+                      f"`.venv/bin/python benchmarks/{name}.py` from the repository root "
+                      f"(or `--quick` for a short run) and rebuild this page.")
+    p = candidates[0]
+    try:
+        data = json.loads(p.read_text())
+    except (OSError, ValueError) as exc:
+        return None, f"**The benchmark file `{p.name}` cannot be read** ({type(exc).__name__}: {exc})."
+    if not isinstance(data, dict) or not isinstance(data.get(key), list):
+        return None, f"**The benchmark file `{p.name}` has no `{key}` list**; it was written by another version."
+    note = f"Results from `{path if path else 'benchmarks/results/' + p.name}`"
+    if p.name.endswith(".quick.json"):
+        note += f" (a **quick** run: small n; the full run's `{name}.json` is missing)"
+    return data, note
+
+
+def load_engine_benchmark(path: str | None = None) -> tuple[dict | None, str]:
+    """The engine benchmark's JSON (written by ``benchmarks/engine_benchmark.py``) and a note on where it came from.
+
+    Looks for ``benchmarks/results/engine_benchmark.json`` (the full run) from the working directory
+    upward, else ``engine_benchmark.quick.json`` (a quick run; the note says so).
+
+    Args:
+        path: read this file instead; default None: search as above.
+
+    Returns:
+        ``(data, note)``: ``data`` is None when no file was found or it cannot be read, and ``note``
+        says why (in Markdown).
+    """
+    data, note = _load("engine_benchmark", "measurements", path)
+    if data is None:
+        return data, note
+    meta = data.get("meta", {})
+    if isinstance(meta, dict) and meta.get("loadavg_start") is not None:
+        la = meta.get("loadavg_start"), meta.get("loadavg_end")
+        fmt = [f"{v[0]:.2f}" if isinstance(v, (list, tuple)) and v else "?" for v in la]
+        note += f"; 1-minute load average {fmt[0]} at start and {fmt[1]} at end"
+    return data, note + "."
+
+
+def load_speed_benchmark(path: str | None = None) -> tuple[dict | None, str]:
+    """The speed benchmark's JSON (``benchmarks/speed_benchmark.py``) and a note on where it came from.
+
+    Args:
+        path: read this file instead; default None: ``benchmarks/results/speed_benchmark.json`` from the
+            working directory upward, else ``speed_benchmark.quick.json``.
+
+    Returns:
+        ``(data, note)`` as :func:`load_engine_benchmark`.
+    """
+    data, note = _load("speed_benchmark", "rows", path)
+    if data is None:
+        return data, note
+    meta = data.get("meta") if isinstance(data.get("meta"), dict) else {}
+    note += (f"; {meta.get('cpu', '?')} with {meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, "
+             f"{meta.get('date', '?')}; 1-minute load average {meta.get('load_start', '?')} at start and "
+             f"{meta.get('load_end', '?')} at end")
+    return data, note + "."
+
+
+SPEED_KINDS = {
+    "forward_eager": "forward, as built", "forward_malloc": "forward, allocator tuned",
+    "forward_cl": "forward, channels-last", "forward_compiled": "forward, compiled",
+    "conv_alone": "conv1 alone", "conv_alone_cl": "conv1 alone, channels-last",
+    "ci_engine": "CI engine", "ci_engine_compiled": "CI engine, compile=True",
+    "ci_engine_nomalloc": "CI engine, WNA_MALLOPT=0", "sta_engine": "STA engine (conv1)",
+}
+
+
+def speed_table(data: Mapping[str, object]) -> str:
+    """Markdown table of the speed benchmark's measurements: model, what ran, n, samples/s, CPU
+    seconds in user and kernel mode (the allocator's cost shows in the latter), peak RSS."""
+    rows = []
+    for r in data.get("rows", []):  # type: ignore[union-attr]
+        if not isinstance(r, Mapping) or "error" in r:
+            continue
+        what = SPEED_KINDS.get(str(r.get("kind")), str(r.get("kind")))
+        if r.get("role") == "memory":
+            what += " (memory run)"
+        rows.append({**r, "what": what})
+    return markdown_table(rows, {"arch": "model", "what": "what runs", "n": "n", "samples_per_s": "samples/s",
+                                 "user_s": "user s", "sys_s": "kernel s", "peak_rss_mb": "peak RSS (MB)"},
+                          {"n": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
+
+
+def speed_targets(data: Mapping[str, object]) -> str:
+    """Markdown table of the speed benchmark's ratios against its targets, one row per model; each cell
+    is the measured value and whether it met the target."""
+    targets = data.get("targets") if isinstance(data.get("targets"), Mapping) else {}
+    rows = []
+
+    def cell(v: object, target: object, fmt: str, above: bool = True) -> str:
+        if not isinstance(v, (int, float)):
+            return "–"
+        if not isinstance(target, (int, float)):
+            return format(v, fmt)
+        ok = v >= target if above else v < target
+        text = format(v, fmt)
+        return f"{'0' if text == '-0' else text} ({'met' if ok else 'missed'})"
+    for arch, s in (data.get("summary") or {}).items():  # type: ignore[union-attr]
+        if not isinstance(s, Mapping):
+            continue
+        rows.append({"arch": arch, "fastest": SPEED_KINDS.get(str(s.get("fastest_forward")), "–"),
+                     "ci": cell(s.get("ci_engine_over_fastest_forward"), targets.get("ci_over_fastest_forward"), ".2f"),
+                     "ci_c": cell(s.get("ci_engine_compiled_over_fastest_forward"),
+                                  targets.get("ci_over_fastest_forward"), ".2f"),
+                     "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
+                     "mem": cell(s.get("memory_growth_mb"), targets.get("memory_growth_mb"), ".0f", above=False)})
+    t = {k: format(targets[k], "g") if isinstance(targets.get(k), (int, float)) else "?"
+         for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb")}
+    return markdown_table(rows, {
+        "arch": "model", "fastest": "fastest forward pass",
+        "ci": f"CI engine ÷ fastest (target ≥ {t['ci_over_fastest_forward']})",
+        "ci_c": "same, compile=True",
+        "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
+        "mem": f"memory growth, MB (< {t['memory_growth_mb']})"})
+
+
+def benchmark_table(data: Mapping[str, object]) -> str:
+    """Markdown table of the benchmark's measurements.
+
+    Args:
+        data: the benchmark's JSON (:func:`load_engine_benchmark`).
+
+    Returns:
+        One row per measurement: device, kind, n, seconds, samples/s, unit-samples/s, peak RSS (MB).
+    """
+    rows = [m for m in data.get("measurements", []) if isinstance(m, Mapping)]  # type: ignore[union-attr]
+    cols = {"device": "device", "kind": "kind", "n": "n", "seconds": "seconds", "samples_per_s": "samples/s",
+            "unit_samples_per_s": "unit-samples/s", "peak_rss_mb": "peak RSS (MB)"}
+    return markdown_table(rows, cols, {"n": ",", "seconds": ".1f", "samples_per_s": ",.0f",
+                                       "unit_samples_per_s": ".3g", "peak_rss_mb": ",.0f"})
+
+
+def benchmark_targets(data: Mapping[str, object]) -> str:
+    """Markdown table of the benchmark's targets against the measured ratios, per device.
+
+    Args:
+        data: the benchmark's JSON; reads ``data["targets"]`` (name -> target) and
+            ``data["ratios"][device][name]``.
+
+    Returns:
+        One row per device and target (a ratio that is missing shows as "–"), or a sentence
+        saying that the file lists no targets.
+    """
+    targets = data.get("targets") or {}
+    ratios = data.get("ratios") or {}
+    if not isinstance(targets, Mapping) or not isinstance(ratios, Mapping) or not targets:
+        return "_The benchmark file lists no targets._"
+    rows = []
+    for dev, r in ratios.items():
+        if not isinstance(r, Mapping):
+            continue
+        for name, target in targets.items():
+            v = r.get(name)
+            val = float(v) if isinstance(v, (int, float)) else float("nan")
+            met = "–" if val != val else ("yes" if val >= float(target) else "no")
+            rows.append({"device": dev, "ratio": f"`{name}`", "target": float(target), "measured": val, "met": met})
+    return markdown_table(rows, {"device": "device", "ratio": "ratio", "target": "target (at least)",
+                                 "measured": "measured", "met": "met"}, {"target": ".3g", "measured": ".3g"})
+
+
+def speed_summary(data: Mapping[str, object]) -> str:
+    """One paragraph (Markdown) with the ranges of the speed benchmark's ratios over its models."""
+    summary = {a: s for a, s in (data.get("summary") or {}).items() if isinstance(s, Mapping)}  # type: ignore[union-attr]
+    meta = data.get("meta") if isinstance(data.get("meta"), Mapping) else {}
+
+    def span(key: str, fmt: str = "{:.2f}") -> str | None:
+        vals = [float(s[key]) for s in summary.values() if isinstance(s.get(key), (int, float))]
+        if not vals:
+            return None
+        lo, hi = min(vals), max(vals)
+        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)} to {fmt.format(hi)}"
+    parts = []
+    models = ", ".join(f"`{a}`" for a in summary)
+    if span("ci_engine_over_fastest_forward"):
+        parts.append(f"Over {models}, the CI engine as shipped ran at {span('ci_engine_over_fastest_forward')} x the "
+                     f"fastest forward pass of the same model, and at {span('ci_engine_compiled_over_fastest_forward')} "
+                     f"x with `compile=True`.")
+    if span("allocator_speedup"):
+        parts.append(f"Tuning the allocator alone made the plain forward pass {span('allocator_speedup')} x as fast.")
+    if span("sta_over_conv_alone"):
+        parts.append(f"The STA engine (every channel of `conv1`, pooled and centre) ran at "
+                     f"{span('sta_over_conv_alone')} x the fastest `conv1` alone "
+                     f"({span('sta_over_conv_alone_contiguous')} x `conv1` alone in its default memory layout).")
+    if span("memory_growth_mb", "{:.0f}"):
+        sizes = meta.get("mem_sizes") or ["?", "?"]  # type: ignore[union-attr]
+        parts.append(f"Peak memory grew by {span('memory_growth_mb', '{:.0f}')} MB from n = {sizes[0]:,} to "
+                     f"{sizes[1]:,}.")
+    return " ".join(parts) or "_The benchmark file has no ratios._"
+
+
+STATS_KINDS = {
+    "ci_plain": "CI, class sums only", "ci_no_null": "CI + split halves + logit images",
+    "ci_stats": "CI + null (K = 32) + split halves + logit images", "sta": "STA (conv1)",
+    "stc": "STC (conv1), with its null band", "stc_no_null": "STC (conv1), no null",
+    "stc_every_position": "STC (conv1), every position pooled",
+}
+
+
+def load_stats_benchmark(path: str | None = None) -> tuple[dict | None, str]:
+    """The statistics benchmark's JSON (``benchmarks/stats_benchmark.py``) and a note on where it came from
+    (``stats_benchmark.json``, else ``stats_benchmark.quick.json``)."""
+    data, note = _load("stats_benchmark", "rows", path)
+    if data is None:
+        return data, note
+    return data, note + (f"; {data.get('cpu', '?')} with {data.get('threads', '?')} threads, torch "
+                         f"{data.get('torch', '?')}, {data.get('date', '?')}, median of {data.get('repeats', '?')} "
+                         f"interleaved repeats; 1-minute load average {data.get('load_start', 0):.2f} at start and "
+                         f"{data.get('load_end', 0):.2f} at end.")
+
+
+def stats_table(data: Mapping[str, object]) -> str:
+    """Markdown: each run of the statistics benchmark (seconds, samples/s), then the cost ratios
+    against their targets."""
+    rows = [{**r, "what": STATS_KINDS.get(str(r.get("kind")), str(r.get("kind")))}
+            for r in data.get("rows", []) if isinstance(r, Mapping)]  # type: ignore[union-attr]
+    out = markdown_table(rows, {"what": "what runs", "n": "n", "seconds": "seconds (median)",
+                                "samples_per_s": "samples/s"}, {"n": ",", "seconds": ".2f", "samples_per_s": ",.0f"})
+    targets = data.get("targets", {}) if isinstance(data.get("targets"), Mapping) else {}
+    ratios = data.get("ratios", {}) if isinstance(data.get("ratios"), Mapping) else {}
+    lines = [{"ratio": k, "value": float(v), "target": f"<= {targets[k]:g}" if k in targets else "",
+              "met": ("yes" if float(v) <= float(targets[k]) else "**no**") if k in targets else ""}
+             for k, v in ratios.items()]
+    return out + "\n\n" + markdown_table(lines, {"ratio": "time ratio", "value": "measured", "target": "target",
+                                                 "met": "met"}, {"value": ".3f"})

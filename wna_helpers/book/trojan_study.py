@@ -1,0 +1,267 @@
+"""The trojan-detection study of chapter 9: families of clean and trojaned ``paper_cnn`` models, cached,
+and whether white noise (or the paper's input gradients) finds the trigger.
+
+Every model of a family is trained with the profile's batch size and learning rate for
+``profile.trojan_epochs[dataset]`` epochs from its own seed. Trojaned model ``i`` and clean model ``i``
+share that seed (same initial weights, same shuffling), so they differ by the poisoned images only.
+Model 0 carries the paper's trigger position (rows 1-6, columns 21-26); the others a random position.
+A separate clean *reference* model (the defender's own, trained the same way) is what every model is
+compared with (:func:`~wna_helpers.methods.ci_compare.compare_classification_images`).
+
+Example:
+    >>> import wna_helpers as wna
+    >>> fam = wna.trojan_study.study_trojan_family("mnist", "quick")  # doctest: +SKIP
+    >>> fam["auc"]["uniform_vs_reference_window"]  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import torch
+from torch import nn
+
+from ..methods.ci import classification_images
+from ..methods.ci_compare import compare_classification_images
+from ..config import Profile, cache_root, default_device
+from ..zoo.data import load_dataset
+from ..engine.fingerprint import state_digest
+from ..zoo.models import build_model
+from .noise_study import noise_kind
+from ..engine.options import RunOptions
+from .results_cache import cached
+from .studies import as_profile
+from ..zoo.training import CACHE_FORMAT, read_checkpoint, train_recipe, write_checkpoint
+from ..applications.trojan import (mean_input_gradient, roc_auc, scan_score, trigger_mask, trigger_score, trojan_dataset, trojan_metrics, window_mask)
+
+__all__ = ["TROJAN_PAIRS", "PAPER_POSITION", "TRIGGER_SIZE", "POISONED", "trigger_positions", "trojan_model",
+           "study_trojan_family", "SCORES"]
+
+#: (source, target) of the poisoning per dataset: MNIST 8 -> 9 (the paper's); Fashion-MNIST bag -> ankle boot
+#: (the same indices, two classes with nothing in common, so the planted rule cannot be learnt from the data).
+TROJAN_PAIRS: dict[str, tuple[int, int]] = {"mnist": (8, 9), "fashion_mnist": (8, 9)}
+#: The paper's trigger: top-left corner of its 6x6 window (rows 1-6, columns 21-26).
+PAPER_POSITION: tuple[int, int] = (1, 21)
+TRIGGER_SIZE = 6
+#: Training images of the source class stamped and relabelled (the paper's 2,000).
+POISONED = 2000
+#: The detection scores, in the order of the book's table.
+SCORES: tuple[str, ...] = tuple(f"{kind}_{score}" for kind in ("uniform", "gabor")
+                                 for score in ("target_share", "vs_reference_window", "vs_reference_scan",
+                                               "logit_window", "logit_scan", "self_window")) + ("gradient_window",
+                                                                                                "gradient_scan")
+
+
+def trigger_positions(dataset: str, profile: Profile | str | None = None) -> list[tuple[int, int]]:
+    """The trigger position (top-left row, column) of each trojaned model: the paper's first, then random
+    positions (seeded by the profile's seed and the dataset) anywhere the 6x6 trigger fits in 28x28."""
+    prof = as_profile(profile)
+    gen = torch.Generator().manual_seed(int(hashlib.sha256(f"{prof.seed}/{dataset}".encode()).hexdigest()[:8], 16))
+    rest = torch.randint(0, 28 - TRIGGER_SIZE + 1, (max(prof.trojan_models - 1, 0), 2), generator=gen)
+    return [PAPER_POSITION] + [(int(r), int(c)) for r, c in rest.tolist()]
+
+
+def _seed(prof: Profile, index: int) -> int:
+    """Seed of model ``index`` of a family; the reference model is ``index = -1``."""
+    return prof.seed + 1000 + index
+
+
+def trojan_model(dataset: str, profile: Profile | str | None = None, *, index: int = 0, trojaned: bool = True,
+                 device: torch.device | str | None = None, progress: bool = False) -> tuple[nn.Module, dict]:
+    """Model ``index`` of the family (``index=-1``: the clean reference), trained once and cached.
+
+    The checkpoint's recipe holds every training setting and the poisoning (pair, count, position,
+    trigger), so another setting trains another model. Writes are atomic.
+
+    Args:
+        dataset: ``"mnist"`` or ``"fashion_mnist"``.
+        profile: a profile or its name; default ``$WNA_PROFILE``.
+        index: 0 .. ``profile.trojan_models - 1``, or -1 for the reference (never trojaned).
+        trojaned: train on the poisoned data (position :func:`trigger_positions` ``[index]``).
+        device: default CUDA when present.
+        progress: show the training bar; default False.
+
+    Returns:
+        ``(model, meta)``: meta holds the recipe, ``test_accuracy``, ``weights_sha256`` and, for a
+        trojaned model, ``position``.
+
+    Raises:
+        ValueError: an index outside the family, or ``trojaned`` with the reference index.
+    """
+    prof = as_profile(profile)
+    if not -1 <= index < prof.trojan_models:
+        raise ValueError(f"index must be -1 (reference) or 0..{prof.trojan_models - 1}, got {index}")
+    if index == -1 and trojaned:
+        raise ValueError("the reference model (index -1) is clean: pass trojaned=False")
+    dev = torch.device(device) if device is not None else default_device()
+    source, target = TROJAN_PAIRS[dataset]
+    position = trigger_positions(dataset, prof)[index] if trojaned else None
+    data = load_dataset(dataset, "train", limit=prof.train_subset)
+    count = min(POISONED, int((data.labels == source).sum()) // 3)  # a third of the source class at most
+    recipe_prof = prof.updated(seed=_seed(prof, index), epochs={dataset: prof.trojan_epochs[dataset]},
+                               lr_overrides={})
+    recipe = {"format": CACHE_FORMAT, "arch": "paper_cnn", "dataset": dataset, "epochs": prof.trojan_epochs[dataset],
+              "seed": recipe_prof.seed, "lr": prof.lr, "batch_size": prof.batch_size,
+              "train_subset": prof.train_subset,
+              "trojan": None if position is None else {"source": source, "target": target, "count": count,
+                                                       "position": list(position), "trigger": "paper6"}}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    path = cache_root() / "models" / f"trojan-paper_cnn-{dataset}-{digest}.pt"
+    model = build_model("paper_cnn", seed=recipe_prof.seed)
+    meta, _ = read_checkpoint(path, recipe, model)
+    if meta is None:
+        model = build_model("paper_cnn", seed=recipe_prof.seed)
+        if position is not None:
+            data = trojan_dataset(data, source=source, target=target, count=count, position=position)
+        _, meta = train_recipe(model, "paper_cnn", dataset, recipe_prof, dev, progress, train_data=data)
+        meta = {**meta, **recipe}
+        write_checkpoint(path, model.state_dict(), meta)
+    model = model.to(dev).eval()
+    return model, {**meta, "weights_sha256": state_digest(model), "position": position}
+
+
+def _target_map(maps: torch.Tensor, target: int) -> torch.Tensor:
+    """The target class's map as (H, W) (channel mean)."""
+    return maps[target].reshape(-1, *maps.shape[-2:]).mean(0)
+
+
+def _standardised(m: torch.Tensor) -> torch.Tensor:
+    return (m - m.mean()) / m.std().clamp_min(1e-12)
+
+
+def _scan(m: torch.Tensor) -> float:
+    """:func:`~wna_helpers.applications.trojan.scan_score` of a map, NaN for a map without a finite pixel."""
+    return float(scan_score(m, TRIGGER_SIZE).score) if bool(torch.isfinite(m).any()) else float("nan")
+
+
+def _scores(dataset: str, prof: Profile, index: int, trojaned: bool, reference: dict, position: tuple[int, int],
+            run: RunOptions, progress: bool) -> dict[str, object]:
+    """Everything the study measures on one model: ``row`` (metrics and scores), ``maps`` (target-class
+    maps) and ``cis`` (its uniform and Gabor CI results)."""
+    model, meta = trojan_model(dataset, prof, index=index, trojaned=trojaned, progress=progress)
+    source, target = TROJAN_PAIRS[dataset]
+    test = load_dataset(dataset, "test")
+    metrics = trojan_metrics(model, test, source=source, target=target, position=position)
+    window = window_mask((28, 28), position, TRIGGER_SIZE)
+    n = prof.trojan_samples_gpu if next(model.parameters()).device.type == "cuda" else prof.trojan_samples
+    row: dict[str, object] = {"index": index, "trojaned": trojaned, "position": position, **metrics,
+                              "weights_sha256": meta["weights_sha256"], "n_samples": n}
+    maps: dict[str, torch.Tensor] = {}
+    cis = {}
+    for kind in ("uniform", "gabor"):
+        ci = cis[kind] = classification_images(model, n, noise=noise_kind(kind, dataset), run=run)
+        cmp = compare_classification_images(ci, reference[kind])
+        z_ref = _target_map(cmp.zmap, target)
+        z_self = _target_map(ci.zmap, target)
+        maps[f"{kind}_vs_reference"] = z_ref
+        maps[f"{kind}_significant"] = _target_map(cmp.significant(0.05).double(), target) > 0
+        maps[f"{kind}_self"] = z_self
+        row[f"{kind}_vs_reference_window"] = float(trigger_score(z_ref, window))
+        row[f"{kind}_vs_reference_scan"] = _scan(z_ref)
+        row[f"{kind}_self_window"] = float(trigger_score(z_self, window))
+        logit = _standardised(_target_map(ci.logit_images - reference[kind].logit_images, target))
+        maps[f"{kind}_logit"] = logit
+        row[f"{kind}_logit_window"] = float(trigger_score(logit, window))
+        row[f"{kind}_logit_scan"] = _scan(logit)
+        row[f"{kind}_significant_in_window"] = int(maps[f"{kind}_significant"][window].sum())
+        row[f"{kind}_significant_outside"] = int(maps[f"{kind}_significant"][~window].sum())
+        row[f"{kind}_target_share"] = float(ci.proportions[target])
+    grad = _standardised(_target_map(mean_input_gradient(model, test.images[:2000], labels=test.labels[:2000],
+                                                         output="probability"), target))
+    maps["gradient"] = grad
+    row["gradient_window"] = float(trigger_score(grad, window))
+    row["gradient_scan"] = _scan(grad)
+    return {"row": row, "maps": maps, "cis": cis}
+
+
+def _auc_pvalue(scores: torch.Tensor, positive: torch.Tensor, auc: float) -> float:
+    """Exact one-sided permutation p-value of an AUC: the share of all ways to pick which models are
+    the trojaned ones (as many as there are) that give an AUC at least as high."""
+    n, k = len(scores), int(positive.sum())
+    aucs = []
+    for pick in itertools.combinations(range(n), k):
+        mask = torch.zeros(n, dtype=torch.bool)
+        mask[list(pick)] = True
+        aucs.append(roc_auc(scores[mask], scores[~mask]))
+    return sum(a >= auc - 1e-12 for a in aucs) / len(aucs)
+
+
+def study_trojan_family(dataset: str, profile: Profile | str | None = None, *, refresh: bool = False,
+                        progress: bool = False) -> dict[str, object]:
+    """Train (or load) the family and measure, per model, the attack and the detection scores.
+
+    For every model: clean test accuracy, attack success (stamped test images of the source class
+    called the target), and the detection scores of :data:`SCORES` for the target class, each
+    computed in the window of trigger position ``i`` (clean model ``i`` is scored in the same window as
+    trojaned model ``i``):
+
+    * ``*_target_share``: the share of the noise the model calls the target (its histogram; a trigger
+      the noise can contain pulls noise to the target);
+    * ``*_vs_reference_window``: mean z of the difference between this model's CI and the reference
+      model's (Welch, from the sums of squares) inside the window minus outside;
+    * ``*_vs_reference_scan``: the same z-map's largest 6x6 window mean minus its mean, without
+      knowing the position;
+    * ``*_logit_window`` / ``*_logit_scan``: the same two scores on the difference of the target's logit
+      CIs (trojaned minus reference), standardised over pixels: defined even when argmax never picks
+      the target;
+    * ``*_self_window``: the model's own CI z-map against its permutation null, inside minus outside;
+    * ``gradient_*``: the paper's picture baseline, the mean input gradient of the target's softmax
+      output over the correctly classified images of the target among 2,000 test images (the paper's
+      recipe, with the sign that makes "more of the target" positive), standardised over pixels.
+
+    Returns:
+        dict: ``rows`` (one dict per model, clean then trojaned), ``auc`` (score -> ROC AUC of trojaned
+        against clean; a score that is undefined for a model, NaN because its target class or the
+        reference's got fewer than 2 noise samples, ranks it lowest), ``auc_p`` (score -> exact one-sided
+        permutation p-value of that AUC over every way to label as many models trojaned: with 5 + 5
+        models an AUC of 1 has p = 1/252), ``undefined`` (score -> number of such models), ``maps`` (the z-maps, significance masks and gradient map of model 0, clean
+        and trojaned: ``{"clean": {...}, "trojaned": {...}}``), ``pair`` (source, target), ``positions``.
+    """
+    prof = as_profile(profile)
+    positions = trigger_positions(dataset, prof)
+    ref_model, ref_meta = trojan_model(dataset, prof, index=-1, trojaned=False, progress=progress)
+    weights = [trojan_model(dataset, prof, index=i, trojaned=t, progress=progress)[1]["weights_sha256"]
+               for t in (False, True) for i in range(prof.trojan_models)]  # trains what is not cached yet
+    run = RunOptions(seed=prof.seed, batch_size=prof.noise_batch, progress=progress)
+    params = {"dataset": dataset, "profile": prof.settings(), "reference": ref_meta["weights_sha256"],
+              "weights": weights, "positions": positions, "device": next(ref_model.parameters()).device.type}
+
+    def compute() -> dict[str, object]:
+        n = prof.trojan_samples_gpu if params["device"] == "cuda" else prof.trojan_samples
+        reference = {kind: classification_images(ref_model, n, noise=noise_kind(kind, dataset), run=run)
+                     for kind in ("uniform", "gabor")}
+        rows, maps, first = [], {}, {}
+        for trojaned in (False, True):
+            for i in range(prof.trojan_models):
+                out = _scores(dataset, prof, i, trojaned, reference, positions[i], run, progress)
+                rows.append(out["row"])
+                if i == 0:
+                    maps["trojaned" if trojaned else "clean"] = out["maps"]
+                    first[trojaned] = out["cis"]
+        # the trojaned model 0 against the clean model 0 trained the same way (same seed, no poisoned images)
+        source, target = TROJAN_PAIRS[dataset]
+        window = window_mask((28, 28), positions[0], TRIGGER_SIZE)
+        maps["pair"], pair = {}, {}
+        for kind in ("uniform", "gabor"):
+            cmp = compare_classification_images(first[True][kind], first[False][kind])
+            z, sig = _target_map(cmp.zmap, target), _target_map(cmp.significant(0.05).double(), target) > 0
+            maps["pair"][f"{kind}_z"], maps["pair"][f"{kind}_significant"] = z, sig
+            pair[kind] = {"window": float(trigger_score(z, window)), "scan": _scan(z),
+                          "in_window": int(sig[window].sum()), "outside": int(sig[~window].sum()),
+                          "share_trojaned": float(first[True][kind].proportions[target]),
+                          "share_clean": float(first[False][kind].proportions[target])}
+        auc, auc_p, undefined = {}, {}, {}
+        for s in SCORES:
+            scores = torch.tensor([r[s] for r in rows], dtype=torch.float64)
+            bad = ~torch.isfinite(scores)
+            undefined[s] = int(bad.sum())
+            # a model whose target class got no noise has no CI map to score: it counts as not detected
+            low = float(scores[~bad].min()) - 1.0 if bool((~bad).any()) else 0.0
+            scores = torch.where(bad, torch.full_like(scores, low), scores)
+            trojaned = torch.tensor([bool(r["trojaned"]) for r in rows])
+            auc[s] = roc_auc(scores[trojaned], scores[~trojaned])
+            auc_p[s] = _auc_pvalue(scores, trojaned, auc[s])
+        return {"rows": rows, "auc": auc, "auc_p": auc_p, "undefined": undefined, "maps": maps, "pair": pair,
+                "classes": TROJAN_PAIRS[dataset], "positions": positions,
+                "reference_accuracy": ref_meta["test_accuracy"]}
+    return cached("trojan", params, compute, refresh=refresh)

@@ -1,0 +1,9 @@
+"""methods: what white-noise analysis measures. Imports engine only.
+
+Classification images and their statistics (:mod:`~wna_helpers.methods.ci`,
+:mod:`~wna_helpers.methods.ci_stats`, :mod:`~wna_helpers.methods.ci_compare`), spike-triggered averages and
+covariances (:mod:`~wna_helpers.methods.sta`, :mod:`~wna_helpers.methods.stc`), activation statistics
+(:mod:`~wna_helpers.methods.activations`), convergence series (:mod:`~wna_helpers.methods.convergence`),
+psychophysics' two-class design and psychometric curves (:mod:`~wna_helpers.methods.two_class`,
+:mod:`~wna_helpers.methods.psychometrics`) and summaries of predictions (:mod:`~wna_helpers.methods.summaries`).
+"""

@@ -1,0 +1,348 @@
+"""Spike-triggered averages of convolution units, from noise or from real images.
+
+The STA of unit ``u`` (channel ``k`` at position ``p`` of a conv layer) is the
+stimulus averaged with weight ``a_u(x) = ReLU(conv output)``, cut to the unit's
+receptive-field window ``RF(p)`` in the input. Every position of a channel applies
+the same filter, so the *pooled* STA averages the RF-aligned windows of all
+positions whose window lies inside the input; the *centre* STA uses the unit at the
+centre of the map alone (what Borji & Lin did). The pooled sums of a batch are one
+convolution of the stimuli with the activation maps; the centre sums one matrix product.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.kernel import Accumulator, describe_run, model_device, resolve_n_samples, run_engine
+from ..engine.layers import trace_layers
+from ..engine.options import RunOptions, resolve_options
+from ..engine.stimuli import Stimulus, as_stimulus
+
+__all__ = ["ReceptiveField", "receptive_field", "SpikeTriggeredAverage", "spike_triggered_average",
+           "STAAccumulator", "filter_correlation", "pearson"]
+
+_POINTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Sigmoid, nn.Tanh, nn.Identity,
+              nn.Dropout, nn.Dropout2d, nn.BatchNorm2d, nn.GroupNorm, nn.InstanceNorm2d)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """Window in the input seen by the units of a layer, per axis ``(rows, cols)``.
+
+    Unit ``(i, j)`` of the layer sees input rows ``offset[0] + i * jump[0]`` to
+    ``offset[0] + i * jump[0] + size[0] - 1`` (and likewise columns); offsets are
+    negative where padding puts the window partly outside the input.
+    """
+
+    size: tuple[int, int]
+    jump: tuple[int, int]
+    offset: tuple[int, int]
+    out_shape: tuple[int, int]
+
+    def inside(self, in_shape: tuple[int, int]) -> tuple[range, range]:
+        """Output positions (rows, cols) whose whole window lies inside an input of ``in_shape``."""
+        out = []
+        for ax in range(2):
+            lo = max(0, math.ceil(-self.offset[ax] / self.jump[ax]))
+            hi = (in_shape[ax] - self.size[ax] - self.offset[ax]) // self.jump[ax]
+            out.append(range(lo, min(hi, self.out_shape[ax] - 1) + 1))
+        return out[0], out[1]
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else (int(v[0]), int(v[1]))
+
+
+def receptive_field(model: nn.Module, layer: str, input_shape: tuple[int, ...] = (1, 28, 28)) -> ReceptiveField:
+    """Receptive field of the units of conv layer ``layer``, composed through every layer before it.
+
+    The layers are taken in execution order (recorded with forward hooks on a dummy input);
+    convolutions and max/avg pooling compose kernel, stride, padding and dilation; pointwise
+    layers (activations, normalisation, dropout) pass through.
+
+    Raises:
+        ValueError: the layer is missing, or a layer before it changes the spatial size in a
+            way this function cannot compose (the message names it).
+    """
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
+    model_device(model)
+    order = trace_layers(model, tuple(input_shape))
+    size, jump, offset = [1, 1], [1, 1], [0, 0]
+    for name, mod, ishape, oshape in order:
+        if isinstance(mod, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            if isinstance(mod.padding, str):
+                raise ValueError(f"layer {name!r}: padding={mod.padding!r} is not supported for receptive "
+                                 f"fields; give the padding in pixels")
+            k, s, p = _pair(mod.kernel_size), _pair(mod.stride), _pair(mod.padding)
+            d = _pair(getattr(mod, "dilation", 1))
+            for ax in range(2):
+                keff = d[ax] * (k[ax] - 1) + 1
+                offset[ax] -= p[ax] * jump[ax]
+                size[ax] += (keff - 1) * jump[ax]
+                jump[ax] *= s[ax]
+        elif not (isinstance(mod, _POINTWISE) or ishape == oshape):
+            raise ValueError(f"cannot compose the receptive field through layer {name!r} "
+                             f"({type(mod).__name__}, {ishape} -> {oshape})")
+        if name == layer:
+            return ReceptiveField(tuple(size), tuple(jump), tuple(offset), (oshape[-2], oshape[-1]))
+    raise ValueError(f"layer {layer!r} did not run in the forward pass")
+
+
+class STAAccumulator(Accumulator):
+    """Activation-weighted sums of RF windows, for the centre unit and pooled over positions.
+
+    Products and their sums over one chunk piece are in ``sum_dtype`` (float32); the totals
+    are float64.
+    """
+
+    needs_logits = False
+    #: dtype of the products and of their sums over one chunk piece (float64 gives the reference)
+    sum_dtype: torch.dtype = torch.float32
+
+    def __init__(self, layer: str, rf: ReceptiveField, in_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.taps = (layer,)
+        self.layer, self.rf = layer, rf
+        self.rows, self.cols = rf.inside(in_shape[1:])
+        if not len(self.rows) or not len(self.cols):
+            raise ValueError(f"no unit of layer {layer!r} has its whole receptive field "
+                             f"({rf.size[0]}x{rf.size[1]}) inside the {in_shape[1]}x{in_shape[2]} input")
+        self.center = (rf.out_shape[0] // 2, rf.out_shape[1] // 2)
+
+    def describe(self):  # noqa: D102
+        return {**super().describe(), "rf": [self.rf.size, self.rf.jump, self.rf.offset]}
+
+    def setup(self, num_classes, input_shape, device, tap_shapes):  # noqa: D102
+        k = tap_shapes[self.layer][0]
+        d = input_shape[0] * self.rf.size[0] * self.rf.size[1]
+        f64 = dict(dtype=torch.float64, device=device)
+        self.acc = {"center_num": torch.zeros(k, d, **f64), "center_den": torch.zeros(k, **f64),
+                    "pooled_num": torch.zeros(k, d, **f64), "pooled_den": torch.zeros(k, **f64),
+                    "act_sum": torch.zeros(k, **f64)}
+
+    def update(self, x, logits, taps, labels):  # noqa: D102
+        # The engine hands over one chunk piece at a time; products are summed in float32 over a
+        # few hundred positions at most, then added to the float64 totals (float64 products
+        # run several times slower on CPUs and GPUs alike).
+        a = F.relu(taps[self.layer].to(self.sum_dtype))        # (B, K, H', W'), any memory layout
+        x = x.to(self.sum_dtype)
+        b, k = a.shape[:2]
+        r, c = self.rows, self.cols
+        # activations of the pooled positions as (B, positions, K): a view when channels-last
+        act = a[:, :, r.start:r.stop, c.start:c.stop].permute(0, 2, 3, 1).reshape(b, -1, k)
+        sums = _window_sums(x, act, self.rf, (r.start, c.start), (len(r), len(c)))
+        self.acc["pooled_num"] += sums[:-1].T
+        self.acc["pooled_den"] += sums[-1]
+        if act.shape[1] == a.shape[2] * a.shape[3]:
+            self.acc["act_sum"] += sums[-1]                     # every position is pooled
+        else:
+            full = a.permute(0, 2, 3, 1).reshape(b, -1, k)
+            self.acc["act_sum"] += torch.bmm(full.new_ones(b, 1, full.shape[1]), full).sum((0, 1), dtype=torch.float64)
+        (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
+        ci, cj = self.center
+        t0, l0 = oh + ci * jh, ow + cj * jw
+        if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
+            x = F.pad(x, (sw, sw, sh, sh))  # zeros outside the input
+            t0, l0 = t0 + sh, l0 + sw
+        window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)  # (B, D)
+        ac = a[:, :, ci, cj]                                      # (B, K)
+        self.acc["center_num"] += ac.T @ window
+        self.acc["center_den"] += ac.sum(0, dtype=torch.float64)
+
+
+#: Terms (samples x positions) each float32 product of :func:`_window_sums` sums before float64 takes over.
+BLOCK_TERMS = 1024
+
+
+def _window_sums(x: torch.Tensor, act: torch.Tensor, rf: ReceptiveField, first: tuple[int, int],
+                 count: tuple[int, int]) -> torch.Tensor:
+    """Activation-weighted sums of receptive-field windows, and of the activations.
+
+    Args:
+        x: ``(B, C, H, W)`` stimuli.
+        act: ``(B, P, K)`` activations of the ``P = count[0] * count[1]`` positions from ``first``
+            on (row-major), channels last.
+        rf: the layer's receptive field.
+
+    Returns:
+        float64 ``(D + 1, K)`` with ``D = C * h * w``: row ``d < D`` is
+        ``sum_{b,p} x[b, window(p)][d] * act[b, p]``, row ``D`` is ``sum_{b,p} act[b, p]``.
+
+    The windows of ``m`` samples are copied side by side into one buffer row per pixel, with a
+    row of ones below (for the activation sums), and multiplied with the activations of the same
+    samples: one batched matrix product over blocks of about ``BLOCK_TERMS`` terms, each summed
+    in float32, the blocks summed in float64.
+    """
+    b, p, k = act.shape
+    ch = x.shape[1]
+    (sh, sw), (jh, jw), (oh, ow) = rf.size, rf.jump, rf.offset
+    nr, nc = count
+    d = ch * sh * sw
+    s_b, s_c, s_h, s_w = x.stride()
+    base = x.storage_offset() + (oh + first[0] * jh) * s_h + (ow + first[1] * jw) * s_w
+    m = max(1, min(b, -(-BLOCK_TERMS // p)))                  # samples per block
+    total = torch.zeros(d + 1, k, dtype=torch.float64, device=x.device)
+    start = 0
+    while start < b:                                           # whole blocks, then the rest
+        size = m if b - start >= m else b - start
+        nb = (b - start) // size
+        buf = x.new_empty(nb, d + 1, size * p)
+        buf[:, d] = 1
+        buf[:, :d].view(nb, ch, sh, sw, size, nr, nc).copy_(x.as_strided(
+            (nb, ch, sh, sw, size, nr, nc), (size * s_b, s_c, s_h, s_w, s_b, jh * s_h, jw * s_w),
+            base + start * s_b))
+        blocks = act[start:start + nb * size].reshape(nb, size * p, k)
+        total += torch.bmm(buf, blocks).sum(0, dtype=torch.float64)
+        start += nb * size
+    return total
+
+
+@dataclass
+class SpikeTriggeredAverage:
+    """Result of :func:`spike_triggered_average`.
+
+    Attributes:
+        layer: the conv layer.
+        center: float64 ``(K, C, h, w)``: STA of the unit at the centre of each channel's map,
+            in its receptive-field window ``h x w`` (NaN for a channel that never fired).
+        pooled: float64 ``(K, C, h, w)``: STA pooled over every position whose window lies inside
+            the input.
+        center_weight: float64 ``(K,)``: total activation of the centre units (the denominator).
+        pooled_weight: float64 ``(K,)``: total activation over the pooled positions.
+        mean_activation: float64 ``(K,)``: mean ReLU activation per unit of each channel.
+        rf: the :class:`ReceptiveField` of the layer.
+        positions: number of positions pooled per channel.
+        n_samples: number of stimuli.
+        stimulus: parameters of the stimuli (noise kind and parameters, or real images).
+        world_size: processes that shared the run.
+    """
+
+    layer: str
+    center: torch.Tensor
+    pooled: torch.Tensor
+    center_weight: torch.Tensor
+    pooled_weight: torch.Tensor
+    mean_activation: torch.Tensor
+    rf: ReceptiveField
+    positions: int
+    n_samples: int
+    stimulus: dict
+    world_size: int = 1
+
+
+def prepare_conv_run(model: nn.Module, layer: str, n_samples: int | None, noise: Stimulus | str,
+                     input_shape: tuple[int, ...], run: RunOptions | None, options: dict[str, object],
+                     what: str = "STA") -> tuple[RunOptions, Stimulus, int, ReceptiveField]:
+    """The checks every conv-unit method makes before any heavy work: ``layer`` is a conv layer,
+    the options, stimulus, ``n_samples`` and device are valid and the receptive field composes.
+
+    Returns:
+        ``(run options, stimulus, n_samples, receptive field)``.
+
+    Raises:
+        ValueError: a missing layer (the message lists them), a layer that is not a convolution
+            (lists the conv layers), a bad option, stimulus or ``n_samples``, or an input shape the
+            model cannot take.
+    """
+    modules = dict(model.named_modules())
+    if layer not in modules or not layer:
+        raise ValueError(f"the model has no layer {layer!r}; available layers: {[n for n in modules if n]}")
+    if not isinstance(modules[layer], nn.Conv2d):
+        convs = [n for n, m in modules.items() if isinstance(m, nn.Conv2d)]
+        raise ValueError(f"layer {layer!r} is a {type(modules[layer]).__name__}, not a convolution; "
+                         f"the {what} needs one of the conv layers: {convs}")
+    opts = resolve_options(run, options)
+    stimulus = as_stimulus(noise)
+    n_samples = resolve_n_samples(stimulus, n_samples)
+    model_device(model, opts.device)
+    try:
+        rf = receptive_field(model, layer, input_shape)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
+                         f"({type(exc).__name__}: {exc})") from exc
+    return opts, stimulus, n_samples, rf
+
+
+def spike_triggered_average(model: nn.Module, layer: str, n_samples: int | None = None, *,
+                            noise: Stimulus | str = "gaussian", input_shape: tuple[int, ...] = (1, 28, 28),
+                            run: RunOptions | None = None, **options: object) -> SpikeTriggeredAverage:
+    """Spike-triggered average of every channel of conv layer ``layer``.
+
+    ``STA_u = sum_i a_u(x_i) x_i[RF(u)] / sum_i a_u(x_i)`` with ``a_u = ReLU(conv output)``,
+    for the centre unit of each channel and pooled over all positions whose receptive
+    field lies inside the input. Stimuli are noise (default) or real images
+    (``noise=Images(images)``).
+
+    Args:
+        model: any classifier; left as found (training flag, grads).
+        layer: name of a :class:`~torch.nn.Conv2d` submodule (``"conv1"`` ...).
+        n_samples: number of stimuli (positive integer); default all images for
+            :class:`~wna_helpers.engine.stimuli.Images`, required for noise.
+        noise: the stimulus, as in :func:`~wna_helpers.methods.ci.classification_images`, or
+            :class:`~wna_helpers.engine.stimuli.Images` of real images; default ``"gaussian"``.
+        input_shape: ``(C, H, W)``; default ``(1, 28, 28)``.
+        run: :class:`~wna_helpers.engine.options.RunOptions`; default ``RunOptions()``.
+        **options: run options as keywords (``batch_size``, ``seed``, ``device``, ``autocast``,
+            ``checkpoint``, ``checkpoint_every``, ``progress``, ``chunk_size``), as in
+            :func:`~wna_helpers.methods.ci.classification_images`.
+
+    Returns:
+        :class:`SpikeTriggeredAverage` with ``center`` and ``pooled`` of shape ``(K, C, h, w)``.
+
+    Raises:
+        ValueError: unknown layer (lists them), a layer that is not a convolution, bad
+            ``n_samples``, noise or run option; all before any heavy work.
+
+    Example:
+        >>> import wna_helpers as wna
+        >>> m = wna.build_model("paper_cnn", seed=0)
+        >>> sta = wna.spike_triggered_average(m, "conv1", 20_000, progress=False)
+        >>> sta.pooled.shape
+        torch.Size([20, 1, 5, 5])
+    """
+    opts, stimulus, n_samples, rf = prepare_conv_run(model, layer, n_samples, noise, input_shape, run, options)
+    acc = STAAccumulator(layer, rf, tuple(input_shape))
+    world = run_engine(model, stimulus, n_samples, [acc], input_shape=input_shape, run=opts, desc=f"STA {layer}")
+    t = {k: v.cpu() for k, v in acc.acc.items()}
+    shape = (-1, input_shape[0], *rf.size)
+    positions = len(acc.rows) * len(acc.cols)
+    return SpikeTriggeredAverage(
+        layer=layer, center=(t["center_num"] / t["center_den"][:, None]).view(shape),
+        pooled=(t["pooled_num"] / t["pooled_den"][:, None]).view(shape),
+        center_weight=t["center_den"], pooled_weight=t["pooled_den"],
+        mean_activation=t["act_sum"] / (n_samples * rf.out_shape[0] * rf.out_shape[1]),
+        rf=rf, positions=positions, n_samples=n_samples, stimulus=describe_run(stimulus, opts), world_size=world)
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor, *, centered: bool = True) -> float:
+    """Pearson correlation of two tensors of the same number of elements (flattened); with
+    ``centered=False`` the cosine similarity (no mean subtracted)."""
+    a, b = a.flatten().double(), b.flatten().double()
+    if centered:
+        a, b = a - a.mean(), b - b.mean()
+    return float((a @ b) / (a.norm() * b.norm()))
+
+
+def filter_correlation(sta: torch.Tensor, weight: torch.Tensor, *, centered: bool = True) -> torch.Tensor:
+    """Per-channel Pearson correlation between STAs ``(K, C, h, w)`` and conv filters ``(K, C, h, w)``.
+
+    Args:
+        centered: default True (Pearson r: each STA and filter minus its own mean); False gives the
+            cosine similarity, which a constant offset of the STA (the mean of the noise) lowers.
+
+    Returns:
+        float64 ``(K,)``; NaN for a channel whose STA is undefined.
+    """
+    if sta.shape != weight.shape:
+        raise ValueError(f"STA shape {tuple(sta.shape)} differs from filter shape {tuple(weight.shape)}; "
+                         f"compare first-layer STAs with first-layer filters")
+    return torch.tensor([pearson(s, w, centered=centered) for s, w in zip(sta.detach().cpu(), weight.detach().cpu())],
+                        dtype=torch.float64)
