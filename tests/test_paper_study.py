@@ -75,8 +75,8 @@ def test_noise_kinds_and_pixel_histograms(cache):
 
 @needs_data
 def test_noise_study_row_is_the_study_ci_of_its_kind(cache):
-    row = noise_study.noise_study_row("logreg", "mnist", "uniform", TINY)
-    ci = studies.study_ci("logreg", "mnist", TINY, noise="uniform", n_samples=studies.side_samples("logreg", TINY))
+    row = noise_study.noise_study_row(studies.subject("logreg", "mnist", TINY), "uniform")
+    ci = studies.study_ci(studies.subject("logreg", "mnist", TINY), noise="uniform", n_samples=studies.side_samples("logreg", TINY))
     assert torch.equal(row["ci"].counts, ci.counts) and row["n"] == ci.n_samples
     assert row["cis"] == int((ci.counts > 0).sum()) and row["top_share"] == float(ci.proportions.max())
     assert 0.0 <= row["paper_accuracy"] <= 1.0 and 0 <= row["feedback_diagonal"] <= row["cis"]
@@ -88,13 +88,13 @@ def test_noise_study_row_is_the_study_ci_of_its_kind(cache):
 def test_gamma_curve_known_values(cache):
     """Noise base with a pattern for every class: at w = 0 the mean share is exactly 1/K (the shares
     of one pass sum to one); at w = 1 each class's share is 1 if the model calls its pattern c."""
-    out = paper_study.study_gamma_curve("logreg", "mnist", TINY, curve="noise_mean")
+    out = paper_study.study_gamma_curve(studies.subject("logreg", "mnist", TINY), curve="noise_mean")
     assert out["share"].shape == (11, 10) and float(out["mean"][0]) == pytest.approx(0.1, abs=1e-12)
-    model, _ = studies.trained("logreg", "mnist", TINY)
-    pats = paper_study.gamma_patterns("logreg", "mnist", TINY, pattern="mean")
+    model = studies.subject("logreg", "mnist", TINY).model
+    pats = paper_study.gamma_patterns(studies.subject("logreg", "mnist", TINY), pattern="mean")
     own = (wna.feed_back(model, pats) == torch.arange(10)).double()
     assert torch.equal(out["share"][-1], own)
-    imgs = paper_study.study_gamma_curve("logreg", "mnist", TINY, curve="images_mean")
+    imgs = paper_study.study_gamma_curve(studies.subject("logreg", "mnist", TINY), curve="images_mean")
     n = TINY.gamma_inputs  # hits among the images of other classes are a subset of all hits
     assert (imgs["share_other"] * imgs["n_other"] <= imgs["share"] * n + 1e-9).all()
     labels = wna.load_dataset("mnist", "test", limit=n).labels
@@ -104,17 +104,17 @@ def test_gamma_curve_known_values(cache):
     assert viridis[0].min() == pytest.approx(0.2, abs=0.01) and viridis[0].max() == pytest.approx(0.68, abs=0.01)
     assert torch.isnan(viridis[1]).all()
     with pytest.raises(ValueError, match="unknown gamma curve"):
-        paper_study.study_gamma_curve("logreg", "mnist", TINY, curve="noise_gabor")
+        paper_study.study_gamma_curve(studies.subject("logreg", "mnist", TINY), curve="noise_gabor")
 
 
 @needs_data
 def test_snapshots_study_ends_at_the_books_model(cache):
-    rows = paper_study.study_snapshots("logreg", "mnist", TINY, kinds=("uniform",))
+    rows = paper_study.study_snapshots(studies.subject("logreg", "mnist", TINY), kinds=("uniform",))
     steps = [r["step"] for r in rows]
     assert steps[0] == 0 and steps == sorted(steps)
-    _, meta = studies.trained("logreg", "mnist", TINY)
+    meta = studies.subject("logreg", "mnist", TINY).meta
     assert rows[-1]["test_accuracy"] == pytest.approx(meta["test_accuracy"])  # the last snapshot is the model
-    model, _ = studies.trained("logreg", "mnist", TINY)
+    model = studies.subject("logreg", "mnist", TINY).model
     ci = wna.classification_images(model, TINY.snapshot_samples, noise="uniform", seed=TINY.seed, progress=False)
     assert rows[-1]["uniform_top"] == int(ci.counts.argmax())
     assert rows[-1]["uniform_paper"] == noise_study.template_accuracy(

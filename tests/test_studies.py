@@ -92,38 +92,38 @@ def test_unreadable_entry_is_recomputed(tmp_path):
 def test_a_study_gives_the_same_result_whichever_is_called_first(cache, monkeypatch):
     """study_ci before or after the convergence series, STA and activations before or after the
     STA pass: the same numbers, because each result always comes from the same pass."""
-    first = studies.study_ci("logreg", "mnist", TINY)
-    side = studies.study_ci("logreg", "mnist", TINY, n_samples=studies.side_samples("logreg", TINY))
-    act_first = studies.study_activations("paper_cnn", "mnist", TINY)
-    sta_first = studies.study_sta("paper_cnn", "mnist", "conv2", TINY)
+    first = studies.study_ci(studies.subject("logreg", "mnist", TINY))
+    side = studies.study_ci(studies.subject("logreg", "mnist", TINY), n_samples=studies.side_samples("logreg", TINY))
+    act_first = studies.study_activations(studies.subject("paper_cnn", "mnist", TINY))
+    sta_first = studies.study_sta(studies.subject("paper_cnn", "mnist", TINY), "conv2")
     for p in cache.rglob("*.pt"):  # drop the results (keep the trained models)
         if "results" in p.parts:
             p.unlink()
-    conv = studies.study_ci_convergence("logreg", "mnist", TINY)
-    sc = studies.study_sta_convergence("paper_cnn", "mnist", TINY)
+    conv = studies.study_ci_convergence(studies.subject("logreg", "mnist", TINY))
+    sc = studies.study_sta_convergence(studies.subject("paper_cnn", "mnist", TINY))
     assert torch.equal(first.counts, conv.counts[-1]) and torch.equal(first.sums, conv.sums[-1])
     assert torch.equal(side.sums, conv.snapshot(side.n_samples).sums)
     assert torch.equal(sta_first.pooled.nan_to_num(), sc["conv2"].snapshot(2000).pooled.nan_to_num())
-    later = studies.study_activations("paper_cnn", "mnist", TINY)
+    later = studies.study_activations(studies.subject("paper_cnn", "mnist", TINY))
     assert torch.equal(act_first.counts, later.counts)
     # and they match the engine's direct answers
-    model, _ = studies.trained("logreg", "mnist", TINY)
+    model = studies.subject("logreg", "mnist", TINY).model
     direct = wna.classification_images(model, 3000, noise=TINY.noise, seed=TINY.seed, progress=False)
     assert torch.equal(direct.counts, first.counts) and torch.allclose(direct.sums, first.sums, atol=1e-9)
-    cnn, _ = studies.trained("paper_cnn", "mnist", TINY)
+    cnn = studies.subject("paper_cnn", "mnist", TINY).model
     ref = wna.activation_statistics(cnn, ["conv1", "conv2"], 2000, noise=TINY.noise, seed=TINY.seed, progress=False)
     assert torch.equal(ref.counts, later.counts)
 
 
 @needs_data
 def test_second_call_is_served_from_the_cache(cache, monkeypatch):
-    studies.study_ci("logreg", "mnist", TINY)
-    studies.study_sta("paper_cnn", "mnist", "conv1", TINY, stimulus="real")
+    studies.study_ci(studies.subject("logreg", "mnist", TINY))
+    studies.study_sta(studies.subject("paper_cnn", "mnist", TINY), "conv1", stimulus="real")
     runs = _count(monkeypatch, studies, "ci_convergence")
     stas = _count(monkeypatch, studies, "spike_triggered_average")
-    studies.study_ci("logreg", "mnist", TINY)
-    studies.study_ci("logreg", "mnist", TINY, n_samples=1000)  # a size of the series: no new run
-    studies.study_sta("paper_cnn", "mnist", "conv1", TINY, stimulus="real")
+    studies.study_ci(studies.subject("logreg", "mnist", TINY))
+    studies.study_ci(studies.subject("logreg", "mnist", TINY), n_samples=1000)  # a size of the series: no new run
+    studies.study_sta(studies.subject("paper_cnn", "mnist", TINY), "conv1", stimulus="real")
     assert runs == [] and stas == []
 
 
@@ -135,32 +135,32 @@ def test_only_the_profiles_noise_goes_through_the_convergence_series(cache, monk
     n = studies.side_samples("logreg", TINY)
     assert n in studies.convergence_sizes("logreg", TINY)
     assert TINY.noise == "uniform"  # the book's main noise
-    other = studies.study_ci("logreg", "mnist", TINY, noise="gaussian", n_samples=n)
+    other = studies.study_ci(studies.subject("logreg", "mnist", TINY), noise="gaussian", n_samples=n)
     assert runs == [] and direct == [1] and other.n_samples == n and other.stimulus["kind"] == "gaussian"
     main_gaussian = TINY.updated(noise="gaussian")  # the book's main noise is a setting
-    again = studies.study_ci("logreg", "mnist", main_gaussian, n_samples=n)
+    again = studies.study_ci(studies.subject("logreg", "mnist", main_gaussian), n_samples=n)
     assert runs == [1] and direct == [1] and again.stimulus["kind"] == "gaussian"
     assert torch.equal(again.counts, other.counts) and torch.allclose(again.sums, other.sums, atol=1e-9)
 
 
 @needs_data
 def test_a_changed_helper_recomputes_instead_of_serving_old_results(cache, monkeypatch):
-    studies.study_ci("logreg", "mnist", TINY)
+    studies.study_ci(studies.subject("logreg", "mnist", TINY))
     runs = _count(monkeypatch, studies, "ci_convergence")
     monkeypatch.setattr(results_cache, "code_digest", lambda: "sta.py was edited")
-    studies.study_ci("logreg", "mnist", TINY)
+    studies.study_ci(studies.subject("logreg", "mnist", TINY))
     assert runs == [1]
 
 
 @needs_data
 def test_refresh_reaches_the_entries_that_depend_on_the_refreshed_one(cache, monkeypatch):
     kw = dict(gammas=[0.0, 0.5], n_inputs=20)
-    biasing.study_bias("logreg", "mnist", TINY, **kw)
+    biasing.study_bias(studies.subject("logreg", "mnist", TINY), **kw)
     curves = _count(monkeypatch, biasing, "bias_curve")
-    biasing.study_bias("logreg", "mnist", TINY, **kw)
+    biasing.study_bias(studies.subject("logreg", "mnist", TINY), **kw)
     assert curves == []  # served
-    ci = studies.study_ci("logreg", "mnist", TINY, refresh=True)  # the CIs the biasing used
-    biasing.study_bias("logreg", "mnist", TINY, **kw)
+    ci = studies.study_ci(studies.subject("logreg", "mnist", TINY), refresh=True)  # the CIs the biasing used
+    biasing.study_bias(studies.subject("logreg", "mnist", TINY), **kw)
     with_ci = int((ci.counts > 0).sum())
     assert with_ci > 1 and len(curves) == 2 * with_ci  # recomputed: one curve per class with a CI, test images and noise
 
@@ -170,28 +170,28 @@ def test_same_name_other_settings_share_neither_model_nor_result(cache):
     other = TINY.updated(train_subset=700)  # the same name "tiny"
     assert other.name == TINY.name
     assert wna.checkpoint_path("logreg", "mnist", TINY) != wna.checkpoint_path("logreg", "mnist", other)
-    m1, meta1 = studies.trained("logreg", "mnist", TINY)
-    m2, meta2 = studies.trained("logreg", "mnist", other)
+    s1, s2 = studies.subject("logreg", "mnist", TINY), studies.subject("logreg", "mnist", other)
+    m1, meta1, m2, meta2 = s1.model, s1.meta, s2.model, s2.meta
     assert m1 is not m2 and meta1["weights_sha256"] != meta2["weights_sha256"] and meta2["train_size"] == 700
     more_noise = TINY.updated(n_noise={"default": 4000})  # same training: same model, other results
-    assert studies.trained("logreg", "mnist", more_noise)[0] is m1
-    assert studies.study_ci("logreg", "mnist", TINY).n_samples == 3000
-    assert studies.study_ci("logreg", "mnist", more_noise).n_samples == 4000
-    a = studies.study_ci("logreg", "mnist", TINY)
-    b = studies.study_ci("logreg", "mnist", other)
+    assert studies.subject("logreg", "mnist", more_noise).model is m1
+    assert studies.study_ci(studies.subject("logreg", "mnist", TINY)).n_samples == 3000
+    assert studies.study_ci(studies.subject("logreg", "mnist", more_noise)).n_samples == 4000
+    a = studies.study_ci(studies.subject("logreg", "mnist", TINY))
+    b = studies.study_ci(studies.subject("logreg", "mnist", other))
     assert not torch.equal(a.sums, b.sums)
     shift = TINY.updated(side_fraction=0.5)  # any setting is part of the key
-    assert results_cache.cache_path("ci", studies.study_params("logreg", "mnist", TINY)) != \
-        results_cache.cache_path("ci", studies.study_params("logreg", "mnist", shift))
+    assert results_cache.cache_path("ci", studies.subject("logreg", "mnist", TINY).params()) != \
+        results_cache.cache_path("ci", studies.subject("logreg", "mnist", shift).params())
 
 
 @needs_data
 def test_study_bias_and_mixing(cache):
-    bias = biasing.study_bias("logreg", "mnist", TINY, gammas=[0.0, 0.2, 2.0], n_inputs=50)
-    model, _ = studies.trained("logreg", "mnist", TINY)
+    bias = biasing.study_bias(studies.subject("logreg", "mnist", TINY), gammas=[0.0, 0.2, 2.0], n_inputs=50)
+    model = studies.subject("logreg", "mnist", TINY).model
     test = wna.load_dataset("mnist", "test", limit=50)
     base = torch.bincount(wna.feed_back(model, test.images), minlength=10).double() / 50
-    has_ci = studies.study_ci("logreg", "mnist", TINY).counts > 0
+    has_ci = studies.study_ci(studies.subject("logreg", "mnist", TINY)).counts > 0
     assert int(has_ci.sum()) >= 2  # under uniform noise some classes may get no CI, hence no curve
     for key in ("test", "noise"):
         share = bias[key]
@@ -201,9 +201,9 @@ def test_study_bias_and_mixing(cache):
         assert (share[-1][has_ci] >= share[0][has_ci] - 1e-12).all()  # pushing toward c raises the share of c
         assert share[-1][has_ci].mean() > 0.9
     assert torch.allclose(bias["test"][0][has_ci], base[has_ci])  # gamma = 0 on test images: the model's answers
-    mixed = studies.study_ci_mixing("logreg", "mnist", TINY, gammas=[0.5], n_samples=1000)
+    mixed = studies.study_ci_mixing(studies.subject("logreg", "mnist", TINY), gammas=[0.5], n_samples=1000)
     assert list(mixed) == [0.5] and mixed[0.5].stimulus["gamma"] == 0.5 and mixed[0.5].stimulus["kind"] == "mixture"
-    rep = overview.template_report("logreg", "mnist", TINY)
+    rep = overview.template_report(studies.subject("logreg", "mnist", TINY))
     assert 0 <= rep["ci_accuracy"] <= 1 and rep["chance"] == pytest.approx(0.1)
 
 
@@ -285,3 +285,9 @@ def test_chapter_setup_computes_chance_and_entropy():
     ch = chapter.setup("quick", show=False)
     assert ch.num_classes == 10 and ch.chance == pytest.approx(0.1) and ch.max_entropy == pytest.approx(math.log2(10))
     assert ch.models == wna.model_names() and set(ch.cnns) <= set(ch.models) and "quick" in ch.header()
+
+
+def test_a_study_takes_a_resolved_profile_only():
+    """The chapter resolves the profile once; a name given to a study is refused, not resolved again."""
+    with pytest.raises(TypeError, match="resolved Profile"):
+        studies.subject("logreg", "mnist", "quick")

@@ -8,6 +8,7 @@ matplotlib.use("Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+import wna_helpers as wna  # noqa: E402
 from wna_helpers.methods.activations import ActivationStatistics  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def test_activation_explorer_builds_headless_and_updates():
     ipywidgets = pytest.importorskip("ipywidgets")
     from wna_helpers.book.widgets import activation_explorer
 
-    box = activation_explorer("quick", models=["paper_cnn", "mlp"], datasets=["mnist", "fashion_mnist"],
+    box = activation_explorer(wna.get_profile("quick"), models=["paper_cnn", "mlp"], datasets=["mnist", "fashion_mnist"],
                               stats_fn=_fake_stats)
     assert isinstance(box, ipywidgets.VBox)
     ex = box.explorer
@@ -64,7 +65,7 @@ def test_activation_explorer_reports_errors_in_status():
     def broken(arch, dataset, stimulus):
         raise RuntimeError("no data here")
 
-    box = activation_explorer("quick", models=["paper_cnn"], datasets=["mnist"], stats_fn=broken)
+    box = activation_explorer(wna.get_profile("quick"), models=["paper_cnn"], datasets=["mnist"], stats_fn=broken)
     assert "no data here" in box.explorer["status"].value
 
 
@@ -79,7 +80,7 @@ def test_explorer_keeps_a_class_only_where_the_noise_reaches_it():
             st.counts = torch.tensor([0, 0, 0, 0, 0, 50, 0, 0, 0, 0])  # only class 5 gets noise
         return st
 
-    box = activation_explorer("quick", models=["paper_cnn"], datasets=["mnist", "fashion_mnist"], stats_fn=stats)
+    box = activation_explorer(wna.get_profile("quick"), models=["paper_cnn"], datasets=["mnist", "fashion_mnist"], stats_fn=stats)
     ex = box.explorer
     ex["cls"].value = 7  # has noise on MNIST (7 samples in the fake statistics)
     assert ex["status"].value == ""
@@ -102,7 +103,7 @@ def test_explorer_loads_a_model_only_when_it_is_selected():
         asked.append((arch, dataset))
         return _fake_stats(arch, dataset, stimulus)
 
-    box = activation_explorer("quick", models=["paper_cnn", "mlp", "lenet"], datasets=["mnist", "fashion_mnist"],
+    box = activation_explorer(wna.get_profile("quick"), models=["paper_cnn", "mlp", "lenet"], datasets=["mnist", "fashion_mnist"],
                               stats_fn=stats)
     assert set(asked) == {("paper_cnn", "mnist")}
     box.explorer["model"].value = "mlp"

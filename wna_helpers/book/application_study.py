@@ -23,7 +23,7 @@ from ..paper.recipes import minmax_scale
 from ..applications.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
 from ..methods.psychometrics import fit_psychometric, psychometric_curve
 from .results_cache import cached
-from .studies import as_profile, study_ci_convergence, study_params, trained
+from .studies import Subject, study_ci_convergence
 from ..methods.two_class import two_class_ci
 
 __all__ = ["ATTACK_KINDS", "MICRO_LAYERS", "MICRO_SCALES", "TWO_CLASS_PAIRS", "TWO_CLASS_WEIGHTS", "study_attacks",
@@ -43,17 +43,15 @@ TWO_CLASS_WEIGHTS: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3)
 BLEND_ALPHAS: tuple[float, ...] = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)
 
 
-def attack_images(dataset: str, profile: Profile | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """The attacked images: ``profile.attack_images`` test images from the *end* of the test set (the
+def attack_images(dataset: str, prof: Profile) -> tuple[torch.Tensor, torch.Tensor]:
+    """The attacked images: ``prof.attack_images`` test images from the *end* of the test set (the
     first ``n_real`` serve the real-image statistics), and their labels."""
-    prof = as_profile(profile)
     test = load_dataset(dataset, "test")
     return test.images[-prof.attack_images:], test.labels[-prof.attack_images:]
 
 
-def study_attacks(arch: str, dataset: str, profile: Profile | str | None = None, *, refresh: bool = False,
-                  progress: bool = False) -> dict[str, object]:
-    """Black-box targeted attacks on the trained ``arch`` from its uniform-noise CIs.
+def study_attacks(s: Subject, *, refresh: bool = False, progress: bool = False) -> dict[str, object]:
+    """Black-box targeted attacks on the trained model ``s`` from its uniform-noise CIs.
 
     Returns:
         dict: ``blend`` (the paper's ``alpha * x + minmax(CI_t)``, :class:`~wna_helpers.applications.attacks.BlendAttack`),
@@ -63,10 +61,9 @@ def study_attacks(arch: str, dataset: str, profile: Profile | str | None = None,
         of each CI of the convergence series, ``(S,)``), ``query_success`` (mean success of the CI attack at
         ``query_budget`` for the CIs of each size, ``(S,)``), ``query_budget`` (the L2 budget used).
     """
-    prof = as_profile(profile)
-    model, _ = trained(arch, dataset, prof)
-    conv = study_ci_convergence(arch, dataset, prof, progress=progress)
-    params = study_params(arch, dataset, prof, study="attacks", sizes=list(conv.sizes), alphas=BLEND_ALPHAS)
+    prof, model, dataset = s.profile, s.model, s.dataset
+    conv = study_ci_convergence(s, progress=progress)
+    params = s.params(study="attacks", sizes=list(conv.sizes), alphas=BLEND_ALPHAS)
 
     def compute() -> dict[str, object]:
         x, y = attack_images(dataset, prof)
@@ -99,8 +96,7 @@ def study_attacks(arch: str, dataset: str, profile: Profile | str | None = None,
     return cached("attacks", params, compute, refresh=refresh)
 
 
-def study_microstimulation(dataset: str, profile: Profile | str | None = None, *, arch: str = "paper_cnn",
-                           refresh: bool = False, progress: bool = False) -> dict[str, object]:
+def study_microstimulation(s: Subject, *, refresh: bool = False, progress: bool = False) -> dict[str, object]:
     """Inhibit the units of ``conv1``, ``conv2`` and ``fc1`` most active for class c and measure the shift
     of c's psychometric threshold, against inhibiting randomly chosen units as much.
 
@@ -116,10 +112,9 @@ def study_microstimulation(dataset: str, profile: Profile | str | None = None, *
         ``shares`` / ``thresholds`` / ``threshold_lo`` / ``threshold_hi``: dicts keyed by
         ``(layer, k, "class" | "random")`` of (K, W) and (K,) tensors.
     """
-    prof = as_profile(profile)
-    model, _ = trained(arch, dataset, prof)
+    prof, model, dataset = s.profile, s.model, s.dataset
     ks = [float(k) for k in prof.micro_ks if k > 0]
-    params = study_params(arch, dataset, prof, study="microstimulation", layers=MICRO_LAYERS, scales=MICRO_SCALES)
+    params = s.params(study="microstimulation", layers=MICRO_LAYERS, scales=MICRO_SCALES)
 
     def compute() -> dict[str, object]:
         train = load_dataset(dataset, "train", limit=prof.train_subset)
@@ -201,19 +196,17 @@ def threshold_shifts(micro: dict[str, object], layer: str, k: float, kind: str =
             "classes": len(s)}
 
 
-def study_two_class(dataset: str, profile: Profile | str | None = None, *, arch: str = "paper_cnn",
-                    refresh: bool = False, progress: bool = False) -> dict[float, object]:
-    """The two-class design on the trained ``arch``: the model restricted to the two logits of
+def study_two_class(s: Subject, *, refresh: bool = False, progress: bool = False) -> dict[float, object]:
+    """The two-class design on the trained model ``s`` (the book's: ``paper_cnn``): the model restricted to the two logits of
     :data:`TWO_CLASS_PAIRS`, stimuli ``(1 - w) * U[0, 1] + w * image`` (test images of the two classes),
     ``profile.two_class_samples`` trials per weight of :data:`TWO_CLASS_WEIGHTS`.
 
     Returns:
         weight -> :class:`~wna_helpers.methods.two_class.TwoClassCI`.
     """
-    prof = as_profile(profile)
-    model, _ = trained(arch, dataset, prof)
+    prof, model, dataset = s.profile, s.model, s.dataset
     a, b = TWO_CLASS_PAIRS[dataset]
-    params = study_params(arch, dataset, prof, study="two_class", pair=[a, b], weights=TWO_CLASS_WEIGHTS)
+    params = s.params(study="two_class", pair=[a, b], weights=TWO_CLASS_WEIGHTS)
 
     def compute() -> dict[float, object]:
         test = load_dataset(dataset, "test")

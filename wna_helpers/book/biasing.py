@@ -10,7 +10,7 @@ from ..config import Profile
 from ..zoo.data import load_dataset
 from .results_cache import cached
 from ..engine.stimuli import Noise, Stimulus, as_stimulus
-from .studies import as_profile, study_ci, study_params, trained
+from .studies import Subject, study_ci
 
 __all__ = ["bias_directions", "bias_inputs", "study_bias"]
 
@@ -41,19 +41,17 @@ def bias_directions(images: torch.Tensor, *, center: bool = True, rms: float = 1
     return x.view_as(images.double())
 
 
-def bias_inputs(arch: str, profile: Profile | str | None = None) -> int:
-    """Inputs per stimulus kind of the biasing experiment: ``profile.bias_inputs`` if set,
+def bias_inputs(arch: str, prof: Profile) -> int:
+    """Inputs per stimulus kind of the biasing experiment: ``prof.bias_inputs`` if set,
     else ``min(n_real, max(50, noise_samples(arch) // 200))`` (quick: 100, heavy models 50)."""
-    prof = as_profile(profile)
     if prof.bias_inputs:
         return int(prof.bias_inputs)
     return int(min(prof.n_real, max(50, prof.noise_samples(arch) // 200)))
 
 
-def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
-               gammas: Sequence[float] | None = None, n_inputs: int | None = None, noise: Stimulus | str | None = None,
-               center: bool = True, refresh: bool = False) -> dict[str, object]:
-    """Bias the trained ``arch`` toward each class by adding ``gamma * direction_c`` to inputs.
+def study_bias(s: Subject, *, gammas: Sequence[float] | None = None, n_inputs: int | None = None,
+               noise: Stimulus | str | None = None, center: bool = True, refresh: bool = False) -> dict[str, object]:
+    """Bias the trained model ``s`` toward each class by adding ``gamma * direction_c`` to inputs.
 
     ``direction_c`` is the class's classification image from :func:`study_ci`, mean-centred over
     classes and scaled to RMS 1 (:func:`bias_directions`). Inputs are the first ``n_inputs`` test
@@ -64,6 +62,7 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
     :meth:`~wna_helpers.engine.stimuli.Stimulus.describe`.
 
     Args:
+        s: the trained model (:func:`~wna_helpers.book.studies.subject`).
         gammas: default ``profile.bias_gammas``.
         n_inputs: default :func:`bias_inputs`.
         noise: the stimulus of the classification images and of the noise inputs (a shorthand or a
@@ -79,22 +78,21 @@ def study_bias(arch: str, dataset: str, profile: Profile | str | None = None, *,
     Raises:
         ValueError: ``noise`` is not a noise kind (real images cannot be drawn as noise inputs).
     """
-    prof = as_profile(profile)
-    model, _ = trained(arch, dataset, prof)
+    prof, model = s.profile, s.model
     gammas = [float(g) for g in (gammas if gammas is not None else prof.bias_gammas)]
-    n = int(n_inputs or bias_inputs(arch, prof))
+    n = int(n_inputs or bias_inputs(s.arch, prof))
     stim = as_stimulus(noise or prof.noise)
     if not isinstance(stim, Noise):
         raise ValueError(f"study_bias needs a noise kind to draw its noise inputs from, got {stim.label()}")
-    params = study_params(arch, dataset, prof, gammas=gammas, n=n, noise=stim.describe(), center=center,
+    params = s.params(gammas=gammas, n=n, noise=stim.describe(), center=center,
                           inputs={"test": "the first n test images", "noise": stim.describe(),
                                   "sampled": "cpu, float32, one torch.Generator seeded with the profile's seed"})
 
     def compute() -> dict[str, object]:
-        ci = study_ci(arch, dataset, prof, noise=noise, progress=False)
+        ci = study_ci(s, noise=noise, progress=False)
         dirs = bias_directions(ci.images, center=center)
         k = ci.num_classes
-        test = load_dataset(dataset, "test", limit=n).images
+        test = load_dataset(s.dataset, "test", limit=n).images
         gen = torch.Generator().manual_seed(prof.seed)
         noise_in = stim.sample(gen, (n, *test.shape[1:]), torch.device("cpu"), torch.float32)
         nonzero = [g for g in gammas if g != 0.0]

@@ -2,8 +2,8 @@
 quantities the prose is computed from (class counts, chance, the largest entropy).
 
 Example:
-    >>> import wna_helpers as wna
-    >>> ch = wna.chapter.setup("quick", show=False)
+    >>> from wna_helpers.book import chapter
+    >>> ch = chapter.setup("quick", show=False)
     >>> ch.chance, round(ch.max_entropy, 3)
     (0.1, 3.322)
 """
@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ..config import Profile, default_device
+from ..config import Profile, default_device, get_profile
 from ..zoo.data import class_names, dataset_names
 from ..zoo.models import CNN_NAMES, model_names
 from ..engine.stimuli import Stimulus, as_stimulus
-from .studies import as_profile
 
 __all__ = ["Chapter", "setup"]
 
@@ -88,7 +87,7 @@ def setup(profile: Profile | str | None = None, *, show: bool = True) -> Chapter
     Returns:
         :class:`Chapter`.
     """
-    prof = as_profile(profile)
+    prof = profile if isinstance(profile, Profile) else get_profile(profile)  # resolved here, once
     datasets = dataset_names()
     ch = Chapter(profile=prof, models=model_names(), cnns=list(CNN_NAMES), datasets=datasets,
                  device=default_device(), classes={d: class_names(d) for d in datasets})

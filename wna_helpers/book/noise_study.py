@@ -26,7 +26,7 @@ from ..paper.recipes import feed_back, minmax_scale, paper_templates, template_c
 from ..zoo.data import load_dataset
 from ..engine.stimuli import Gaussian, Stimulus, Uniform
 from ..engine.structured_noise import GaborNoise, Sinusoid
-from .studies import as_profile, side_samples, study_ci, trained
+from .studies import Subject, side_samples, study_ci, subject
 
 __all__ = ["NOISE_KINDS", "KIND_LABELS", "noise_kind", "template_accuracy",
            "noise_study_row", "noise_study", "noise_samples_of", "pixel_histograms"]
@@ -99,11 +99,12 @@ def template_accuracy(ci: ClassificationImages, images: torch.Tensor, labels: to
     return float((pred == labels).double().mean())
 
 
-def noise_study_row(arch: str, dataset: str, kind: str, profile: Profile | str | None = None, *,
-                    n_samples: int | None = None, progress: bool = False) -> dict[str, object]:
-    """One row of the noise study: ``arch`` trained on ``dataset`` probed with noise ``kind``.
+def noise_study_row(s: Subject, kind: str, *, n_samples: int | None = None,
+                    progress: bool = False) -> dict[str, object]:
+    """One row of the noise study: the trained model ``s`` probed with noise ``kind``.
 
     Args:
+        s: the trained model (:func:`~wna_helpers.book.studies.subject`).
         kind: one of :data:`NOISE_KINDS`.
         n_samples: default :func:`~wna_helpers.book.studies.side_samples` of ``arch``.
         progress: show a progress bar; default False.
@@ -115,28 +116,26 @@ def noise_study_row(arch: str, dataset: str, kind: str, profile: Profile | str |
         ``feedback_diagonal`` (min-max scaled CIs the model gives their own class), ``ci`` (the
         :class:`~wna_helpers.methods.ci.ClassificationImages`).
     """
-    prof = as_profile(profile)
-    stim = noise_kind(kind, dataset)
-    n = int(n_samples or side_samples(arch, prof))
-    model, _ = trained(arch, dataset, prof)
-    ci = study_ci(arch, dataset, prof, noise=stim, n_samples=n, progress=progress)
-    test = load_dataset(dataset, "test")
-    fb = feed_back(model, minmax_scale(ci.images))
-    return {"model": arch, "dataset": dataset, "kind": kind, "n": n, "top_class": int(ci.counts.argmax()),
+    stim = noise_kind(kind, s.dataset)
+    n = int(n_samples or side_samples(s.arch, s.profile))
+    ci = study_ci(s, noise=stim, n_samples=n, progress=progress)
+    test = load_dataset(s.dataset, "test")
+    fb = feed_back(s.model, minmax_scale(ci.images))
+    return {"model": s.arch, "dataset": s.dataset, "kind": kind, "n": n, "top_class": int(ci.counts.argmax()),
             "top_share": float(ci.proportions.max()), "entropy_bits": ci.entropy, "cis": int((ci.counts > 0).sum()),
             **{f"{r}_accuracy": template_accuracy(ci, test.images, test.labels, recipe=r)
                for r in ("paper", "rms", "centred")},
             "feedback_diagonal": int((fb == torch.arange(ci.num_classes)).sum()), "ci": ci}
 
 
-def noise_study(profile: Profile | str | None = None, *, models: Sequence[str], datasets: Sequence[str],
+def noise_study(prof: Profile, *, models: Sequence[str], datasets: Sequence[str],
                 kinds: Sequence[str] = NOISE_KINDS, progress: bool = False) -> list[dict[str, object]]:
     """:func:`noise_study_row` for every dataset, model and kind (in that nesting order)."""
     bad = [k for k in kinds if k not in NOISE_KINDS]
     if bad:
         raise ValueError(f"unknown noise kind(s) {bad}; the kinds are {list(NOISE_KINDS)}")
-    prof = as_profile(profile)
-    return [noise_study_row(a, d, k, prof, progress=progress) for d in datasets for a in models for k in kinds]
+    return [noise_study_row(subject(a, d, prof), k, progress=progress) for d in datasets for a in models
+            for k in kinds]
 
 
 def noise_samples_of(kind: str, dataset: str, n: int = 10, *, seed: int = 0) -> torch.Tensor:

@@ -13,7 +13,7 @@ from ..zoo.models import CNN_NAMES, model_names
 from ..paper.recipes import feed_back, minmax_scale, paper_templates, template_classify
 from ..methods.sta import filter_correlation
 from ..engine.stimuli import Stimulus
-from .studies import as_profile, study_ci, study_sta, trained
+from .studies import Subject, study_ci, study_sta, subject
 
 __all__ = ["train_class_means", "template_report", "overview_row", "overview_rows"]
 
@@ -26,11 +26,12 @@ def train_class_means(dataset: str, k: int = 10) -> torch.Tensor:
     return class_means(train.images, train.labels, k)
 
 
-def template_report(arch: str, dataset: str, profile: Profile | str | None = None, *,
-                    noise: Stimulus | str | None = None, center: bool = False) -> dict[str, object]:
-    """CIs used as templates on the real test set, against class-mean templates and chance.
+def template_report(s: Subject, *, noise: Stimulus | str | None = None, center: bool = False) -> dict[str, object]:
+    """The CIs of the trained model ``s`` used as templates on the real test set, against class-mean
+    templates and chance.
 
     Args:
+        s: the trained model (:func:`~wna_helpers.book.studies.subject`).
         noise: the stimulus of the CIs (:func:`~wna_helpers.book.studies.study_ci`); default the profile's.
         center: False (default): the paper's recipe, each template min-max scaled to [0, 1] and
             L2-normalised, the images L2-normalised, the largest dot product
@@ -45,19 +46,17 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
         ``feedback_diagonal`` (how many CIs the model gives their own class), ``templates_used``
         and ``n_test`` (test images classified).
     """
-    prof = as_profile(profile)
-    model, _ = trained(arch, dataset, prof)
-    ci = study_ci(arch, dataset, prof, noise=noise)
-    test = load_dataset(dataset, "test")
+    ci = study_ci(s, noise=noise)
+    test = load_dataset(s.dataset, "test")
     k = ci.num_classes
-    means = train_class_means(dataset, k)
+    means = train_class_means(s.dataset, k)
     valid = ci.counts > 0
     templates = ci.images if center else paper_templates(ci.images)
     ci_pred = torch.full((len(test),), -1, dtype=torch.int64)
     if valid.any():  # classes without samples have no template
         ci_pred = torch.nonzero(valid).flatten()[template_classify(test.images, templates[valid], center=center)]
     mean_pred = template_classify(test.images, means if center else paper_templates(means), center=center)
-    fb = feed_back(model, minmax_scale(ci.images))
+    fb = feed_back(s.model, minmax_scale(ci.images))
     return {"ci_accuracy": float((ci_pred == test.labels).double().mean()),
             "mean_accuracy": float((mean_pred == test.labels).double().mean()),
             "chance": 1.0 / k,
@@ -67,34 +66,32 @@ def template_report(arch: str, dataset: str, profile: Profile | str | None = Non
             "templates_used": int(valid.sum()), "n_test": len(test)}
 
 
-def overview_row(arch: str, dataset: str, profile: Profile | str | None = None) -> dict[str, object]:
-    """One row of the results overview: accuracy, noise-bias entropy, CI-template accuracy,
-    CI fed-back diagonal, first-layer STA-filter correlation (CNNs only)."""
-    prof = as_profile(profile)
-    model, meta = trained(arch, dataset, prof)
-    ci = study_ci(arch, dataset, prof)
-    rep = template_report(arch, dataset, prof)
+def overview_row(s: Subject) -> dict[str, object]:
+    """One row of the results overview for the trained model ``s``: accuracy, noise-bias entropy,
+    CI-template accuracy, CI fed-back diagonal, first-layer STA-filter correlation (CNNs only)."""
+    ci = study_ci(s)
+    rep = template_report(s)
     row: dict[str, object] = {
-        "model": arch, "dataset": dataset, "test_accuracy": meta["test_accuracy"],
+        "model": s.arch, "dataset": s.dataset, "test_accuracy": s.meta["test_accuracy"],
         "noise_entropy_bits": ci.entropy, "top_noise_class": int(ci.counts.argmax()),
         "top_noise_share": float(ci.proportions.max()), "ci_template_accuracy": rep["ci_accuracy"],
         "mean_template_accuracy": rep["mean_accuracy"], "feedback_diagonal": rep["feedback_diagonal"],
         "sta_filter_r": float("nan"), "n_noise": ci.n_samples}
-    if arch in CNN_NAMES:
-        sta = study_sta(arch, dataset, "conv1", prof)
-        row["sta_filter_r"] = float(filter_correlation(sta.pooled, model.conv1.weight).nanmean())
+    if s.arch in CNN_NAMES:
+        sta = study_sta(s, "conv1")
+        row["sta_filter_r"] = float(filter_correlation(sta.pooled, s.model.conv1.weight).nanmean())
     return row
 
 
-def overview_rows(profile: Profile | str | None = None, models: Sequence[str] | None = None,
+def overview_rows(prof: Profile, models: Sequence[str] | None = None,
                   datasets: Sequence[str] | None = None) -> list[dict[str, object]]:
     """:func:`overview_row` for every model and dataset (datasets outer), each with ``cis`` added:
     the number of classes that have a classification image (received at least one noise sample)."""
-    prof = as_profile(profile)
     rows = []
     for d in datasets or dataset_names():
         for a in models or model_names():
-            row = overview_row(a, d, prof)
-            row["cis"] = int((study_ci(a, d, prof, progress=False).counts > 0).sum())
+            s = subject(a, d, prof)
+            row = overview_row(s)
+            row["cis"] = int((study_ci(s, progress=False).counts > 0).sum())
             rows.append(row)
     return rows

@@ -15,13 +15,12 @@ from ..config import Profile
 from ..zoo.data import class_names, load_dataset
 from .noise_study import noise_kind, template_accuracy
 from .overview import train_class_means
-from ..engine.options import RunOptions
 from ..paper import PAPER_WEIGHTS, cite, colormap_roundtrip, compare, feed_back, gamma_curves, minmax_scale, paper_numbers
 from .report import dataset_label
 from .results_cache import cached
 from ..zoo.snapshots import model_at, training_snapshots
 from ..engine.stimuli import Uniform
-from .studies import as_profile, side_samples, study_ci, study_params, trained
+from .studies import Subject, side_samples, study_ci, subject
 
 __all__ = ["GAMMA_CURVES", "colormap_roundtrip", "gamma_patterns", "gamma_base", "study_gamma_curve", "ci_templates_accuracy",
            "study_snapshots", "side_by_side"]
@@ -37,11 +36,12 @@ def _kind_n(arch: str, kind: str, prof: Profile) -> int:
     return prof.noise_samples(arch) if kind == prof.noise else side_samples(arch, prof)
 
 
-def gamma_patterns(arch: str, dataset: str, profile: Profile | str | None = None, *, pattern: str = "ci",
-                   ci_kind: str = "uniform", colormap: str | None = None) -> torch.Tensor:
-    """The patterns P_c of the gamma curves, min-max scaled to [0, 1] as the paper did.
+def gamma_patterns(s: Subject, *, pattern: str = "ci", ci_kind: str = "uniform",
+                   colormap: str | None = None) -> torch.Tensor:
+    """The patterns P_c of the gamma curves of the trained model ``s``, min-max scaled to [0, 1] as the paper did.
 
     Args:
+        s: the trained model (:func:`~wna_helpers.book.studies.subject`).
         pattern: ``"ci"`` (the CIs of ``ci_kind`` noise: the main run's for the main noise, the noise
             study's n otherwise) or ``"mean"`` (the class means of the training images).
         ci_kind: a :data:`~wna_helpers.book.noise_study.NOISE_KINDS` name; default ``"uniform"``.
@@ -51,22 +51,18 @@ def gamma_patterns(arch: str, dataset: str, profile: Profile | str | None = None
     Returns:
         float64 ``(K, 1, 28, 28)``; NaN rows for classes without a CI.
     """
-    prof = as_profile(profile)
     if pattern == "mean":
-        pats = train_class_means(dataset)
+        pats = train_class_means(s.dataset)
     elif pattern == "ci":
-        pats = study_ci(arch, dataset, prof, noise=noise_kind(ci_kind, dataset),
-                        n_samples=_kind_n(arch, ci_kind, prof)).images
+        pats = study_ci(s, noise=noise_kind(ci_kind, s.dataset), n_samples=_kind_n(s.arch, ci_kind, s.profile)).images
     else:
         raise ValueError(f"pattern must be 'ci' or 'mean', got {pattern!r}")
     return colormap_roundtrip(pats, colormap) if colormap else minmax_scale(pats)
 
 
-def gamma_base(dataset: str, profile: Profile | str | None = None, *,
-               base: str = "noise") -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The base inputs A of the gamma curves: ``profile.gamma_inputs`` U[0, 1] noise images (seeded with
+def gamma_base(dataset: str, prof: Profile, *, base: str = "noise") -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The base inputs A of the gamma curves: ``prof.gamma_inputs`` U[0, 1] noise images (seeded with
     the profile's seed) or the first test images min-max scaled (as the paper did), with their labels."""
-    prof = as_profile(profile)
     n = int(prof.gamma_inputs)
     if base == "noise":
         x, _ = Uniform().chunk(0, seed=prof.seed, chunk_size=n, input_shape=(1, 28, 28), device=torch.device("cpu"))
@@ -77,12 +73,12 @@ def gamma_base(dataset: str, profile: Profile | str | None = None, *,
     raise ValueError(f"base must be 'noise' or 'images', got {base!r}")
 
 
-def study_gamma_curve(arch: str, dataset: str, profile: Profile | str | None = None, *, curve: str = "noise_ci",
-                      ci_kind: str = "uniform", colormap: str | None = None, weights: Sequence[float] = PAPER_WEIGHTS,
-                      refresh: bool = False) -> dict[str, torch.Tensor]:
-    """One of the paper's gamma curves for the trained ``arch`` on ``dataset``, cached.
+def study_gamma_curve(s: Subject, *, curve: str = "noise_ci", ci_kind: str = "uniform", colormap: str | None = None,
+                      weights: Sequence[float] = PAPER_WEIGHTS, refresh: bool = False) -> dict[str, torch.Tensor]:
+    """One of the paper's gamma curves for the trained model ``s``, cached.
 
     Args:
+        s: the trained model (:func:`~wna_helpers.book.studies.subject`).
         curve: a key of :data:`GAMMA_CURVES`: ``"noise_ci"``, ``"images_ci"``, ``"noise_mean"`` or
             ``"images_mean"``.
         ci_kind: the noise the CIs come from (``"ci"`` curves only); default ``"uniform"``.
@@ -96,18 +92,17 @@ def study_gamma_curve(arch: str, dataset: str, profile: Profile | str | None = N
     """
     if curve not in GAMMA_CURVES:
         raise ValueError(f"unknown gamma curve {curve!r}; the curves are {list(GAMMA_CURVES)}")
-    prof = as_profile(profile)
+    prof = s.profile
     base, pattern = GAMMA_CURVES[curve]
     kind = ci_kind if pattern == "ci" else None
     w = [float(v) for v in weights]
-    params = study_params(arch, dataset, prof, curve=curve, ci_kind=kind, weights=w, inputs=prof.gamma_inputs,
-                          ci_n=_kind_n(arch, kind, prof) if kind else None, colormap=colormap)
+    params = s.params(curve=curve, ci_kind=kind, weights=w, inputs=prof.gamma_inputs,
+                      ci_n=_kind_n(s.arch, kind, prof) if kind else None, colormap=colormap)
 
     def compute() -> dict[str, torch.Tensor]:
-        model, _ = trained(arch, dataset, prof)
-        x, labels = gamma_base(dataset, prof, base=base)
-        pats = gamma_patterns(arch, dataset, prof, pattern=pattern, ci_kind=ci_kind, colormap=colormap).float()
-        return gamma_curves(model, pats, x, w, base_labels=labels)
+        x, labels = gamma_base(s.dataset, prof, base=base)
+        pats = gamma_patterns(s, pattern=pattern, ci_kind=ci_kind, colormap=colormap).float()
+        return gamma_curves(s.model, pats, x, w, base_labels=labels)
     return cached("gamma", params, compute, refresh=refresh)
 
 
@@ -122,14 +117,14 @@ def ci_templates_accuracy(model: torch.nn.Module, ci: ClassificationImages, imag
     return out
 
 
-def study_snapshots(arch: str, dataset: str, profile: Profile | str | None = None, *,
-                    kinds: Sequence[str] = ("uniform", "gabor"), steps: Sequence[int] | None = None,
+def study_snapshots(s: Subject, *, kinds: Sequence[str] = ("uniform", "gabor"), steps: Sequence[int] | None = None,
                     refresh: bool = False, progress: bool = False) -> list[dict[str, object]]:
-    """CI templates through training: for every snapshot of ``arch``'s training on ``dataset``
+    """CI templates through training: for every snapshot of the training of ``s``
     (:func:`~wna_helpers.zoo.snapshots.training_snapshots`, the profile's recipe), the test accuracy and,
     per noise kind, the CIs of ``profile.snapshot_samples`` noise images and their worth as templates.
 
     Args:
+        s: the trained model (:func:`~wna_helpers.book.studies.subject`): the snapshots' end point.
         kinds: :data:`~wna_helpers.book.noise_study.NOISE_KINDS` names; default uniform and Gabor.
         steps: default the snapshots' default steps.
         refresh: recompute even if cached.
@@ -141,18 +136,18 @@ def study_snapshots(arch: str, dataset: str, profile: Profile | str | None = Non
         ``{k}_feedback`` (fed-back diagonal), ``{k}_top`` (class with most noise), ``{k}_share``,
         ``{k}_entropy``.
     """
-    prof = as_profile(profile)
-    stims = {k: noise_kind(k, dataset) for k in kinds}
-    params = study_params(arch, dataset, prof, kinds={k: s.describe() for k, s in stims.items()},
-                          steps=list(steps) if steps is not None else None, n=prof.snapshot_samples)
+    prof = s.profile
+    stims = {k: noise_kind(k, s.dataset) for k in kinds}
+    params = s.params(kinds={k: st.describe() for k, st in stims.items()},
+                      steps=list(steps) if steps is not None else None, n=prof.snapshot_samples)
 
     def compute() -> list[dict[str, object]]:
-        snaps = training_snapshots(arch, dataset, prof, steps=steps, progress=progress)
-        test = load_dataset(dataset, "test")
-        run = RunOptions(seed=prof.seed, batch_size=prof.noise_batch, progress=progress)
+        snaps = training_snapshots(s.arch, s.dataset, prof, steps=steps, progress=progress)
+        test = load_dataset(s.dataset, "test")
+        run = s.run(progress)
         rows = []
         for snap in snaps:
-            model = model_at(arch, snap, device=next(trained(arch, dataset, prof)[0].parameters()).device)
+            model = model_at(s.arch, snap, device=s.device)
             row: dict[str, object] = {"step": snap["step"], "epoch": snap["epoch"],
                                       "test_accuracy": snap["test_accuracy"]}
             for k, stim in stims.items():
@@ -176,8 +171,8 @@ def _top(counts: torch.Tensor, names: Sequence[str], k: int = 1) -> str:
     return ", ".join(f"{names[int(c)]}: {float(p[c]):.1%}" for c in order)
 
 
-def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn",
-                 tolerance: float = 0.05, curve_tolerance: float = 0.1) -> list[dict[str, str]]:
+def side_by_side(prof: Profile, *, arch: str = "paper_cnn", tolerance: float = 0.05,
+                 curve_tolerance: float = 0.1) -> list[dict[str, str]]:
     """Every number of the paper's sections on white noise, Gabor noise, templates, feed-back and the
     gamma curves next to this book's measurement of ``arch`` under the same protocol.
 
@@ -192,87 +187,126 @@ def side_by_side(profile: Profile | str | None = None, *, arch: str = "paper_cnn
         (``"reproduced"``, ``"partly"``, ``"not reproduced"``), ``why`` (for the rows not reproduced: what
         differs, computed from the measurements; empty otherwise) and ``source`` (the paper's notebook).
     """
-    prof = as_profile(profile)
+    sides = {d: _Side(subject(arch, d, prof)) for d in ("mnist", "fashion_mnist")}
     P = paper_numbers()
-    rows: list[dict[str, str]] = []
+    return (_white_noise_rows(sides, P) + _gabor_rows(sides, P, tolerance) + _template_rows(sides, P, tolerance)
+            + _feedback_rows(sides, P) + _gamma_rows(sides, P, curve_tolerance))
 
-    def add(section: str, quantity: str, paper: str, ours: str, verdict: str, entry: dict, why: str = "") -> None:
-        rows.append({"section": section, "quantity": quantity, "paper": paper, "ours": ours, "verdict": verdict,
-                     "why": why if verdict != "reproduced" else "", "source": cite(entry)})
 
-    def ci_of(d: str, kind: str) -> ClassificationImages:
-        return study_ci(arch, d, prof, noise=noise_kind(kind, d), n_samples=_kind_n(arch, kind, prof))
+class _Side:
+    """One trained model's measurements for the side-by-side table."""
 
-    # white noise: where uniform noise goes
-    for d in ("mnist", "fashion_mnist"):
-        names, ci = class_names(d), ci_of(d, "uniform")
+    def __init__(self, s: Subject) -> None:
+        self.s = s
+
+    def ci(self, kind: str) -> ClassificationImages:
+        return study_ci(self.s, noise=noise_kind(kind, self.s.dataset), n_samples=_kind_n(self.s.arch, kind,
+                                                                                        self.s.profile))
+
+
+def _row(section: str, quantity: str, paper: str, ours: str, verdict: str, entry: dict,
+         why: str = "") -> dict[str, str]:
+    return {"section": section, "quantity": quantity, "paper": paper, "ours": ours, "verdict": verdict,
+            "why": why if verdict != "reproduced" else "", "source": cite(entry)}
+
+
+def _white_noise_rows(sides: dict[str, _Side], P: dict) -> list[dict[str, str]]:
+    """Where uniform noise goes."""
+    rows = []
+    for d, side in sides.items():
+        names, ci = class_names(d), side.ci("uniform")
         hists = [h for h in P["white_noise"]["histograms"] if h["dataset"] == d]
         others = "; ".join(f"{h['top']['name']} {h['top']['share']:.1%}" for h in hists)
         for h in hists:
             n = f"n = {h['n']:,}" if h.get("n") else "n not given"
-            add("white noise", f"{dataset_label(d)}: top class of U[0, 1] noise ({n})",
+            rows.append(_row(
+                "white noise", f"{dataset_label(d)}: top class of U[0, 1] noise ({n})",
                 f"{h['top']['name']}: {h['top']['share']:.1%}", f"{_top(ci.counts, names, 1)} (n = {ci.n_samples:,})",
                 _verdict(int(ci.counts.argmax()) == h["top"]["class"]), h,
                 f"the paper's own {dataset_label(d)} runs disagree ({others}; the second from a wider network); "
-                f"which class collects the noise depends on the network and its training")
-    # Gabor noise
-    for d in ("mnist", "fashion_mnist"):
-        names, ci = class_names(d), ci_of(d, "gabor")
+                f"which class collects the noise depends on the network and its training"))
+    return rows
+
+
+def _gabor_rows(sides: dict[str, _Side], P: dict, tolerance: float) -> list[dict[str, str]]:
+    """Where Gabor noise goes, and the variance its PCA keeps."""
+    rows = []
+    for d, side in sides.items():
+        names, ci = class_names(d), side.ci("gabor")
         for e in [e for e in P["gabor_noise"]["prediction_shares"] if e["dataset"] == d]:
             top = e["classes"][0]
             share = float(ci.proportions[top["class"]])
             ok = int(ci.counts.argmax()) == top["class"]
-            add("Gabor noise", f"{dataset_label(d)}: predicted class of Gabor noise",
+            rows.append(_row(
+                "Gabor noise", f"{dataset_label(d)}: predicted class of Gabor noise",
                 ", ".join(f"{c['name']}: {c['share']:.0%}" for c in e["classes"]),
                 f"{_top(ci.counts, names, len(e['classes']))} (n = {ci.n_samples:,})",
                 _verdict(ok and compare(share, top["share"], tolerance=tolerance)["reproduced"], ok), e,
                 (f"the same top class, {100 * (share - top['share']):+.0f} points in its share: our network is "
                  f"{'more' if share > top['share'] else 'less'} biased; under "
-                 f"uniform noise it sends {float(ci_of(d, 'uniform').proportions.max()):.0%} to one class")
-                if ok else "another top class: the paper's network and training differ from ours")
+                 f"uniform noise it sends {float(side.ci('uniform').proportions.max()):.0%} to one class")
+                if ok else "another top class: the paper's network and training differ from ours"))
     pv = P["gabor_noise"]["pca_variance_explained"]
     ev = float(getattr(noise_kind("gabor", pv["dataset"]), "explained_variance", float("nan")))
-    add("Gabor noise", f"{dataset_label(pv['dataset'])}: variance of the Gabor weights kept by {pv['components']} "
-        "components", f"{pv['share']:.0%}", f"{ev:.1%}",
-        _verdict(compare(ev, pv["share"], tolerance=0.02)["reproduced"]), pv,
-        "our PCA is exact, scikit-learn's randomized")
-    # templates (Gabor-noise CIs, the paper's RMS recipe)
-    for e in [e for e in P["templates"]["accuracy"] if e["dataset"] in ("mnist", "fashion_mnist")]:
+    rows.append(_row("Gabor noise", f"{dataset_label(pv['dataset'])}: variance of the Gabor weights kept by "
+                     f"{pv['components']} components", f"{pv['share']:.0%}", f"{ev:.1%}",
+                     _verdict(compare(ev, pv["share"], tolerance=0.02)["reproduced"]), pv,
+                     "our PCA is exact, scikit-learn's randomized"))
+    return rows
+
+
+def _template_rows(sides: dict[str, _Side], P: dict, tolerance: float) -> list[dict[str, str]]:
+    """Gabor-noise CIs as templates, with the paper's RMS recipe."""
+    rows = []
+    for e in [e for e in P["templates"]["accuracy"] if e["dataset"] in sides]:
         d = e["dataset"]
-        split, ci = load_dataset(d, e["split"]), ci_of(d, "gabor")
+        split, ci = load_dataset(d, e["split"]), sides[d].ci("gabor")
         acc = template_accuracy(ci, split.images, split.labels, recipe="rms")
-        add("templates", f"{dataset_label(d)}: Gabor-CI templates (RMS, min-max, L2, dot product) on the "
+        rows.append(_row(
+            "templates", f"{dataset_label(d)}: Gabor-CI templates (RMS, min-max, L2, dot product) on the "
             f"{e['split']} set", f"{e['accuracy']:.1%}", f"{acc:.1%}",
             _verdict(compare(acc, e["accuracy"], tolerance=tolerance)["reproduced"], acc >= 2 * e["chance"]), e,
             f"above twice chance, as the paper claims, {100 * (acc - e['accuracy']):+.1f} points from its number; our "
-            f"CIs come from {ci.n_samples:,} samples, {int((ci.counts > 0).sum())} classes have one")
-    # fed back
+            f"CIs come from {ci.n_samples:,} samples, {int((ci.counts > 0).sum())} classes have one"))
+    return rows
+
+
+def _feedback_rows(sides: dict[str, _Side], P: dict) -> list[dict[str, str]]:
+    """Min-max-scaled uniform-noise CIs fed back to their model."""
+    rows = []
     for e in P["feed_back"]["results"]:
         d = e["dataset"]
-        model, _ = trained(arch, d, prof)
-        ci = ci_of(d, "uniform")
-        fb = feed_back(model, minmax_scale(ci.images))
+        ci = sides[d].ci("uniform")
+        fb = feed_back(sides[d].s.model, minmax_scale(ci.images))
         diag, have = int((fb == torch.arange(ci.num_classes)).sum()), int((ci.counts > 0).sum())
-        add("fed back", f"{dataset_label(d)}: min-max-scaled uniform-noise CIs called their own class",
+        rows.append(_row(
+            "fed back", f"{dataset_label(d)}: min-max-scaled uniform-noise CIs called their own class",
             f"{e['correct']} of {e['of']}", f"{diag} of {ci.num_classes}",
             _verdict(compare(diag, e["correct"], tolerance=1)["reproduced"]), e,
             f"only {have} classes receive any of the {ci.n_samples:,} noise images, so at most {have} CIs can come "
-            f"back; {diag} of those {have} do")
-    # gamma curves (MNIST)
+            f"back; {diag} of those {have} do"))
+    return rows
+
+
+def _gamma_rows(sides: dict[str, _Side], P: dict, curve_tolerance: float) -> list[dict[str, str]]:
+    """The paper's four gamma curves (MNIST), and the colour-map round trip of its CI files."""
+    rows = []
     g = P["gamma_curves"]
+    s = sides[g["dataset"]].s
     for name, c in g["curves"].items():
-        ours = study_gamma_curve(arch, g["dataset"], prof, curve=name)["mean"]
+        ours = study_gamma_curve(s, curve=name)["mean"]
         paper = torch.tensor(c["values"], dtype=torch.float64)
         diff = compare(ours, paper, tolerance=curve_tolerance)["max_abs_diff"]
         why = "the base inputs and patterns are the paper's; the network is not"
         if GAMMA_CURVES[name][1] == "ci":
-            rt = study_gamma_curve(arch, g["dataset"], prof, curve=name, colormap="viridis")["mean"]
+            rt = study_gamma_curve(s, curve=name, colormap="viridis")["mean"]
             rt_diff = compare(rt, paper, tolerance=curve_tolerance)["max_abs_diff"]
             why = (f"the paper added its CIs after a colour-map round trip (viridis PNG, mean over RGB), which "
                    f"halves their contrast; with that round trip ours give {float(rt[5]):.3f} / {float(rt[8]):.3f} "
                    f"(largest difference {rt_diff:.3f})")
-        add("gamma curves", f"{dataset_label(g['dataset'])}: {c['what'].split(':')[0]}, share called c at w = 0.5 / 0.8",
+        rows.append(_row(
+            "gamma curves", f"{dataset_label(g['dataset'])}: {c['what'].split(':')[0]}, share called c at w = 0.5 / 0.8",
             f"{float(paper[5]):.3f} / {float(paper[8]):.3f}",
             f"{float(ours[5]):.3f} / {float(ours[8]):.3f} (largest difference {diff:.3f})",
-            _verdict(diff <= curve_tolerance, diff <= 2.5 * curve_tolerance), c, why)
+            _verdict(diff <= curve_tolerance, diff <= 2.5 * curve_tolerance), c, why))
     return rows

@@ -30,7 +30,6 @@ from ..zoo.models import build_model
 from .noise_study import noise_kind
 from ..engine.options import RunOptions
 from .results_cache import cached
-from .studies import as_profile
 from ..zoo.training import CACHE_FORMAT, read_checkpoint, train_recipe, write_checkpoint
 from ..applications.trojan import (mean_input_gradient, roc_auc, scan_score, trigger_mask, trigger_score, trojan_dataset, trojan_metrics, window_mask)
 
@@ -52,10 +51,9 @@ SCORES: tuple[str, ...] = tuple(f"{kind}_{score}" for kind in ("uniform", "gabor
                                                                                                 "gradient_scan")
 
 
-def trigger_positions(dataset: str, profile: Profile | str | None = None) -> list[tuple[int, int]]:
+def trigger_positions(dataset: str, prof: Profile) -> list[tuple[int, int]]:
     """The trigger position (top-left row, column) of each trojaned model: the paper's first, then random
     positions (seeded by the profile's seed and the dataset) anywhere the 6x6 trigger fits in 28x28."""
-    prof = as_profile(profile)
     gen = torch.Generator().manual_seed(int(hashlib.sha256(f"{prof.seed}/{dataset}".encode()).hexdigest()[:8], 16))
     rest = torch.randint(0, 28 - TRIGGER_SIZE + 1, (max(prof.trojan_models - 1, 0), 2), generator=gen)
     return [PAPER_POSITION] + [(int(r), int(c)) for r, c in rest.tolist()]
@@ -66,7 +64,7 @@ def _seed(prof: Profile, index: int) -> int:
     return prof.seed + 1000 + index
 
 
-def trojan_model(dataset: str, profile: Profile | str | None = None, *, index: int = 0, trojaned: bool = True,
+def trojan_model(dataset: str, prof: Profile, *, index: int = 0, trojaned: bool = True,
                  device: torch.device | str | None = None, progress: bool = False) -> tuple[nn.Module, dict]:
     """Model ``index`` of the family (``index=-1``: the clean reference), trained once and cached.
 
@@ -75,7 +73,7 @@ def trojan_model(dataset: str, profile: Profile | str | None = None, *, index: i
 
     Args:
         dataset: ``"mnist"`` or ``"fashion_mnist"``.
-        profile: a profile or its name; default ``$WNA_PROFILE``.
+        prof: the resolved profile.
         index: 0 .. ``profile.trojan_models - 1``, or -1 for the reference (never trojaned).
         trojaned: train on the poisoned data (position :func:`trigger_positions` ``[index]``).
         device: default CUDA when present.
@@ -88,7 +86,6 @@ def trojan_model(dataset: str, profile: Profile | str | None = None, *, index: i
     Raises:
         ValueError: an index outside the family, or ``trojaned`` with the reference index.
     """
-    prof = as_profile(profile)
     if not -1 <= index < prof.trojan_models:
         raise ValueError(f"index must be -1 (reference) or 0..{prof.trojan_models - 1}, got {index}")
     if index == -1 and trojaned:
@@ -186,7 +183,7 @@ def _auc_pvalue(scores: torch.Tensor, positive: torch.Tensor, auc: float) -> flo
     return sum(a >= auc - 1e-12 for a in aucs) / len(aucs)
 
 
-def study_trojan_family(dataset: str, profile: Profile | str | None = None, *, refresh: bool = False,
+def study_trojan_family(dataset: str, prof: Profile, *, refresh: bool = False,
                         progress: bool = False) -> dict[str, object]:
     """Train (or load) the family and measure, per model, the attack and the detection scores.
 
@@ -217,7 +214,6 @@ def study_trojan_family(dataset: str, profile: Profile | str | None = None, *, r
         models an AUC of 1 has p = 1/252), ``undefined`` (score -> number of such models), ``maps`` (the z-maps, significance masks and gradient map of model 0, clean
         and trojaned: ``{"clean": {...}, "trojaned": {...}}``), ``pair`` (source, target), ``positions``.
     """
-    prof = as_profile(profile)
     positions = trigger_positions(dataset, prof)
     ref_model, ref_meta = trojan_model(dataset, prof, index=-1, trojaned=False, progress=progress)
     weights = [trojan_model(dataset, prof, index=i, trojaned=t, progress=progress)[1]["weights_sha256"]

@@ -63,7 +63,7 @@ def explorer_view(real: ActivationStatistics, noise: ActivationStatistics, layer
     return out
 
 
-def activation_explorer(profile: Profile | str | None = None, *, models: Sequence[str] | None = None,
+def activation_explorer(prof: Profile, *, models: Sequence[str] | None = None,
                         datasets: Sequence[str] | None = None, stats_fn: StatsFn | None = None):
     """An ipywidgets explorer: model, dataset, layer, class and channel dropdowns over a live plot.
 
@@ -75,7 +75,7 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
     model. A class that received no noise sample is said so in the status line.
 
     Args:
-        profile: profile or its name; default ``$WNA_PROFILE``.
+        prof: the resolved profile (:func:`~wna_helpers.book.chapter.setup` gives it).
         models: model names offered; default :func:`~wna_helpers.zoo.models.model_names`.
         datasets: dataset names offered; default :func:`~wna_helpers.zoo.data.dataset_names`.
         stats_fn: where statistics come from (for tests); default ``study_activations`` with the
@@ -88,12 +88,11 @@ def activation_explorer(profile: Profile | str | None = None, *, models: Sequenc
     """
     import ipywidgets as W
 
-    prof = profile if isinstance(profile, Profile) else get_profile(profile)
     if stats_fn is None:
-        from .studies import study_activations
+        from .studies import study_activations, subject
 
         def stats_fn(arch: str, dataset: str, stimulus: str) -> ActivationStatistics:
-            return study_activations(arch, dataset, profile=prof, stimulus=stimulus, progress=False)
+            return study_activations(subject(arch, dataset, prof), stimulus=stimulus, progress=False)
 
     models = list(models or model_names())
     datasets = list(datasets or dataset_names())
