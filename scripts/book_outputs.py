@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/book_outputs.py extract EXECUTED_DIR OUT.json   # every Markdown/text output, by notebook
-    python scripts/book_outputs.py compare BEFORE.json AFTER.json  # exit 1 if any table differs
+    python scripts/book_outputs.py compare BEFORE.json AFTER.json [--prose]  # exit 1 if any table differs
 
 Execute the notebooks first, e.g. (quick profile, the results cache of ``make test``)::
 
@@ -68,10 +68,12 @@ def extract(folder: str, out: str) -> None:
     print(f"{out}: {sum(len(v['tables']) for v in result.values())} tables from {len(result)} notebooks")
 
 
-def compare(before: str, after: str) -> int:
+def compare(before: str, after: str, verbose: bool = False) -> int:
     a, b = json.loads(Path(before).read_text()), json.loads(Path(after).read_text())
     bad = 0
-    for name in sorted(set(a) | set(b)):
+    for name in sorted(set(a) - set(b)):
+        print(f"{name}: not in {after} (not run)")
+    for name in sorted(b):
         ta, tb = a.get(name, {}).get("tables", []), b.get(name, {}).get("tables", [])
         missing = [t for t in ta if t not in tb]
         new = [t for t in tb if t not in ta]
@@ -79,6 +81,13 @@ def compare(before: str, after: str) -> int:
         changed = len([p for p in pa if p not in pb]) + len([p for p in pb if p not in pa])
         print(f"{name}: {len(ta)} tables before, {len(tb)} after; {len(missing)} missing, {len(new)} new; "
               f"{changed} prose lines differ")
+        if verbose:
+            for p in pa:
+                if p not in pb:
+                    print("  - prose before: " + p)
+            for p in pb:
+                if p not in pa:
+                    print("  + prose after: " + p)
         for t in missing:
             print("  - missing:\n    " + t.replace("\n", "\n    "))
         for t in new:
@@ -91,7 +100,7 @@ def compare(before: str, after: str) -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 4 and sys.argv[1] == "extract":
         extract(sys.argv[2], sys.argv[3])
-    elif len(sys.argv) == 4 and sys.argv[1] == "compare":
-        sys.exit(compare(sys.argv[2], sys.argv[3]))
+    elif len(sys.argv) in (4, 5) and sys.argv[1] == "compare":
+        sys.exit(compare(sys.argv[2], sys.argv[3], verbose=sys.argv[4:] == ["--prose"]))
     else:
         sys.exit(__doc__)

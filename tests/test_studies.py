@@ -291,3 +291,20 @@ def test_a_study_takes_a_resolved_profile_only():
     """The chapter resolves the profile once; a name given to a study is refused, not resolved again."""
     with pytest.raises(TypeError, match="resolved Profile"):
         studies.subject("logreg", "mnist", "quick")
+
+
+def test_chapter_show_displays_markdown_figures_and_lists_in_order(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import IPython.display
+    from wna_helpers.book import chapter
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda x: shown.append(x))
+    fig = plt.figure()
+    chapter.show("a", [fig, None, ("b",)])
+    assert [type(x).__name__ for x in shown] == ["Markdown", "Figure", "Markdown"]
+    assert shown[0].data == "a" and shown[2].data == "b" and not plt.fignum_exists(fig.number)
+    with pytest.raises(TypeError, match="strings"):
+        chapter.show(3)

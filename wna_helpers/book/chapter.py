@@ -19,7 +19,7 @@ from ..zoo.data import class_names, dataset_names
 from ..zoo.models import CNN_NAMES, model_names
 from ..engine.stimuli import Stimulus, as_stimulus
 
-__all__ = ["Chapter", "setup"]
+__all__ = ["Chapter", "setup", "show"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +70,10 @@ class Chapter:
         """Entropy in bits of answers spread evenly over the classes: ``log2(num_classes)``."""
         return math.log2(self.num_classes)
 
+    def show(self, *items: object) -> None:
+        """Display a section of the chapter: :func:`show`."""
+        show(*items)
+
     def header(self) -> str:
         """The Markdown line a chapter shows first: profile, seed and device."""
         return (f"Profile **{self.profile.name}** (environment variable `WNA_PROFILE`), seed {self.profile.seed}, "
@@ -96,3 +100,30 @@ def setup(profile: Profile | str | None = None, *, show: bool = True) -> Chapter
 
         display(Markdown(ch.header()))
     return ch
+
+
+def show(*items: object) -> None:
+    """Display ``items`` in order in a notebook: a string as Markdown, a matplotlib figure as a figure (then
+    closed, so the inline backend does not show it twice), a list or tuple item by item; None is skipped.
+
+    What the chapters' report functions (:mod:`wna_helpers.book.reports`) return goes here.
+
+    Raises:
+        TypeError: an item of another type.
+    """
+    import matplotlib.pyplot as plt
+    from IPython.display import Markdown, display
+    from matplotlib.figure import Figure
+
+    for item in items:
+        if item is None:
+            continue
+        if isinstance(item, str):
+            display(Markdown(item))
+        elif isinstance(item, Figure):
+            display(item)
+            plt.close(item)
+        elif isinstance(item, (list, tuple)):
+            show(*item)
+        else:
+            raise TypeError(f"show() displays strings (Markdown), figures and lists of them; got {type(item).__name__}")

@@ -10,12 +10,7 @@ from ..methods.activations import ActivationStatistics
 from ..methods.summaries import correlation_matrix
 from ..methods.ci import ClassificationImages
 
-#: Fewest samples behind a CI that the book compares or shows: fewer give a CI that is mostly noise.
-MIN_COUNT = 50
-#: Correlation the book calls agreement (convergence curves, "stable from").
-R_LEVEL = 0.9
-#: Correlation at which a first-layer STA counts as matching its filter.
-FILTER_MATCH = 0.95
+from .criteria import FILTER_MATCH, MIN_COUNT, R_LEVEL
 
 __all__ = ["MIN_COUNT", "R_LEVEL", "FILTER_MATCH", "noise_bias", "class_correlation", "first_reaching", "stable_from", "feedback_matrix",
            "activation_similarity", "activation_specificity", "ci_significance"]

@@ -44,7 +44,7 @@ def template_report(s: Subject, *, noise: Stimulus | str | None = None, center: 
         ``feedback`` (int64 ``(K,)``: the model's answer on each CI, min-max scaled to [0, 1] as the
         paper fed them back; -1 for an empty class),
         ``feedback_diagonal`` (how many CIs the model gives their own class), ``templates_used``
-        and ``n_test`` (test images classified).
+        ``n_test`` (test images classified) and ``n_samples`` (noise samples behind the CIs).
     """
     ci = study_ci(s, noise=noise)
     test = load_dataset(s.dataset, "test")
@@ -63,7 +63,7 @@ def template_report(s: Subject, *, noise: Stimulus | str | None = None, center: 
             "ci_confusion": confusion_matrix(test.labels, ci_pred.clamp_min(0), k),
             "mean_confusion": confusion_matrix(test.labels, mean_pred, k),
             "feedback": fb, "feedback_diagonal": int((fb == torch.arange(k)).sum()),
-            "templates_used": int(valid.sum()), "n_test": len(test)}
+            "templates_used": int(valid.sum()), "n_test": len(test), "n_samples": ci.n_samples}
 
 
 def overview_row(s: Subject) -> dict[str, object]:
