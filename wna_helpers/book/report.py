@@ -51,7 +51,7 @@ def dataset_label(dataset: str) -> str:
 
 
 def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, str] | None = None,
-                   formats: Mapping[str, str] | None = None) -> str:
+                   formats: Mapping[str, str] | None = None, *, right: Sequence[str] = ()) -> str:
     """A Markdown table from a list of dicts (pandas is not a dependency).
 
     Args:
@@ -59,6 +59,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, s
         columns: key -> header, in order; default None: every key of the first row, as is.
         formats: key -> format spec (e.g. ``".3f"``, ``".1%"``); default None: ``str``.
             NaN and None print as "–".
+        right: keys of the columns aligned right; default none.
 
     Returns:
         The table as a Markdown string (for ``IPython.display.Markdown``).
@@ -73,7 +74,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, s
         text = format(v, spec) if spec else str(v)
         return text.replace("|", "\\|")
 
-    lines = ["| " + " | ".join(cols.values()) + " |", "|" + "---|" * len(cols)]
+    lines = ["| " + " | ".join(cols.values()) + " |", "|" + "".join("---:|" if k in right else "---|" for k in cols)]
     lines += ["| " + " | ".join(cell(k, r.get(k)) for k in cols) + " |" for r in rows]
     return "\n".join(lines)
 

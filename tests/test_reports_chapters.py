@@ -1,0 +1,96 @@
+"""The report functions of chapters 1, 2, 6, 7 and the appendices, on synthetic inputs with known answers."""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from torch import nn  # noqa: E402
+
+import wna_helpers as wna  # noqa: E402
+from wna_helpers.book.chapter import Chapter  # noqa: E402
+from wna_helpers.book.reports import activations, appendix, models, overview  # noqa: E402
+
+CH = Chapter(profile=wna.get_profile("quick"), models=["a", "b"], cnns=["a"], datasets=["mnist"],
+             device=torch.device("cpu"), classes={"mnist": ("zero", "one", "two")})
+
+
+def test_layer_section_counts_parameters_and_shapes():
+    model = nn.Sequential(OrderedDict(flatten=nn.Flatten(), fc1=nn.Linear(4, 3)))
+    model.input_shape = (1, 2, 2)
+    text = models.layer_section("tiny", model)
+    assert text.startswith("### `tiny`: 15 parameters")
+    assert "| `fc1` | Linear | 3 | 15 |" in text and "| `flatten` | Flatten | 4 | 0 |" in text
+    assert "|---|---|---|---:|" in text   # parameters aligned right
+
+
+def test_receptive_field_table_of_a_known_stack():
+    model = nn.Sequential(OrderedDict(conv1=nn.Conv2d(1, 2, 3), pool1=nn.MaxPool2d(2), conv2=nn.Conv2d(2, 2, 3),
+                                      flatten=nn.Flatten(), fc1=nn.Linear(2 * 11 * 11, 3)))
+    table = models.receptive_field_table({"stack": model})
+    assert "| `stack` | `conv1` | 3×3 | 1 | 0 | 26×26 |" in table   # unit 0 sees rows 0-2
+    assert "| `stack` | `conv2` | 8×8 | 2 |" in table      # 3 + (2 - 1) + 2 * (3 - 1) = 8, step 2
+
+
+def test_accuracy_table_and_learning_curves():
+    hist = {"log_every": 10, "step_loss": [2.0, 1.0, 0.5], "epoch_test_accuracy": [0.8, 0.9]}
+    meta = {"test_accuracy": 0.98765, "epochs": 2, "train_seconds": 12.4, "history": hist}
+    trained = {(a, "mnist"): (None, meta) for a in CH.models}
+    text = models.accuracy_table(trained, CH)
+    assert "profile **quick**" in text and "| `a` | 98.77% (2 ep., 12 s) |" in text and "|---|---:|" in text
+    figs = models.learning_curves(trained, CH)
+    assert len(figs) == 1 and isinstance(figs[0], Figure)
+    assert [len(line.get_xdata()) for line in figs[0].axes[0].lines] == [3, 3]
+
+
+def test_parameter_figure_labels_every_model():
+    fig = models.parameter_figure({"small": nn.Linear(2, 2), "big": nn.Linear(10, 10)}, CH)
+    assert [t.get_text() for t in fig.axes[0].texts] == [" 6", " 110"]
+
+
+def _stats(means: torch.Tensor, counts: list[int]) -> wna.ActivationStatistics:
+    c = torch.tensor(counts)
+    return wna.ActivationStatistics(means={"fc1": means}, counts=c, group_by="label", n_samples=int(c.sum()),
+                                    stimulus={"kind": "x"})
+
+
+def test_specificity_rows_find_the_matching_class():
+    real = torch.eye(3, dtype=torch.float64) + 0.01 * torch.arange(3.0, dtype=torch.float64)[None]
+    noise = real.clone()
+    acts = {("a", "mnist", "real"): _stats(real, [5, 5, 5]), ("a", "mnist", "noise"): _stats(noise, [1, 8, 1]),
+            ("b", "mnist", "real"): _stats(real, [5, 5, 5]), ("b", "mnist", "noise"): _stats(noise, [0, 10, 0])}
+    rows = activations.specificity_rows(acts, CH)
+    assert rows[0]["k"] == 3 and rows[0]["top"] == "one" and abs(rows[0]["rtop"] - 1.0) < 1e-9
+    assert rows[1]["k"] == 1
+    table, prose = activations.specificity(rows)
+    assert "| a | MNIST | fc1 | 1.00 |" in table
+    assert "For 1 of the 1 model–dataset pairs whose noise reaches at least two classes" in prose
+
+
+def _row(model: str, r: float, h: float) -> dict[str, object]:
+    return {"model": model, "dataset": "mnist", "sta_filter_r": r, "noise_entropy_bits": h}
+
+
+def test_sta_summary_counts_matches_and_the_entropy_range():
+    rows = [_row("a", 0.99, 0.5), _row("b", float("nan"), 2.5), _row("c", 0.80, 1.0)]
+    text = overview.sta_summary(rows, CH)
+    assert text.startswith("In 1 of 2 CNN–dataset pairs") and "from 0.800 to 0.990" in text
+    assert "ranges from 0.50 to 2.50 bits across the 3 model–dataset pairs" in text
+
+
+def test_appendix_sections_say_when_a_benchmark_has_not_run(tmp_path):
+    missing = str(tmp_path / "none.json")
+    assert "has not been run" in appendix.speed_section(missing)[-1]
+    assert "has not been run" in appendix.engine_section(missing)[-1]
+    assert "has not been run" in appendix.stats_section(missing)[-1]
+    assert appendix.speed_details(missing) is None
+
+
+def test_trained_models_table():
+    metas = {("a", "mnist"): {"epochs": 3, "train_size": 60000, "test_accuracy": 0.5, "train_seconds": 1.25,
+                              "device": "cpu", "versions": {"torch": "9.9"}}}
+    assert "| a | MNIST | 3 | 60,000 | 50.00% | 1.2 | cpu | 9.9 |" in appendix.trained_models(metas, CH)
