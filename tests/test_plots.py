@@ -189,5 +189,14 @@ def test_plot_activation_maps_one_scale():
 def test_plot_activation_pair():
     fig = plots.plot_activation_pair({"real": torch.rand(5, 5), "noise": torch.rand(5, 5)}, "t")
     assert len(_colorbars(fig)) == 1 and len({im.get_clim() for im in _images(fig)}) == 1
+    # a dense layer: each vector as an image of its units (8 units: rows of 3, the last padded), one colour scale
     fig = plots.plot_activation_pair({"real": torch.rand(8), "noise": torch.rand(8)}, "t")
-    assert len(fig.axes[0].get_lines()) == 2
+    assert [im.get_array().shape for im in _images(fig)] == [(3, 3), (3, 3)] and len(_colorbars(fig)) == 1
+    assert _images(fig)[0].get_array().mask[-1, -1] and "rows of 3" in fig.axes[0].get_title()
+    # a logit layer: grouped bars over the class names
+    fig = plots.plot_activation_pair({"real": torch.rand(3), "noise": torch.rand(3)}, "t", colorbar_label="mean logit",
+                                     unit_names=["cat", "dog", "cow"])
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["cat", "dog", "cow"]
+    assert len(fig.axes[0].patches) == 6 and fig.axes[0].get_ylabel() == "mean logit"
+    with pytest.raises(ValueError, match="unit_names"):
+        plots.plot_activation_pair({"real": torch.rand(4)}, "t", unit_names=["a", "b"])

@@ -108,3 +108,47 @@ def test_explorer_loads_a_model_only_when_it_is_selected():
     assert set(asked) == {("paper_cnn", "mnist")}
     box.explorer["model"].value = "mlp"
     assert set(asked) == {("paper_cnn", "mnist"), ("mlp", "mnist")}
+
+
+def test_explorer_names_the_classes_of_a_logit_layer(monkeypatch):
+    from wna_helpers.book import widgets
+
+    def stats(arch, dataset, stimulus):
+        st = _fake_stats("mlp", dataset, stimulus)
+        st.means = {"fc1": torch.rand(10, 10, dtype=torch.float64)}  # ten units: the logits
+        return st
+
+    drawn = []
+    monkeypatch.setattr(widgets, "plot_activation_pair",
+                        lambda maps, title, **kw: drawn.append((title, kw)) or matplotlib.pyplot.figure())
+    widgets.activation_explorer(wna.get_profile("quick"), models=["logreg"], datasets=["mnist"], stats_fn=stats,
+                                logits_fn=lambda arch, dataset, layer: layer == "fc1")
+    title, kw = drawn[-1]
+    assert kw["unit_names"] == list(wna.class_names("mnist")) and kw["colorbar_label"] == "mean logit"
+    assert "logits" in title
+    drawn.clear()
+    widgets.activation_explorer(wna.get_profile("quick"), models=["mlp"], datasets=["mnist"], stats_fn=stats,
+                                logits_fn=lambda arch, dataset, layer: False)
+    assert drawn[-1][1]["unit_names"] is None and "pre-ReLU" in drawn[-1][1]["colorbar_label"]
+
+
+def test_explorer_shows_loading_progress_inside_the_widget():
+    from wna_helpers.book.widgets import activation_explorer
+
+    seen = []
+
+    def stats(arch, dataset, stimulus):
+        seen.append(box_status())
+        return _fake_stats(arch, dataset, stimulus)
+
+    holder = {}
+
+    def box_status():
+        return holder["box"].explorer["status"].value if "box" in holder else "building"
+
+    holder["box"] = box = activation_explorer(wna.get_profile("quick"), models=["paper_cnn", "lenet"],
+                                              datasets=["mnist"], stats_fn=stats)
+    ex = box.explorer
+    assert "progress" in ex and ex["progress"] in box.children
+    ex["model"].value = "lenet"  # not loaded yet: the status says so while its statistics load
+    assert "loading lenet on MNIST" in seen[-1] and ex["status"].value == ""

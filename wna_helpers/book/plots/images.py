@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .layout import (ACTIVATION_CMAP, SIGNED_CMAP, UNSIGNED_CMAP, ArrayLike, grid_shape, count_lines, panel_norm, as_array, PanelGrid, show_panel, channel_maps, normalize_panels, symmetric_limit, to_panels)
+from .layout import (PAGE_WIDTH, ACTIVATION_CMAP, SIGNED_CMAP, UNSIGNED_CMAP, ArrayLike, grid_shape, count_lines, panel_norm, as_array, PanelGrid, show_panel, channel_maps, normalize_panels, symmetric_limit, to_panels)
 
 __all__ = ["plot_images", "plot_image_rows", "plot_filters_vs_sta", "plot_activation_maps", "plot_activation_pair"]
 
@@ -254,30 +254,25 @@ def plot_activation_maps(maps: ArrayLike | Mapping[str, ArrayLike], classes: Seq
 
 
 def plot_activation_pair(maps: Mapping[str, ArrayLike], title: str, *, colorbar_label: str = "mean activation",
-                         xlabel: str = "unit") -> Figure:
+                         unit_names: Sequence[str] | None = None) -> Figure:
     """One class's mean activation under several stimuli (e.g. real vs noise), on one colour scale.
 
     Args:
-        maps: panel title -> a 2-D map ``(H, W)`` (conv channel) or a 1-D vector ``(D,)`` (dense layer,
-            drawn as lines in one axes).
+        maps: panel title -> a 2-D map ``(H, W)`` (conv channel) or a 1-D vector ``(D,)`` (dense layer).
         title: the figure title (model, dataset, layer, class, channel).
-        colorbar_label: label of the shared colorbar (2-D maps); default "mean activation".
-        xlabel: x label of 1-D vectors; default "unit".
+        colorbar_label: what the values are (colorbar or y label); default "mean activation".
+        unit_names: names of the units of 1-D vectors (a logit layer: the class names): drawn as grouped
+            bars, one group per unit. Without names, a vector of D units is drawn as an image of
+            ``ceil(D / cols)`` rows (units in reading order, the last row padded), like a conv map.
 
     Returns:
         The figure.
     """
     arrs = {k: as_array(v) for k, v in maps.items()}
     if all(a.ndim == 1 for a in arrs.values()):
-        fig, ax = plt.subplots(figsize=(7, 3.2), layout="constrained")
-        for k, a in arrs.items():
-            ax.plot(np.arange(len(a)), a, label=k, linewidth=1)
-        ax.set_xlabel(xlabel)
-        ax.set_ylabel(colorbar_label)
-        ax.legend(fontsize=8)
-        ax.grid(True, alpha=0.3)
-        ax.set_title(title, fontsize=10)
-        return fig
+        if unit_names is not None:
+            return _unit_bars(arrs, title, colorbar_label, unit_names)
+        arrs = {f"{k}\n(units in rows of {_row_length(len(a))})": _as_grid(a) for k, a in arrs.items()}
     if any(a.ndim != 2 for a in arrs.values()):
         raise ValueError(f"expected 2-D maps or 1-D vectors, got shapes {[a.shape for a in arrs.values()]}")
     allv = np.concatenate([a.ravel() for a in arrs.values()])
@@ -294,3 +289,34 @@ def plot_activation_pair(maps: Mapping[str, ArrayLike], title: str, *, colorbar_
     fig.suptitle(title, fontsize=10)
     return fig
 
+
+
+def _row_length(d: int) -> int:
+    """Units per row of a dense layer drawn as an image: near-square, at least 1."""
+    return max(1, int(np.ceil(np.sqrt(d))))
+
+
+def _as_grid(vector: np.ndarray) -> np.ndarray:
+    """A vector of D units as a (rows, cols) image in reading order, padded with NaN."""
+    cols = _row_length(len(vector))
+    rows = -(-len(vector) // cols)
+    out = np.full(rows * cols, np.nan)
+    out[:len(vector)] = vector
+    return out.reshape(rows, cols)
+
+
+def _unit_bars(arrs: Mapping[str, np.ndarray], title: str, ylabel: str, names: Sequence[str]) -> Figure:
+    """Grouped bars: one group per named unit, one bar per stimulus."""
+    d = len(names)
+    if any(len(a) != d for a in arrs.values()):
+        raise ValueError(f"unit_names has {d} names but the vectors have {[len(a) for a in arrs.values()]} units")
+    fig, ax = plt.subplots(figsize=(PAGE_WIDTH, 3.2), layout="constrained")
+    width = 0.8 / len(arrs)
+    for i, (k, a) in enumerate(arrs.items()):
+        ax.bar(np.arange(d) + (i - (len(arrs) - 1) / 2) * width, a, width, label=k.replace("\n", " "))
+    ax.set_xticks(np.arange(d), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.axhline(0, color="k", linewidth=0.5)
+    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    return fig
