@@ -10,7 +10,7 @@ import hashlib
 import math
 from dataclasses import dataclass
 from numbers import Real
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -92,6 +92,31 @@ def psychometric_curve(model: nn.Module, images: torch.Tensor, target: int,
         >>> psychometric_curve(model, torch.ones(1, 1), 1, [0.0, 1.0], n_per_weight=500).shares[-1].item()
         1.0
     """
+    target, w, stim, n_per_weight, seed, batch_size = _check_curve(model, images, target, weights, noise,
+                                                                    n_per_weight, seed, batch_size)
+    device, dtype = model_device(model), model_dtype(model)
+    flags = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        imgs = images.to(device=device, dtype=dtype)
+        logits = model(imgs[:1])
+        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
+            raise ValueError(f"the model must return (B, K) logits; got "
+                             f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
+        if target >= logits.shape[1]:
+            raise ValueError(f"target must be a class index in [0, {logits.shape[1]}); got {target}")
+        stream = _stimuli(imgs, stim, w.tolist(), n_per_weight, seed)
+        hits = _count_hits(model, stream, target, len(w), batch_size, device)
+    finally:
+        for m, flag in flags.items():
+            m.training = flag
+    return PsychometricCurve(weights=w, shares=hits.double() / n_per_weight, hits=hits,
+                             n_per_weight=n_per_weight, target=target)
+
+
+def _check_curve(model: Any, images: Any, target: Any, weights: Any, noise: Any, n_per_weight: Any, seed: Any,
+                 batch_size: Any) -> tuple[int, torch.Tensor, Noise, int, int, int]:
+    """Every argument of :func:`psychometric_curve` checked (before any forward pass)."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
     if not isinstance(images, torch.Tensor) or images.dim() < 2 or len(images) == 0:
@@ -99,61 +124,53 @@ def psychometric_curve(model: nn.Module, images: torch.Tensor, target: int,
                          f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
     if images.is_complex() or not bool(torch.isfinite(images).all()):
         raise ValueError("images hold NaN, ±inf or complex values; images must be finite real values")
-    target, w, stim = check_int("target", target, 0), check_weights(weights, meaning="0 = noise only, 1 = image only"), as_stimulus(noise)
+    w = check_weights(weights, meaning="0 = noise only, 1 = image only")
+    stim = as_stimulus(noise)
     if not isinstance(stim, Noise):
         raise ValueError(f"noise must be a seeded noise kind (Uniform, Gaussian, Mixture, ...); "
                          f"{type(stim).__name__} is not noise")
-    shape = tuple(images.shape[1:])
-    stim.check_shape(shape)
-    n_per_weight, seed = check_int("n_per_weight", n_per_weight, 1), check_int("seed", seed)
-    batch_size = check_int("batch_size", batch_size, 1)
+    stim.check_shape(tuple(images.shape[1:]))
+    return (check_int("target", target, 0), w, stim, check_int("n_per_weight", n_per_weight, 1),
+            check_int("seed", seed), check_int("batch_size", batch_size, 1))
 
-    device, dtype = model_device(model), model_dtype(model)
-    imgs = images.to(device=device, dtype=dtype)
-    wl = w.tolist()
-    hits = torch.zeros(len(wl), dtype=torch.int64, device=device)
+
+def _stimuli(imgs: torch.Tensor, stim: Noise, wl: list[float], n_per_weight: int,
+             seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The stimuli ``(1 - w) * noise + w * image`` of every weight, chunk by chunk, with their weight index."""
+    device, dtype, shape = imgs.device, imgs.dtype, tuple(imgs.shape[1:])
     gen = torch.Generator(device=device)
+    for j, v in enumerate(wl):
+        for c, start in enumerate(range(0, n_per_weight, _CHUNK)):
+            n_c = min(_CHUNK, n_per_weight - start)
+            gen.manual_seed(_stream_seed(seed, j, c))
+            idx = torch.randint(len(imgs), (n_c,), generator=gen, device=device)
+            x = stim.sample(gen, (n_c, *shape), device, dtype).mul_(1.0 - v).add_(imgs[idx], alpha=v)
+            yield x, torch.full((n_c,), j, dtype=torch.int64, device=device)
 
-    def chunks() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        for j, v in enumerate(wl):
-            for c, start in enumerate(range(0, n_per_weight, _CHUNK)):
-                n_c = min(_CHUNK, n_per_weight - start)
-                gen.manual_seed(_stream_seed(seed, j, c))
-                idx = torch.randint(len(imgs), (n_c,), generator=gen, device=device)
-                x = stim.sample(gen, (n_c, *shape), device, dtype).mul_(1.0 - v).add_(imgs[idx], alpha=v)
-                yield x, torch.full((n_c,), j, dtype=torch.int64, device=device)
+
+def _count_hits(model: nn.Module, stream: Iterator[tuple[torch.Tensor, torch.Tensor]], target: int, n_weights: int,
+                batch_size: int, device: torch.device) -> torch.Tensor:
+    """Per weight, the stimuli the model calls ``target``: int64 ``(W,)`` on the CPU. Batches are cut from the
+    stream of stimuli, so ``batch_size`` never changes which stimuli are drawn."""
+    hits = torch.zeros(n_weights, dtype=torch.int64, device=device)
 
     def count(x: torch.Tensor, j: torch.Tensor) -> None:
-        hits.add_(torch.bincount(j[model(x).argmax(1) == target], minlength=len(wl)))
+        hits.add_(torch.bincount(j[model(x).argmax(1) == target], minlength=n_weights))
 
-    flags = {m: m.training for m in model.modules()}
-    model.eval()
-    try:
-        logits = model(imgs[:1])
-        if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-            raise ValueError(f"the model must return (B, K) logits; got "
-                             f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
-        if target >= logits.shape[1]:
-            raise ValueError(f"target must be a class index in [0, {logits.shape[1]}); got {target}")
-        buf_x, buf_j, pending = [], [], 0
-        for x, j in chunks():  # batches are cut from the stream of stimuli: batch_size never changes them
-            buf_x.append(x)
-            buf_j.append(j)
-            pending += len(x)
-            if pending >= batch_size:
-                xs, js = torch.cat(buf_x), torch.cat(buf_j)
-                full = pending - pending % batch_size
-                for i in range(0, full, batch_size):
-                    count(xs[i:i + batch_size], js[i:i + batch_size])
-                buf_x, buf_j, pending = [xs[full:]], [js[full:]], pending - full
-        if pending:
-            count(torch.cat(buf_x), torch.cat(buf_j))
-    finally:
-        for m, flag in flags.items():
-            m.training = flag
-    hits = hits.cpu()
-    return PsychometricCurve(weights=w, shares=hits.double() / n_per_weight, hits=hits,
-                             n_per_weight=n_per_weight, target=target)
+    buf_x, buf_j, pending = [], [], 0
+    for x, j in stream:
+        buf_x.append(x)
+        buf_j.append(j)
+        pending += len(x)
+        if pending >= batch_size:
+            xs, js = torch.cat(buf_x), torch.cat(buf_j)
+            full = pending - pending % batch_size
+            for i in range(0, full, batch_size):
+                count(xs[i:i + batch_size], js[i:i + batch_size])
+            buf_x, buf_j, pending = [xs[full:]], [js[full:]], pending - full
+    if pending:
+        count(torch.cat(buf_x), torch.cat(buf_j))
+    return hits.cpu()
 
 
 @dataclass
@@ -181,6 +198,35 @@ class PsychometricFit:
         """The fitted probability at ``w`` (float64, the shape of ``w``)."""
         a = self.intercept if math.isfinite(self.intercept) else -self.slope * self.threshold
         return torch.sigmoid(a + self.slope * torch.as_tensor(w, dtype=torch.float64))
+
+
+def _check_fit(weights: Any, shares: Any, n_trials: Any, n_boot: Any, level: Any,
+               seed: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int, int]:
+    """:func:`fit_psychometric`'s arguments checked: weights, shares and trials per weight as float64 ``(W,)``."""
+    try:
+        w, s = (torch.as_tensor(v, dtype=torch.float64).cpu() for v in (weights, shares))
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError("weights and shares must be sequences or tensors of numbers") from None
+    if w.dim() != 1 or s.shape != w.shape:
+        raise ValueError(f"weights and shares must both have shape (W,); got {tuple(w.shape)} and {tuple(s.shape)}")
+    if not bool(torch.isfinite(w).all()) or len(torch.unique(w)) < 2:
+        raise ValueError(f"weights must be finite with at least two distinct values; got {w.tolist()}")
+    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()) or bool((s > 1).any()):
+        raise ValueError(f"shares must lie in [0, 1]; got {s.tolist()}")
+    if isinstance(n_trials, torch.Tensor):
+        n = n_trials.detach().cpu()
+        if n.is_floating_point() or n.is_complex() or n.dtype == torch.bool or n.shape != w.shape \
+                or bool((n < 1).any()):
+            raise ValueError(f"n_trials must be an int >= 1 or an integer tensor of shape {tuple(w.shape)}, "
+                             f"values >= 1; got {n_trials!r}")
+        n = n.double()
+    else:
+        n = torch.full_like(w, check_int("n_trials", n_trials, 1))
+    n_boot, seed = check_int("n_boot", n_boot, 0), check_int("seed", seed)
+    if isinstance(level, bool) or not isinstance(level, Real) or not 0 < float(level) < 1:
+        raise ValueError(f"level must be a number in (0, 1); got {level!r}")
+    return w, s, n, n_boot, seed
+
 
 
 def _newton(x: torch.Tensor, y: torch.Tensor, n: torch.Tensor,
@@ -259,29 +305,7 @@ def fit_psychometric(weights: Sequence[float] | torch.Tensor, shares: Sequence[f
         >>> round(fit.threshold, 3), round(fit.slope, 2)
         (0.4, 12.0)
     """
-    try:
-        w, s = (torch.as_tensor(v, dtype=torch.float64).cpu() for v in (weights, shares))
-    except (TypeError, ValueError, RuntimeError):
-        raise ValueError("weights and shares must be sequences or tensors of numbers") from None
-    if w.dim() != 1 or s.shape != w.shape:
-        raise ValueError(f"weights and shares must both have shape (W,); got {tuple(w.shape)} and {tuple(s.shape)}")
-    if not bool(torch.isfinite(w).all()) or len(torch.unique(w)) < 2:
-        raise ValueError(f"weights must be finite with at least two distinct values; got {w.tolist()}")
-    if not bool(torch.isfinite(s).all()) or bool((s < 0).any()) or bool((s > 1).any()):
-        raise ValueError(f"shares must lie in [0, 1]; got {s.tolist()}")
-    if isinstance(n_trials, torch.Tensor):
-        n = n_trials.detach().cpu()
-        if n.is_floating_point() or n.is_complex() or n.dtype == torch.bool or n.shape != w.shape \
-                or bool((n < 1).any()):
-            raise ValueError(f"n_trials must be an int >= 1 or an integer tensor of shape {tuple(w.shape)}, "
-                             f"values >= 1; got {n_trials!r}")
-        n = n.double()
-    else:
-        n = torch.full_like(w, check_int("n_trials", n_trials, 1))
-    n_boot, seed = check_int("n_boot", n_boot, 0), check_int("seed", seed)
-    if isinstance(level, bool) or not isinstance(level, Real) or not 0 < float(level) < 1:
-        raise ValueError(f"level must be a number in (0, 1); got {level!r}")
-
+    w, s, n, n_boot, seed = _check_fit(weights, shares, n_trials, n_boot, level, seed)
     centre, half = (w.max() + w.min()) / 2, (w.max() - w.min()) / 2
 
     def natural(theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -27,7 +27,7 @@ from torch import nn
 
 from .ci_compare import holm_adjust, t_pvalues, welch
 from ..engine.fingerprint import tensor_digest
-from ..engine.checks import check_positive_int
+from ..engine.checks import check_positive_int, model_dtype
 from ..engine.kernel import model_device
 from ..engine.stimuli import Noise, Stimulus, as_stimulus, chunk_seed
 
@@ -216,87 +216,17 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
         >>> r.accuracy > 0.8, r.combined("noise")[0, 0, 0].item() > 0
         (True, True)
     """
-    _check_images("images_a", images_a)
-    _check_images("images_b", images_b)
-    shape = tuple(images_a.shape[1:])
-    if tuple(images_b.shape[1:]) != shape:
-        raise ValueError(f"images_a and images_b must have the same image shape; got {shape} and "
-                         f"{tuple(images_b.shape[1:])}")
-    if isinstance(weight, bool) or not isinstance(weight, Real) or not math.isfinite(weight) \
-            or not 0.0 <= float(weight) <= 1.0:
-        raise ValueError(f"weight must be a number in [0, 1] (0 = noise only, 1 = image only); got {weight!r}")
-    w = float(weight)
-    try:
-        a_idx, b_idx = classes  # type: ignore[misc]
-    except (TypeError, ValueError):
-        raise ValueError(f"classes must be a pair (a, b) of logit indices; got {classes!r}") from None
-    if any(isinstance(c, bool) or not isinstance(c, Integral) or c < 0 for c in (a_idx, b_idx)) or a_idx == b_idx:
-        raise ValueError(f"classes must be two distinct non-negative integer logit indices; got {classes!r}")
-    a_idx, b_idx = int(a_idx), int(b_idx)
-    n_samples = check_positive_int("n_samples", n_samples)
-    batch_size = check_positive_int("batch_size", batch_size)
-    if isinstance(seed, bool) or not isinstance(seed, Integral):
-        raise ValueError(f"seed must be an integer; got {seed!r}")
-    noise_kind = as_stimulus(noise)
-    if not isinstance(noise_kind, Noise):
-        raise ValueError(f"noise must be a noise kind (Uniform(), Gaussian(), 'uniform', 'gaussian', ...); got "
-                         f"{noise_kind!r}")
-
-    device = model_device(model)
-    param = next((p for p in model.parameters() if p.is_floating_point()), None)
-    dtype = param.dtype if param is not None else torch.float32
+    shape, w, (a_idx, b_idx), n_samples, batch_size, noise_kind = _check_design(
+        images_a, images_b, classes, weight, n_samples, batch_size, seed, noise)
+    device, dtype = model_device(model), model_dtype(model)
     sig_a = images_a.detach().to(device=device, dtype=dtype)
     sig_b = images_b.detach().to(device=device, dtype=dtype)
-    d = math.prod(shape)
-    sums = torch.zeros(2, 4, d, dtype=torch.float64, device=device)  # [stimulus/noise, cell, pixel]
-    sumsq = torch.zeros_like(sums)
-    counts = torch.zeros(4, dtype=torch.int64, device=device)
-
     flags = {m: m.training for m in model.modules()}
     model.eval()
     try:
-        try:
-            probe = model(sig_a[:1])
-        except RuntimeError as err:
-            raise ValueError(f"the model cannot take images of shape {shape}: {err}") from None
-        if not isinstance(probe, torch.Tensor) or probe.dim() != 2 or probe.shape[0] != 1:
-            raise ValueError(f"the model must return (B, K) logits; it returned "
-                             f"{tuple(getattr(probe, 'shape', ()))} for one image")
-        k = probe.shape[1]
-        if max(a_idx, b_idx) >= k:
-            raise ValueError(f"classes {classes!r} must be distinct indices in [0, {k}) (the model returns {k} "
-                             f"logits; a one-output sigmoid model needs two logits, e.g. [-z, z])")
-
-        gen = torch.Generator(device=device)
-        n_chunks = -(-n_samples // CHUNK_SIZE)
-        per_group = max(1, batch_size // CHUNK_SIZE)  # chunks drawn together for one or more forwards
-        half = (torch.arange(CHUNK_SIZE, device=device) % 2)
-        for g0 in range(0, n_chunks, per_group):
-            parts = []
-            for c in range(g0, min(g0 + per_group, n_chunks)):
-                m = min(CHUNK_SIZE, n_samples - c * CHUNK_SIZE)
-                gen.manual_seed(chunk_seed(int(seed), c))
-                true = half[torch.randperm(CHUNK_SIZE, generator=gen, device=device)]  # 0: A, 1: B
-                z = noise_kind.sample(gen, (CHUNK_SIZE, *shape), device, dtype)
-                pick_a = torch.randint(len(sig_a), (CHUNK_SIZE,), generator=gen, device=device)
-                pick_b = torch.randint(len(sig_b), (CHUNK_SIZE,), generator=gen, device=device)
-                true, z, pick_a, pick_b = true[:m], z[:m], pick_a[:m], pick_b[:m]
-                img = torch.where((true == 0).view(-1, *([1] * len(shape))), sig_a[pick_a], sig_b[pick_b])
-                parts.append((true, z, z * (1.0 - w) + img * w))
-            x = torch.cat([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
-            resp = torch.cat([(lg[:, b_idx] > lg[:, a_idx]).long()
-                              for lg in (model(x[i:i + batch_size]) for i in range(0, len(x), batch_size))])
-            off = 0
-            for true, z, stim in parts:  # sums per chunk: independent of how the forwards were batched
-                m = len(true)
-                cell = true * 2 + resp[off:off + m]
-                off += m
-                onehot = torch.nn.functional.one_hot(cell, 4).to(torch.float64).T  # (4, m)
-                counts += torch.bincount(cell, minlength=4)
-                for j, t in enumerate((stim, z)):
-                    t64 = t.reshape(m, d).to(torch.float64)
-                    sums[j] += onehot @ t64
-                    sumsq[j] += onehot @ (t64 * t64)
+        _check_logits(model, sig_a, shape, classes, (a_idx, b_idx))
+        sums, sumsq, counts = _accumulate(model, sig_a, sig_b, (a_idx, b_idx), w, n_samples, batch_size, int(seed),
+                                          noise_kind, shape)
     finally:
         for mod, flag in flags.items():
             mod.training = flag
@@ -311,3 +241,97 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
     return TwoClassCI(weight=w, classes=(a_idx, b_idx), counts=counts.cpu().view(2, 2),
                       sums=sums[0].view(full), sumsq=sumsq[0].view(full), noise_sums=sums[1].view(full),
                       noise_sumsq=sumsq[1].view(full), n_samples=n_samples, stimulus=desc)
+
+
+def _check_design(images_a: Any, images_b: Any, classes: Any, weight: Any, n_samples: Any, batch_size: Any,
+                  seed: Any, noise: Any) -> tuple[tuple[int, ...], float, tuple[int, int], int, int, Noise]:
+    """Every argument of :func:`two_class_ci` checked before any forward pass."""
+    _check_images("images_a", images_a)
+    _check_images("images_b", images_b)
+    shape = tuple(images_a.shape[1:])
+    if tuple(images_b.shape[1:]) != shape:
+        raise ValueError(f"images_a and images_b must have the same image shape; got {shape} and "
+                         f"{tuple(images_b.shape[1:])}")
+    if isinstance(weight, bool) or not isinstance(weight, Real) or not math.isfinite(weight) \
+            or not 0.0 <= float(weight) <= 1.0:
+        raise ValueError(f"weight must be a number in [0, 1] (0 = noise only, 1 = image only); got {weight!r}")
+    try:
+        a_idx, b_idx = classes  # type: ignore[misc]
+    except (TypeError, ValueError):
+        raise ValueError(f"classes must be a pair (a, b) of logit indices; got {classes!r}") from None
+    if any(isinstance(c, bool) or not isinstance(c, Integral) or c < 0 for c in (a_idx, b_idx)) or a_idx == b_idx:
+        raise ValueError(f"classes must be two distinct non-negative integer logit indices; got {classes!r}")
+    if isinstance(seed, bool) or not isinstance(seed, Integral):
+        raise ValueError(f"seed must be an integer; got {seed!r}")
+    noise_kind = as_stimulus(noise)
+    if not isinstance(noise_kind, Noise):
+        raise ValueError(f"noise must be a noise kind (Uniform(), Gaussian(), 'uniform', 'gaussian', ...); got "
+                         f"{noise_kind!r}")
+    return (shape, float(weight), (int(a_idx), int(b_idx)), check_positive_int("n_samples", n_samples),
+            check_positive_int("batch_size", batch_size), noise_kind)
+
+
+def _check_logits(model: nn.Module, sig_a: torch.Tensor, shape: tuple[int, ...], classes: Any,
+                  pair: tuple[int, int]) -> None:
+    """One image through the model: it takes the shape and returns ``(1, K)`` logits with both classes."""
+    try:
+        probe = model(sig_a[:1])
+    except RuntimeError as err:
+        raise ValueError(f"the model cannot take images of shape {shape}: {err}") from None
+    if not isinstance(probe, torch.Tensor) or probe.dim() != 2 or probe.shape[0] != 1:
+        raise ValueError(f"the model must return (B, K) logits; it returned "
+                         f"{tuple(getattr(probe, 'shape', ()))} for one image")
+    k = probe.shape[1]
+    if max(pair) >= k:
+        raise ValueError(f"classes {classes!r} must be distinct indices in [0, {k}) (the model returns {k} "
+                         f"logits; a one-output sigmoid model needs two logits, e.g. [-z, z])")
+
+
+def _draw_chunk(gen: torch.Generator, c: int, seed: int, n_samples: int, sig_a: torch.Tensor, sig_b: torch.Tensor,
+                w: float, noise_kind: Noise, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Chunk ``c`` of the trials: true classes (0: A, 1: B), noise fields and stimuli."""
+    device, dtype = sig_a.device, sig_a.dtype
+    m = min(CHUNK_SIZE, n_samples - c * CHUNK_SIZE)
+    gen.manual_seed(chunk_seed(seed, c))
+    half = torch.arange(CHUNK_SIZE, device=device) % 2
+    true = half[torch.randperm(CHUNK_SIZE, generator=gen, device=device)]
+    z = noise_kind.sample(gen, (CHUNK_SIZE, *shape), device, dtype)
+    pick_a = torch.randint(len(sig_a), (CHUNK_SIZE,), generator=gen, device=device)
+    pick_b = torch.randint(len(sig_b), (CHUNK_SIZE,), generator=gen, device=device)
+    true, z, pick_a, pick_b = true[:m], z[:m], pick_a[:m], pick_b[:m]
+    img = torch.where((true == 0).view(-1, *([1] * len(shape))), sig_a[pick_a], sig_b[pick_b])
+    return true, z, z * (1.0 - w) + img * w
+
+
+def _accumulate(model: nn.Module, sig_a: torch.Tensor, sig_b: torch.Tensor, pair: tuple[int, int], w: float,
+                n_samples: int, batch_size: int, seed: int, noise_kind: Noise,
+                shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Counts, sums and sums of squares of the stimuli and the noise per (true, response) cell, float64, summed
+    chunk by chunk (so how the forwards are batched never changes them)."""
+    device = sig_a.device
+    d = math.prod(shape)
+    sums = torch.zeros(2, 4, d, dtype=torch.float64, device=device)  # [stimulus/noise, cell, pixel]
+    sumsq = torch.zeros_like(sums)
+    counts = torch.zeros(4, dtype=torch.int64, device=device)
+    gen = torch.Generator(device=device)
+    n_chunks = -(-n_samples // CHUNK_SIZE)
+    per_group = max(1, batch_size // CHUNK_SIZE)  # chunks drawn together for one or more forwards
+    a_idx, b_idx = pair
+    for g0 in range(0, n_chunks, per_group):
+        parts = [_draw_chunk(gen, c, seed, n_samples, sig_a, sig_b, w, noise_kind, shape)
+                 for c in range(g0, min(g0 + per_group, n_chunks))]
+        x = torch.cat([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
+        resp = torch.cat([(lg[:, b_idx] > lg[:, a_idx]).long()
+                          for lg in (model(x[i:i + batch_size]) for i in range(0, len(x), batch_size))])
+        off = 0
+        for true, z, stim in parts:
+            m = len(true)
+            cell = true * 2 + resp[off:off + m]
+            off += m
+            onehot = torch.nn.functional.one_hot(cell, 4).to(torch.float64).T  # (4, m)
+            counts += torch.bincount(cell, minlength=4)
+            for j, t in enumerate((stim, z)):
+                t64 = t.reshape(m, d).to(torch.float64)
+                sums[j] += onehot @ t64
+                sumsq[j] += onehot @ (t64 * t64)
+    return sums, sumsq, counts

@@ -158,71 +158,85 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
     steps_per_epoch = (len(train_data) + batch_size - 1) // batch_size
     wanted = set(_snapshot_steps(snapshot_steps, epochs * steps_per_epoch))
     device = torch.device(device) if device is not None else next(model.parameters()).device
+    run = _Training(model, train_data, test_data, device, steps_per_epoch, log_every)
     model.to(device).train()
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
-    result = TrainResult(test_accuracy=float("nan"), log_every=log_every)
-    n = len(train_data)
-    snapshot_seconds = 0.0
-
-    def record(step: int, acc: float | None = None) -> None:
-        """Append the snapshot after ``step`` steps; ``acc``: the test accuracy if already measured."""
-        nonlocal snapshot_seconds
-        t = time.perf_counter()
-        if acc is None and test_data is not None:
-            with torch.random.fork_rng(devices=_rng_devices(device)):  # draws nothing from training's generators
-                acc, _ = evaluate(model, test_data, device=device)
-            model.train()
-        result.snapshots.append({
-            "step": step, "epoch": step / steps_per_epoch, "test_accuracy": float("nan") if acc is None else acc,
-            "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}})
-        snapshot_seconds += time.perf_counter() - t
-
     t0 = time.perf_counter()
     bar = tqdm(total=epochs * steps_per_epoch, disable=not progress,
                desc=f"train {getattr(model, 'arch', type(model).__name__)}", unit="step")
-    step = 0
     if 0 in wanted:
-        record(0)
+        run.record(0)
     for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
+        run.epoch(epoch, torch.randperm(len(train_data), generator=gen), batch_size, opt, sched, bar, wanted)
+    bar.close()
+    model.eval()
+    result = run.result
+    result.seconds = time.perf_counter() - t0 - run.snapshot_seconds
+    if result.epoch_test_accuracy:
+        result.test_accuracy = result.epoch_test_accuracy[-1]
+    return result
+
+
+class _Training:
+    """One call of :func:`train`: its running numbers, its snapshots and its epochs."""
+
+    def __init__(self, model: nn.Module, train_data: Dataset, test_data: Dataset | None, device: torch.device,
+                 steps_per_epoch: int, log_every: int) -> None:
+        self.model, self.train_data, self.test_data, self.device = model, train_data, test_data, device
+        self.steps_per_epoch, self.log_every = steps_per_epoch, log_every
+        self.result = TrainResult(test_accuracy=float("nan"), log_every=log_every)
+        self.snapshot_seconds = 0.0
+        self.step = 0
+        self.running = 0.0
+
+    def record(self, step: int, acc: float | None = None) -> None:
+        """Append the snapshot after ``step`` steps; ``acc``: the test accuracy if already measured."""
+        t = time.perf_counter()
+        if acc is None and self.test_data is not None:
+            with torch.random.fork_rng(devices=_rng_devices(self.device)):  # draws nothing from training's generators
+                acc, _ = evaluate(self.model, self.test_data, device=self.device)
+            self.model.train()
+        self.result.snapshots.append({
+            "step": step, "epoch": step / self.steps_per_epoch,
+            "test_accuracy": float("nan") if acc is None else acc,
+            "state_dict": {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}})
+        self.snapshot_seconds += time.perf_counter() - t
+
+    def epoch(self, epoch: int, order: torch.Tensor, batch_size: int, opt: torch.optim.Optimizer,
+              sched: torch.optim.lr_scheduler.LRScheduler, bar: tqdm, wanted: set[int]) -> None:
+        """One pass over the training data in ``order``, then the test accuracy and a snapshot if wanted."""
+        data, n = self.train_data, len(self.train_data)
         correct = seen = 0
-        running = 0.0
         for i in range(0, n, batch_size):
             idx = order[i:i + batch_size]
-            x, y = train_data.images[idx].to(device), train_data.labels[idx].to(device)
-            logits = model(x)
+            x, y = data.images[idx].to(self.device), data.labels[idx].to(self.device)
+            logits = self.model(x)
             loss = F.cross_entropy(logits, y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
-            step += 1
+            self.step += 1
             correct += int((logits.argmax(1) == y).sum())
             seen += len(idx)
             lv = float(loss.detach())
-            running = 0.9 * running + 0.1 * lv if step > 1 else lv
-            if step % log_every == 0:
-                result.step_loss.append(lv)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", acc=f"{correct / seen:.3f}")
+            self.running = 0.9 * self.running + 0.1 * lv if self.step > 1 else lv
+            if self.step % self.log_every == 0:
+                self.result.step_loss.append(lv)
+                bar.set_postfix(epoch=epoch + 1, loss=f"{self.running:.3f}", acc=f"{correct / seen:.3f}")
             bar.update(1)
-            if step in wanted and i + batch_size < n:  # mid-epoch; an epoch's end is recorded below
-                record(step)
-        result.epoch_train_accuracy.append(correct / seen)
+            if self.step in wanted and i + batch_size < n:  # mid-epoch; an epoch's end is recorded below
+                self.record(self.step)
+        self.result.epoch_train_accuracy.append(correct / seen)
         acc = None
-        if test_data is not None:
-            acc, _ = evaluate(model, test_data, device=device)
-            result.epoch_test_accuracy.append(acc)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{running:.3f}", test_acc=f"{acc:.4f}")
-        if step in wanted:
-            record(step, acc)
-    bar.close()
-    model.eval()
-    result.seconds = time.perf_counter() - t0 - snapshot_seconds
-    if result.epoch_test_accuracy:
-        result.test_accuracy = result.epoch_test_accuracy[-1]
-    return result
+        if self.test_data is not None:
+            acc, _ = evaluate(self.model, self.test_data, device=self.device)
+            self.result.epoch_test_accuracy.append(acc)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{self.running:.3f}", test_acc=f"{acc:.4f}")
+        if self.step in wanted:
+            self.record(self.step, acc)
 
 
 def _recipe(arch: str, dataset: str, profile: Profile) -> dict[str, object]:

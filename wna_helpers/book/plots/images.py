@@ -101,20 +101,7 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
         raise ValueError(f"{ncols} columns but {len(col_titles)} column titles")
     if outlines is not None and len(outlines) != len(rows):
         raise ValueError(f"{len(rows)} rows but {len(outlines)} outline masks (give None for a row without)")
-    notes: list[list[str] | None] = []
-    scale_mask: list[np.ndarray] = []
-    for row in rows:
-        extra = row[3] if len(row) > 3 else None
-        if extra is not None and len(extra) != ncols:
-            raise ValueError(f"{len(extra)} counts or notes for {ncols} images")
-        if extra is None or (len(extra) and isinstance(extra[0], str)):
-            notes.append(None if extra is None else [str(t) for t in extra])
-            scale_mask.append(np.ones(ncols, dtype=bool))
-        else:
-            cnt = as_array(extra)
-            notes.append([f"n={int(c):,}" + (" (few)" if 0 < c < min_count else "") for c in cnt])
-            mask = cnt >= max(min_count, 1)
-            scale_mask.append(mask if mask.any() else np.ones(ncols, dtype=bool))
+    notes, scale_mask = zip(*[_row_notes(row[3] if len(row) > 3 else None, ncols, min_count) for row in rows])
     nrows = len(panels)
     grid = PanelGrid(nrows, ncols, panel_size, col_title_lines=count_lines(col_titles),
                       note_lines=1 if any(nt is not None for nt in notes) else 0, row_labels=True, suptitle=suptitle)
@@ -149,6 +136,18 @@ def plot_image_rows(rows: Sequence[tuple], col_titles: Sequence[str] | None = No
         grid.colorbar(axes[signed_rows[0], 0].images[0], signed_rows, label)
     return fig
 
+
+def _row_notes(extra: Sequence | None, ncols: int, min_count: int) -> tuple[list[str] | None, np.ndarray]:
+    """A row's notes under its panels (given as text, or ``n=`` from counts, "few" below ``min_count``) and which
+    of its panels set the colour scale (those with at least ``min_count`` samples; all when none has)."""
+    if extra is not None and len(extra) != ncols:
+        raise ValueError(f"{len(extra)} counts or notes for {ncols} images")
+    if extra is None or (len(extra) and isinstance(extra[0], str)):
+        return (None if extra is None else [str(t) for t in extra]), np.ones(ncols, dtype=bool)
+    cnt = as_array(extra)
+    mask = cnt >= max(min_count, 1)
+    return ([f"n={int(c):,}" + (" (few)" if 0 < c < min_count else "") for c in cnt],
+            mask if mask.any() else np.ones(ncols, dtype=bool))
 
 
 def plot_filters_vs_sta(weights: ArrayLike, sta: ArrayLike | Mapping[str, ArrayLike], r: ArrayLike | None,
