@@ -13,23 +13,47 @@ dependency still exists with the stamp it recorded (checked recursively), so
 every entry that depends on it the next time that one is asked for.
 
 Writes are atomic (write, then rename). Files live under ``<cache>/results/``.
+
+Nothing in the cache runs code: entries load with ``torch.load(..., weights_only=True)``, which rebuilds only
+tensors, numbers, strings, containers and the result types listed in :data:`RESULT_TYPES`. A dependency is
+followed only inside the cache's own folder. A file that cannot be loaded that way (planted, truncated,
+written by another version) is a miss, with a warning that names it, and is recomputed.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
+import warnings
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Callable, TypeVar
 
 import torch
 
-from ..engine.atomic import atomic_torch_save
+from ..applications.attacks import BlendAttack, PerturbationAttack
 from ..config import cache_root
+from ..engine.atomic import atomic_torch_save
 from ..engine.fingerprint import code_digest
+from ..methods.activations import ActivationStatistics
+from ..methods.ci import ClassificationImages
+from ..methods.convergence import CIConvergence, STAConvergence
+from ..methods.psychometrics import PsychometricCurve, PsychometricFit
+from ..methods.sta import ReceptiveField, SpikeTriggeredAverage
+from ..methods.stc import SpikeTriggeredCovariance
+from ..methods.two_class import TwoClassCI
 
-__all__ = ["cached", "cache_key", "cache_path"]
+__all__ = ["cached", "cache_key", "cache_path", "check_storable", "RESULT_TYPES", "UnsafeCacheWarning"]
+
+#: The result types a cache entry may hold besides plain data (the only classes ``torch.load`` may rebuild).
+RESULT_TYPES: tuple[type, ...] = (ClassificationImages, SpikeTriggeredAverage, ReceptiveField, SpikeTriggeredCovariance,
+                                  ActivationStatistics, CIConvergence, STAConvergence, BlendAttack, PerturbationAttack,
+                                  TwoClassCI, PsychometricCurve, PsychometricFit)
+
+
+class UnsafeCacheWarning(UserWarning):
+    """A results-cache file could not be loaded safely and is recomputed (the message names it)."""
 
 T = TypeVar("T")
 #: The dependency lists of the entries being computed, innermost last.
@@ -48,20 +72,73 @@ def cache_path(kind: str, params: dict[str, object], root: Path | None = None) -
 
 
 def _load(path: Path) -> dict | None:
+    """The entry at ``path``; None when there is none, or (with a warning naming it) when it cannot be loaded
+    safely."""
+    if not path.is_file():
+        return None
     try:
-        blob = torch.load(path, weights_only=False)  # our own cache files
-        return blob if isinstance(blob, dict) and "stamp" in blob else None
-    except Exception:  # missing, unreadable or truncated: recompute
+        with torch.serialization.safe_globals(list(RESULT_TYPES)):
+            blob = torch.load(path, weights_only=True)
+    except Exception as exc:  # planted, truncated or written by another version: recompute
+        warnings.warn(f"results cache: {path} cannot be loaded safely ({type(exc).__name__}: {str(exc)[:200]}); "
+                      f"treating it as missing and recomputing it", UnsafeCacheWarning, stacklevel=3)
+        return None
+    if not (isinstance(blob, dict) and "stamp" in blob):
+        warnings.warn(f"results cache: {path} is not a cache entry; treating it as missing and recomputing it",
+                      UnsafeCacheWarning, stacklevel=3)
+        return None
+    return blob
+
+
+def check_storable(value: object, where: str = "value") -> None:
+    """Raise ``TypeError`` unless ``value`` is made of what a safe load rebuilds: None, bools, numbers,
+    strings, tensors, lists, tuples and dicts of them, and the dataclasses of :data:`RESULT_TYPES`."""
+    if value is None or isinstance(value, (bool, int, float, str, torch.Tensor)):
+        return
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_storable(v, f"{where}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            check_storable(k, f"{where} key")
+            check_storable(v, f"{where}[{k!r}]")
+    elif type(value) in RESULT_TYPES and dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            check_storable(getattr(value, f.name), f"{where}.{f.name}")
+    else:
+        raise TypeError(f"the results cache cannot store {where} of type {type(value).__name__}: a safe load rebuilds "
+                        f"only plain data, tensors and {[t.__name__ for t in RESULT_TYPES]} (add the type to "
+                        f"RESULT_TYPES if it is a plain dataclass of those)")
+
+
+def _inside(dep: str, root: Path) -> Path | None:
+    """``dep`` as a path when it lies inside ``root`` (the cache's folder), else None."""
+    try:
+        path = Path(dep).resolve()
+        return path if path.is_relative_to(root.resolve()) else None
+    except (OSError, TypeError, ValueError):
         return None
 
 
-def _valid(blob: dict, seen: set[str]) -> bool:
-    """Every dependency of ``blob`` exists with the recorded stamp and is valid itself."""
-    for dep_path, stamp in blob.get("deps", []):
+def _valid(blob: dict, seen: set[str], root: Path) -> bool:
+    """Every dependency of ``blob`` lies in ``root``, exists with the recorded stamp and is valid itself."""
+    deps = blob.get("deps", [])
+    if not isinstance(deps, list):
+        return False
+    for item in deps:
+        if not (isinstance(item, (list, tuple)) and len(item) == 2):
+            return False
+        dep_path, stamp = item
         if dep_path in seen:
             continue
-        dep = _load(Path(dep_path))
-        if dep is None or dep["stamp"] != stamp or not _valid(dep, seen | {dep_path}):
+        path = _inside(dep_path, root)
+        if path is None:
+            warnings.warn(f"results cache: an entry names a dependency outside the cache folder {root} "
+                          f"({dep_path!r}); it is not followed and the entry is recomputed", UnsafeCacheWarning,
+                          stacklevel=4)
+            return False
+        dep = _load(path)
+        if dep is None or dep["stamp"] != stamp or not _valid(dep, seen | {dep_path}, root):
             return False
     return True
 
@@ -84,7 +161,7 @@ def cached(kind: str, params: dict[str, object], compute: Callable[[], T], *, re
     path = cache_path(kind, params, root)
     key = cache_key(kind, params)
     blob = None if refresh else _load(path)
-    if blob is not None and (blob.get("key") != key or not _valid(blob, {str(path)})):
+    if blob is not None and (blob.get("key") != key or not _valid(blob, {str(path)}, path.parent)):
         blob = None
     if blob is None:
         deps: list[tuple[str, str]] = []
@@ -93,6 +170,7 @@ def cached(kind: str, params: dict[str, object], compute: Callable[[], T], *, re
             value = compute()
         finally:
             _OPEN.reset(token)
+        check_storable(value)
         blob = {"key": key, "stamp": uuid.uuid4().hex, "deps": deps, "value": value}
         atomic_torch_save(blob, path)
     parents = _OPEN.get()
