@@ -1,0 +1,273 @@
+"""Chapter 9's report functions (attacks, microstimulation, RNN, two-class design, trojans) on synthetic study
+results with known answers."""
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import wna_helpers as wna  # noqa: E402
+from wna_helpers.applications.attacks import BlendAttack, PerturbationAttack  # noqa: E402
+from wna_helpers.book.application_study import ATTACK_KINDS, MICRO_LAYERS  # noqa: E402
+from wna_helpers.book.chapter import Chapter  # noqa: E402
+from wna_helpers.book.plots.layout import PAGE_WIDTH  # noqa: E402
+from wna_helpers.book.reports import applications as rep  # noqa: E402
+from wna_helpers.book.reports import trojan as trj  # noqa: E402
+from wna_helpers.book.trojan_study import SCORES  # noqa: E402
+from wna_helpers.methods.ci import ClassificationImages  # noqa: E402
+from wna_helpers.methods.two_class import TwoClassCI  # noqa: E402
+
+PROF = wna.get_profile("quick")  # attack_l2 middle 4, attack_linf middle 0.2, 100 attack images, 2 trojan models
+DIGITS = tuple(str(i) for i in range(10))
+FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+CH = Chapter(profile=PROF, models=["paper_cnn", "lenet"], cnns=[], datasets=["mnist"], device=torch.device("cpu"),
+             classes={"mnist": DIGITS})
+CH2 = Chapter(profile=PROF, models=["paper_cnn"], cnns=[], datasets=["mnist", "fashion_mnist"],
+              device=torch.device("cpu"), classes={"mnist": DIGITS, "fashion_mnist": FASHION})
+PAPER = {"targeted_attack": {"targets": [0, 1, 2], "shares": [0.9, 0.6, 0.3]},
+         "trojan": {"clean_test_accuracy": 0.99, "triggered_8s_called_9": {"count": 7, "of": 8}},
+         "rnn": {"test_accuracy": 0.96, "n": 100, "counts": [10, 0, 0, 0, 0, 0, 0, 0, 85, 5]},
+         "signal_in_noise": {"pure_noise_called_5": 0.999}}
+
+
+# ---------------------------------------------------------------------------------------------- attacks
+
+def _perturbation(budgets: tuple[float, ...], mid: float, at_mid: float) -> PerturbationAttack:
+    """Success 0 at every budget but ``mid``, where both targets reach ``at_mid``."""
+    b = torch.tensor(budgets, dtype=torch.float64)
+    success = torch.zeros(len(b), 2, dtype=torch.float64)
+    success[budgets.index(mid)] = at_mid
+    return PerturbationAttack(budgets=b, norm="l2", targets=torch.tensor([0, 2]), success=success,
+                              actual_l2=success.clone(), actual_linf=success.clone(), n_images=torch.tensor([90, 90]))
+
+
+def _attack(ci: float, random: float, queries: list[float]) -> dict[str, object]:
+    l2 = {k: _perturbation(PROF.attack_l2, 4.0, {"ci": ci, "random": random}.get(k, 0.2)) for k in ATTACK_KINDS}
+    linf = {k: _perturbation(PROF.attack_linf, 0.2, 0.05) for k in ATTACK_KINDS}
+    blend = BlendAttack(alphas=torch.tensor([0.0, 0.3], dtype=torch.float64), targets=torch.tensor([0, 2]),
+                        success=torch.tensor([[1.0, 0.8], [0.5, 0.3]], dtype=torch.float64),
+                        n_images=torch.tensor([90, 90]))
+    paper_blend = BlendAttack(alphas=torch.tensor([0.3], dtype=torch.float64), targets=torch.tensor([0, 2]),
+                              success=torch.tensor([[1.0, 0.5]], dtype=torch.float64),
+                              n_images=torch.tensor([100, 100]))
+    return {"blend": blend, "blend_paper": paper_blend, "l2": l2, "linf": linf, "query_budget": 6.0,
+            "queries": torch.tensor([500, 1000, 2000, 4000]),
+            "query_success": torch.tensor(queries, dtype=torch.float64)}
+
+
+ATTACKS = {("paper_cnn", "mnist"): _attack(0.5, 0.3, [0.1, 0.5, 0.95, 1.0]),
+           ("lenet", "mnist"): _attack(0.35, 0.3, [0.0, 0.0, 0.0, 0.0])}
+
+
+def test_paper_case_puts_a_dash_where_the_target_has_no_ci():
+    prose, table = rep.paper_case(ATTACKS, PAPER)
+    assert "MNIST, 100 images" in prose and "–: the class got no noise sample" in prose
+    assert "| 0 | 90% | 100% |" in table and "| 1 | 60% | – |" in table and "| 2 | 30% | 50% |" in table
+    assert "| mean | 60% | 75% |" in table
+
+
+def test_blend_table_has_one_column_per_alpha():
+    prose, table = rep.blend_table(ATTACKS, CH)
+    assert "on 100 test images" in prose
+    assert "| model | dataset | α = 0 | α = 0.3 |" in table and "| paper_cnn | MNIST | 90% | 40% |" in table
+
+
+def test_success_at_reads_the_budget_and_mid_budget_the_middle():
+    assert rep.mid_budget((1.0, 2.0, 3.0)) == 2.0 and rep.mid_budget((1.0, 2.0, 3.0, 4.0)) == 3.0
+    assert rep.success_at(ATTACKS["paper_cnn", "mnist"], "l2", "ci", 4.0) == pytest.approx(0.5)
+    assert rep.success_at(ATTACKS["paper_cnn", "mnist"], "l2", "ci", 3.0) == 0.0
+    prose, table = rep.attack_table(ATTACKS, CH)
+    assert prose.startswith("**Attack table**: success at L2 = 4 ") and "L∞ = 0.2" in prose
+    assert "| paper_cnn | MNIST | 50% | 20% | 20% | 30% | 5% | 5% |" in table
+
+
+def test_attack_verdict_counts_wins_by_more_than_the_margin():
+    assert rep.attack_wins(ATTACKS, CH) == [True, False]  # 0.5 > 0.3 + 0.1; 0.35 is not
+    text = rep.attack_verdict(ATTACKS, CH)
+    assert "beats a random direction in 1 of 2 model and dataset pairs (by more than 10 points)" in text
+    assert "The claim holds only in part." in text and "called its class 90% of the time" in text
+    both = {k: _attack(0.9, 0.0, [0.1, 0.2, 0.3, 0.4]) for k in ATTACKS}
+    assert "CIs are a query-only targeted attack here" in rep.attack_verdict(both, CH)
+
+
+def test_queries_to_reach_the_final_share():
+    q = torch.tensor([500, 1000, 2000, 4000])
+    assert rep.queries_to_reach(q, torch.tensor([0.1, 0.5, 0.95, 1.0])) == 2000  # 0.95 >= 0.9 * 1.0
+    assert rep.queries_to_reach(q, torch.tensor([0.1, 0.5, 0.95, 1.0]), 0.5) == 1000
+    assert rep.queries_to_reach(q, torch.tensor([0.3, 0.1, 0.0, 0.0])) is None
+
+
+def test_query_summary_is_honest_when_the_final_success_is_zero():
+    text = rep.query_summary(ATTACKS)
+    assert text.startswith("CI attack success at a fixed L2 budget (the first at which the final CIs reach 50 %")
+    assert ("- `paper_cnn`, MNIST: at L2 = 6, 10% with the CIs of 500 queries, 100% with 4,000; 90 % of the final "
+            "success from 2,000 queries.") in text
+    assert "- `lenet`, MNIST: at L2 = 6, no success at any query count (500 to 4,000 queries)." in text
+    assert "final success from 500" not in text
+    early = {("lenet", "mnist"): _attack(0.35, 0.3, [0.3, 0.1, 0.0, 0.0])}
+    assert "no success with the CIs of 4,000 queries; the best is 30%, with 500." in rep.query_summary(early)
+
+
+def test_attack_figures_and_the_query_figure_read_at_page_width():
+    figs = rep.attack_curves(ATTACKS, CH)
+    assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
+    fig = rep.query_figure(ATTACKS, CH)
+    assert isinstance(fig, Figure) and fig.get_size_inches()[0] == pytest.approx(PAGE_WIDTH)
+    title = fig._suptitle
+    # the title fits on one line of the figure (about half an em per character)
+    assert len(title.get_text()) * 0.5 * title.get_fontsize() / 72 < PAGE_WIDTH
+    assert [ax.get_title() for ax in fig.axes] == ["MNIST"]
+    assert {t.get_text() for t in fig.axes[0].get_legend().get_texts()} == {"paper_cnn (L2 = 6)", "lenet (L2 = 6)"}
+
+
+# ---------------------------------------------------------------------------------------------- microstimulation
+
+def _micro() -> dict[str, object]:
+    """3 classes, base threshold 0.3: conv1's class units shift it by +0.1 (random by 0), conv2's abolish every
+    class (random: no shift), fc1 shifts it by +0.05 under both (intervals touch, not apart)."""
+    k, w = 10.0, torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
+    rising = torch.tensor([[0.1, 0.6, 0.9]] * 3, dtype=torch.float64)
+    flat = torch.full((3, 3), 0.2, dtype=torch.float64)
+    th = {("conv1", "class"): 0.4, ("conv1", "random"): 0.3, ("conv2", "class"): 0.5, ("conv2", "random"): 0.3,
+          ("fc1", "class"): 0.35, ("fc1", "random"): 0.35}
+    return {"ks": [k], "layers": list(MICRO_LAYERS), "weights": w, "base_shares": rising,
+            "base_threshold": torch.full((3,), 0.3, dtype=torch.float64),
+            "shares": {(l, k, kind): flat if (l, kind) == ("conv2", "class") else rising for l, kind in th},
+            "thresholds": {(l, k, kind): torch.full((3,), t, dtype=torch.float64) for (l, kind), t in th.items()}}
+
+
+MICRO = {"mnist": _micro()}
+
+
+def test_format_shift_writes_infinities_and_signs():
+    assert [rep.format_shift(x) for x in (math.inf, -math.inf, 0.1234, -0.05)] == ["∞", "−∞", "+0.123", "-0.050"]
+
+
+def test_shift_table_has_the_median_interval_and_abolished_classes():
+    prose, table = rep.shift_table(MICRO)
+    assert prose.startswith("**Threshold shift**")
+    assert "| MNIST | conv1 | 10 | +0.100 [+0.100, +0.100] | 0 | +0.000 [+0.000, +0.000] | 0 | 3 |" in table
+    assert "| MNIST | conv2 | 10 | ∞ [∞, ∞] | 3 | +0.000 [+0.000, +0.000] | 0 | 3 |" in table
+
+
+def test_micro_verdict_orders_layers_and_needs_intervals_apart():
+    text = rep.micro_verdict(MICRO)
+    assert text.startswith("**Verdict.** MNIST at k = 10: layers by median shift, largest first: conv2, conv1, fc1;")
+    assert "beyond the random control (intervals apart) in conv1, conv2." in text  # fc1's intervals touch
+    assert text.endswith("The paper's order was conv2, fc1, conv1.")
+    assert isinstance(rep.micro_figure(MICRO, CH), Figure)
+
+
+# ---------------------------------------------------------------------------------------------- RNN, two classes
+
+def _ci(counts: list[int]) -> ClassificationImages:
+    c = torch.tensor(counts)
+    z = torch.zeros(len(counts), 1, 2, 2, dtype=torch.float64)
+    return ClassificationImages(images=z, counts=c, n_samples=int(c.sum()), sums=z, sumsq=z, stimulus={})
+
+
+def test_rnn_comparison_names_the_top_classes():
+    same = {"mnist": _ci([0, 0, 0, 0, 0, 0, 0, 0, 70, 30])}
+    assert rep.rnn_comparison(same, PAPER, CH) == (
+        "The paper's RNN sent 85% of the noise to 8 and 10% to 0; our GRU on MNIST sends 70% to 8 and 30% to 9. "
+        "The same top class.")
+    other = {"mnist": _ci([0, 100, 0, 0, 0, 0, 0, 0, 0, 0])}
+    assert "sends 100% to 1" in rep.rnn_comparison(other, PAPER, CH)
+    assert "Another top class" in rep.rnn_comparison(other, PAPER, CH)
+    assert isinstance(rep.rnn_figure(same, {"mnist": 0.98}, PAPER, CH), Figure)
+
+
+def _two_class(weight: float) -> TwoClassCI:
+    """100 trials, 70 correct, 50 called A; the noise CIs differ at pixel (0, 0) by 0.5 (true A) and 0.25 (true B),
+    clearly (p < 1e-8), and at pixel (0, 1) by 0.08 and 0.04 (p = 0.053 and 0.16: significant at a family-wise 0.5,
+    not at 0.05); elsewhere not at all: 2 significant pixels at the FWER, and r = 1 between the two CIs."""
+    counts = torch.tensor([[30, 10], [20, 40]])
+    mean = torch.zeros(2, 2, 1, 2, 2, dtype=torch.float64)
+    mean[0, 0, 0, 0, 0], mean[1, 0, 0, 0, 0] = 0.5, 0.25
+    mean[0, 0, 0, 0, 1], mean[1, 0, 0, 0, 1] = 0.08, 0.04
+    n = counts.double().view(2, 2, 1, 1, 1)
+    sums, sumsq = mean * n, (mean ** 2 + 0.01) * n
+    return TwoClassCI(weight=weight, classes=(5, 6), counts=counts, sums=sums, sumsq=sumsq, noise_sums=sums,
+                      noise_sumsq=sumsq, n_samples=100, stimulus={})
+
+
+def test_two_class_table_counts_significant_pixels_at_the_fwer():
+    two = {"mnist": {0.0: _two_class(0.0), 0.1: _two_class(0.1)}}
+    rows = rep.two_class_rows(two)
+    assert [r["w"] for r in rows] == ["0", "0.1"] and rows[0]["sig"] == 2
+    prose, table = rep.two_class_table(two, PAPER)
+    assert "pure noise (w = 0) called 5 99.9% of the time" in prose
+    assert "| MNIST | 0.1 | 70.0% | 50.0% | 2 | 1.00 |" in table
+    figs = rep.two_class_figures(two, CH)
+    assert len(figs) == 1 and isinstance(figs[0], Figure)
+    assert "FWER 5 %" in " ".join(figs[0]._suptitle.get_text().split())
+
+
+# ---------------------------------------------------------------------------------------------- trojans
+
+def _family(auc: dict[str, float], p: dict[str, float]) -> dict[str, object]:
+    rows = [{"index": i, "trojaned": t, "position": (1, 21) if i == 0 else (5, 9), "clean_accuracy": 0.9 - 0.02 * t,
+             "attack_success": 0.679 if t else 0.006} for t in (False, True) for i in range(2)]
+    maps = {"clean": {}, "trojaned": {}}
+    for m in maps.values():
+        for key in ("uniform_vs_reference", "gabor_vs_reference", "uniform_logit", "gabor_logit", "gradient"):
+            m[key] = torch.linspace(-1, 1, 28 * 28).view(28, 28)
+        m["uniform_significant"] = m["gabor_significant"] = torch.zeros(28, 28, dtype=torch.bool)
+    pair_maps = {"uniform_z": torch.zeros(28, 28), "gabor_z": torch.ones(28, 28),
+                 "uniform_significant": torch.zeros(28, 28, dtype=torch.bool),
+                 "gabor_significant": torch.ones(28, 28, dtype=torch.bool)}
+    pair = {kind: {"window": 0.5, "scan": 1.0, "in_window": 3, "outside": 1, "share_trojaned": 0.25,
+                   "share_clean": 0.01} for kind in ("uniform", "gabor")}
+    return {"rows": rows, "auc": {s: auc.get(s, 0.5) for s in SCORES}, "auc_p": {s: p.get(s, 1.0) for s in SCORES},
+            "undefined": {s: int(s.startswith("uniform_vs")) for s in SCORES}, "maps": {**maps, "pair": pair_maps},
+            "pair": pair, "classes": (8, 9), "positions": [(1, 21), (5, 9)]}
+
+
+FOUND = _family({"gabor_target_share": 0.95, "uniform_logit_scan": 1.0}, {"gabor_target_share": 0.04})
+MISSED = _family({"uniform_vs_reference_window": 0.95, "uniform_logit_window": 1.0},
+                 {"uniform_vs_reference_window": 0.06, "uniform_logit_window": 0.001})
+
+
+def test_finds_trigger_needs_auc_and_p_on_a_primary_or_share_score():
+    assert trj.finds_trigger(FOUND)
+    assert not trj.finds_trigger(MISSED)  # p too large on the primary score; the logit score does not count
+    assert not trj.finds_trigger(_family({"gabor_target_share": 0.89}, {"gabor_target_share": 0.01}))
+
+
+def test_trojan_verdict_names_where_white_noise_finds_the_trigger():
+    assert "finds the trigger on MNIST only." in trj.trojan_verdict({"mnist": FOUND, "fashion_mnist": MISSED})
+    assert "finds the trigger on both datasets." in trj.trojan_verdict({"mnist": FOUND, "fashion_mnist": FOUND})
+    text = trj.trojan_verdict({"mnist": MISSED, "fashion_mnist": MISSED})
+    assert "White noise does not reliably find the trigger." in text
+    assert ("under uniform noise and 0.50 (p = 1.000) under Gabor noise" in text
+            and "the input-gradient baseline 0.50 (p = 1.000)" in text)
+    assert ("The best of the 12 white-noise scores, `uniform_logit_window`, reaches 1.00 (p = 0.001, before "
+            "correcting for having picked it among 12)." in text)
+
+
+def test_trojan_tables():
+    prose, table = trj.family_table({"fashion_mnist": FOUND}, PAPER, CH2)
+    assert "clean 99.00%, attack 7 of 8 triggered 8s called 9" in prose
+    assert "| Fashion-MNIST | Bag → Ankle boot | trojaned 0 | (1, 21) | 88.00% | 67.9% |" in table
+    assert "| Fashion-MNIST | Bag → Ankle boot | clean 1 | (5, 9) | 90.00% | 0.6% |" in table
+    prose, table = trj.pair_table({"mnist": FOUND})
+    assert "inside the 36-pixel trigger window and outside it (748 pixels)" in prose
+    assert "| MNIST | gabor | 25.00% | 1.00% | 3 | 1 | 0.50 |" in table
+    prose, table = trj.auc_table({"mnist": FOUND, "fashion_mnist": MISSED}, CH2)
+    assert "(2 models each per dataset;" in prose and "moves the AUC by 0.25" in prose
+    assert "| gabor_target_share | 0.95 | 0.50 | 0 | 0 |" in table
+    assert "| uniform_vs_reference_window | 0.50 | 0.95 | 1 | 1 |" in table
+
+
+def test_trojan_figures_one_per_dataset():
+    fam = {"mnist": FOUND, "fashion_mnist": MISSED}
+    for figs in (trj.model0_figures(fam, CH2), trj.pair_figures(fam, CH2)):
+        assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
+    title = " ".join(trj.model0_figures(fam, CH2)[0]._suptitle.get_text().split())  # wrapped to the figure
+    assert "(FWER 5 %) in the z rows, the trigger window (rows 1-6, columns 21-26)" in title
