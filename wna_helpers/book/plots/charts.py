@@ -43,19 +43,24 @@ def stimulus_label(noise: Stimulus | str | Mapping[str, object]) -> str:
         return kind
 
 
-def _histogram(ax: Axes, counts: np.ndarray, classes: Sequence[str], title: str) -> None:
+def _histogram(ax: Axes, counts: np.ndarray, classes: Sequence[str], title: str, fontsize: float = 7,
+               ymax: float = 1.12) -> None:
+    """Bars of the shares with the counts above them (``fontsize - 1``), class names at ``fontsize``, the title
+    at ``fontsize + 2``; the y axis up to ``ymax`` leaves room for the counts."""
     total = counts.sum()
     share = counts / total if total > 0 else np.zeros_like(counts, dtype=float)
     h = entropy_bits(torch.as_tensor(counts)) if total > 0 else float("nan")
     bars = ax.bar(range(len(counts)), share, color="tab:blue")
     for b, c in zip(bars, counts):
         ax.annotate(f"{int(c):,}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
-                    va="bottom", fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
-    ax.set_xticks(range(len(counts)), [str(c) for c in classes], rotation=60, ha="right", fontsize=7)
-    ax.set_ylim(0, 1.12)
-    ax.set_ylabel("share of noise samples")
-    ax.set_xlabel("predicted class")
-    ax.set_title(f"{title}\nentropy {h:.2f} of {math.log2(len(counts)):.2f} bits", fontsize=9)
+                    va="bottom", fontsize=fontsize - 1, rotation=90, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(range(len(counts)), [str(c) for c in classes], rotation=60, ha="right", fontsize=fontsize)
+    ax.set_yticks(np.linspace(0, 1, 6))  # shares: no tick above 1 in the room left for the counts
+    ax.tick_params(axis="y", labelsize=fontsize)
+    ax.set_ylim(0, ymax)
+    ax.set_ylabel("share of noise samples", fontsize=fontsize + 1)
+    ax.set_xlabel("predicted class", fontsize=fontsize + 1)
+    ax.set_title(f"{title}\nentropy {h:.2f} of {math.log2(len(counts)):.2f} bits", fontsize=fontsize + 2)
 
 
 def plot_class_histogram(counts: ArrayLike, classes: Sequence[str], title: str) -> Figure:
@@ -81,27 +86,31 @@ def plot_class_histogram(counts: ArrayLike, classes: Sequence[str], title: str) 
 
 
 def plot_class_histograms(panels: Mapping[str, ArrayLike], classes: Sequence[str], suptitle: str = "",
-                          *, ncols: int = 3) -> Figure:
+                          *, ncols: int = 2) -> Figure:
     """Several class histograms (e.g. one per model) in one figure; see :func:`plot_class_histogram`.
+
+    The figure is :data:`~wna_helpers.book.plots.layout.PAGE_WIDTH` wide whatever ``ncols`` (shown unscaled, so
+    its fonts keep their size: class names 8 pt, counts 7 pt, panel titles 10 pt, wrapped to the panel).
 
     Args:
         panels: panel title -> counts ``(K,)``.
         classes: the ``K`` class names.
         suptitle: the figure title (dataset, noise kind, n); default none.
-        ncols: panels per row; default 3.
+        ncols: panels per row; default 2.
 
     Returns:
         The figure.
     """
     names = list(panels)
-    fig, axes = subplot_grid(len(names), ncols, 4.2, 3.3)
+    pw = PAGE_WIDTH / max(1, min(ncols, len(names)))
+    fig, axes = subplot_grid(len(names), ncols, pw, 3.2)
     for ax, name in zip(axes.flat, names):
         c = as_array(panels[name])
         if len(c) != len(classes):
             raise ValueError(f"{name}: {len(c)} counts but {len(classes)} class names")
-        _histogram(ax, c, classes, name)
+        _histogram(ax, c, classes, _wrap(name, pw - 0.6, 10), fontsize=8, ymax=1.3)
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(_wrap(suptitle, PAGE_WIDTH, 12), fontsize=12)
     return fig
 
 

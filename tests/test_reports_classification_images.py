@@ -1,0 +1,201 @@
+"""Chapter 3's report functions on synthetic CIs, snapshots and noise-study rows with known answers."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+import wna_helpers as wna  # noqa: E402
+from wna_helpers.book.chapter import Chapter  # noqa: E402
+from wna_helpers.book.criteria import DENSITY_CLIP  # noqa: E402
+from wna_helpers.book.reports import ci_noise  # noqa: E402
+from wna_helpers.book.reports import classification_images as rep  # noqa: E402
+from wna_helpers.methods.ci import ClassificationImages  # noqa: E402
+from wna_helpers.methods.convergence import CIConvergence  # noqa: E402
+
+CH = Chapter(profile=wna.get_profile("quick"), models=["paper_cnn", "flat"], cnns=[], datasets=["mnist"],
+             device=torch.device("cpu"), classes={"mnist": ("zero", "one", "two")})
+#: Three 2x2 class means, each a different pattern.
+MEANS = {"mnist": torch.tensor([[1.0, 0, 0, 2], [0, 3, 1, 0], [2, 2, 0, 1]], dtype=torch.float64).view(3, 1, 2, 2)}
+
+
+def _ci(counts: list[int], images: torch.Tensor | None = None, *, nulls: torch.Tensor | None = None,
+        logit: torch.Tensor | None = None) -> ClassificationImages:
+    """CIs with these counts and images (NaN for an empty class) whose two halves are identical (reliability 1)."""
+    c = torch.tensor(counts)
+    img = (images if images is not None else MEANS["mnist"]).clone().double()
+    img[c == 0] = float("nan")
+    sums = img.nan_to_num() * c.double().view(-1, 1, 1, 1)
+    return ClassificationImages(images=img, counts=c, n_samples=int(c.sum()), sums=sums, sumsq=sums.square(),
+                                stimulus={}, null_images=nulls, odd_sums=sums / 2, odd_counts=c // 2,
+                                logit_images=logit)
+
+
+def test_run_table_and_histograms():
+    cis = {("paper_cnn", "mnist"): _ci([6, 3, 1]), ("flat", "mnist"): _ci([0, 10, 0])}
+    acc = {("paper_cnn", "mnist"): 0.913, ("flat", "mnist"): 0.5}
+    table = rep.run_table(cis, acc, CH)
+    assert "| paper_cnn | MNIST | 91.3% | 10 |" in table and "| flat | MNIST | 50.0% | 10 |" in table
+    figs = rep.histogram_figures(cis, acc, CH)
+    assert len(figs) == 1 and isinstance(figs[0], Figure)
+    assert [p.get_height() for p in figs[0].axes[0].patches] == [0.6, 0.3, 0.1]
+    assert "predicted class of pure uniform noise U[0, 1]" in figs[0]._suptitle.get_text()
+    assert rep.main_noise(CH) == "Main noise of this build: **uniform noise U[0, 1]**."
+
+
+def test_bias_names_the_most_biased_and_the_most_even_model():
+    cis = {("paper_cnn", "mnist"): _ci([6, 3, 1]), ("flat", "mnist"): _ci([0, 10, 0])}
+    table, prose = rep.bias_summary(rep.bias_rows(cis, CH), CH)
+    assert "| paper_cnn | MNIST | zero | 60.0% | 1.30 | 3 | none |" in table   # H(0.6, 0.3, 0.1) = 1.2955 bits
+    assert "| flat | MNIST | one | 100.0% | 0.00 | 1 | zero, two |" in table
+    assert "classes with >= 1 %" in table
+    assert ("2 of 2 models put at least half of the noise into one class (`paper_cnn` → zero 60%, `flat` → one "
+            "100%). The most biased is `flat` (100.0% to one, entropy 0.00 bits); the most even is `paper_cnn` "
+            "(1.30 of 1.58 bits).") in prose
+
+
+def test_correlation_with_class_means_and_single_class_pairs():
+    m = MEANS["mnist"]
+    both = torch.stack([2 * m[0] + 1, -m[1], m[2]])          # r = 1, -1, 1
+    cis = {("paper_cnn", "mnist"): _ci([60, 60, 60], both, logit=m.clone()),
+           ("flat", "mnist"): _ci([0, 180, 0], m, logit=-m)}
+    corr = rep.ci_correlations(cis, MEANS)
+    assert torch.allclose(corr["paper_cnn", "mnist"], torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    table, prose = rep.correlation_summary(cis, MEANS, CH)
+    assert "| paper_cnn | 0.33 | 3 |" in table and "| flat | 1.00 | 1 |" in table
+    assert prose.startswith("The CIs that look most like the class means come from `flat` on MNIST (mean r = 1.00).")
+    assert "1 model–dataset pairs (`flat` on MNIST) send the noise to a single class" in prose
+    table, prose = rep.logit_summary(cis, MEANS, CH)
+    assert "MNIST: logit image r (all 3 classes)" in table
+    assert "| paper_cnn | 1.00 | 0.33 |" in table and "| flat | -1.00 | 1.00 |" in table
+    assert "cover all three classes" in prose and "for 1 of 2 model–dataset pairs" in prose
+    figs = rep.ci_figures(cis, MEANS, CH) + rep.logit_figures(cis, CH)
+    assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
+
+
+def test_correlation_summary_without_single_class_pairs_says_nothing_of_them():
+    cis = {k: _ci([60, 60, 60]) for k in (("paper_cnn", "mnist"), ("flat", "mnist"))}
+    assert "single class" not in rep.correlation_summary(cis, MEANS, CH)[1]
+
+
+def _null_cis() -> dict[tuple[str, str], ClassificationImages]:
+    """paper_cnn: one pixel of class zero 50 null SDs from the null mean, the rest at it; flat: one class at it."""
+    nulls = torch.randn(32, 3, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    strong = nulls.mean(0).clone()
+    strong[0, 0, 0, 0] += 50
+    empty = nulls.clone()
+    empty[:, [0, 2]] = float("nan")
+    return {("paper_cnn", "mnist"): _ci([60, 60, 60], strong, nulls=nulls),
+            ("flat", "mnist"): _ci([0, 180, 0], nulls.mean(0), nulls=empty)}
+
+
+def test_significance_counts_the_one_real_pixel():
+    cis = _null_cis()
+    table, prose = rep.significance_summary(cis, CH)
+    assert "| paper_cnn | MNIST | 180 | 3 | 1 | 8.3% | 8.3% |" in table      # 1 pixel of 3 classes x 4
+    assert "| flat | MNIST | 180 | 1 | 0 | 0.0% | 0.0% |" in table
+    assert "pixels significant (FWER 0.05)" in table
+    assert ("from 0.0% (`flat`) to 8.3% (`paper_cnn`) of the CI pixels differ from chance at FWER 0.05; no pixel "
+            "passes for `flat`. Clusters add pixels that the pixel test misses: 0 of 2 models") in prose
+    figs = rep.zmap_figures(cis, CH)
+    assert len(figs) == 1 and "against 32 label-permuted null" in figs[0]._suptitle.get_text()   # wrapped
+
+
+def _conv(counts: list[list[int]], r: list[list[float]]) -> CIConvergence:
+    """Snapshots at n = 100, 200, 400 whose class c at size i is ``r[i][c]`` times its final image (the mean)."""
+    c = torch.tensor(counts)
+    img = MEANS["mnist"].unsqueeze(0) * torch.tensor(r, dtype=torch.float64).view(3, 3, 1, 1, 1)
+    sums = img * c.double().view(3, 3, 1, 1, 1)
+    return CIConvergence(sizes=[100, 200, 400], counts=c, sums=sums, sumsq=sums.square(), stimulus={},
+                         odd_sums=sums / 2, odd_counts=c // 2)
+
+
+CONV = {("paper_cnn", "mnist"): _conv([[60, 40, 0], [120, 80, 0], [240, 160, 0]], [[1, -1, 0], [1, 1, 0], [1, 1, 0]]),
+        ("flat", "mnist"): _conv([[0, 100, 0], [0, 200, 0], [0, 400, 0]], [[0, -1, 0], [0, -1, 0], [0, 1, 0]])}
+
+
+def test_convergence_rows_and_summary():
+    rows = rep.convergence_rows(CONV, {"paper_cnn": 200, "flat": 200}, CH)
+    assert rows[0]["side"] == pytest.approx(1.0) and rows[0]["reach"] == 200 and rows[0]["nc"] == 60  # -1 at N_c 40
+    assert rows[1]["side"] == pytest.approx(-1.0) and rows[1]["reach"] == 400 and rows[1]["nc"] != rows[1]["nc"]
+    table, prose = rep.convergence_summary(rows)
+    assert "mean r at 50% of n" in table
+    assert "| paper_cnn | MNIST | 400 | 1.00 | 0.71 | 200 | 60 |" in table
+    assert "| flat | MNIST | 400 | -1.00 | 0.71 | 400 | – |" in table
+    assert prose.startswith("With 50% of the samples the CIs correlate at r = -1.00 to 1.00 with the final ones, "
+                            "against 0.71 for a CI without any signal")
+    assert "1 of 2 model–dataset pairs are clearly above that line" in prose
+    assert "every CI with more than 60 to 60 samples" in prose
+    figs = rep.convergence_figures(CONV, CH)
+    assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
+
+
+def test_reliability_tables_give_a_dash_for_classes_without_halves():
+    cis = {k: c.snapshot(400) for k, c in CONV.items()}
+    (text,) = rep.reliability_tables(CONV, cis, CH)
+    assert text.startswith("**MNIST**\n\n| model | zero | one | two | n for 0.9 (worst class ≥ 50) |")
+    assert "| paper_cnn | 1.00 | 1.00 | — |" in text
+    figs = rep.reliability_figures(CONV, cis, CH)
+    assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
+
+
+def _row(model: str, kind: str, top: int, share: float, h: float, cis: int, paper: float, centred: float,
+         fb: int) -> dict[str, object]:
+    return {"model": model, "dataset": "mnist", "kind": kind, "n": 1000, "top_class": top, "top_share": share,
+            "entropy_bits": h, "cis": cis, "paper_accuracy": paper, "centred_accuracy": centred,
+            "feedback_diagonal": fb, "ci": _ci([500, 300, 200])}
+
+
+STUDY = [_row("paper_cnn", "gaussian", 0, 0.95, 0.3, 2, 0.5, 0.6, 2),
+         _row("paper_cnn", "uniform", 1, 0.6, 1.2, 3, 0.2, 0.2, 0),
+         _row("flat", "gaussian", 1, 0.5, 1.0, 3, 0.3, 0.2, 1), _row("flat", "uniform", 1, 1.0, 0.0, 1, 0.1, 0.1, 1)]
+
+
+def test_kind_tables_and_summary_average_over_models():
+    line, table = ci_noise.kind_tables(STUDY, CH)
+    assert line == "**MNIST** (n per model: `paper_cnn` 1,000, `flat` 1,000)"
+    assert "| paper_cnn | N(0, 1) | zero 95% | 0.30 | 2 | 50.0% | 60.0% | 2 |" in table
+    assert "| flat | U[0, 1] | one 100% | 0.00 | 1 | 10.0% | 10.0% | 1 |" in table
+    text = ci_noise.kind_summary(STUDY, CH)
+    assert ("under N(0, 1), 1 of 2 models send at least 90 % of the noise to one class (`paper_cnn` zero 95%); "
+            "N(0, 1): mean entropy 0.65 bits, 2.5 classes with a CI; U[0, 1]: mean entropy 0.60 bits, 2.0 classes "
+            "with a CI.") in text
+    assert ("the paper's recipe reaches 40.0% (N(0, 1)), 15.0% (U[0, 1]); the centred recipe 40.0%, 15.0% in the "
+            "same order. The best kind for templates is N(0, 1).") in text
+    assert "on average 1.5 (N(0, 1)), 0.5 (U[0, 1]) of the three min-max-scaled CIs" in text
+    figs = ci_noise.kind_figures(STUDY, CH)
+    assert len(figs) == 1 and "paper_cnn on MNIST" in figs[0]._suptitle.get_text()
+
+
+def test_pixel_table_and_clipped_densities():
+    centers = torch.linspace(-1, 2, 4, dtype=torch.float64)
+    dens = {"training images": torch.tensor([0.0, 9.0, 1.0, 0.0]), "gaussian": torch.tensor([0.2, 0.4, 0.3, 0.1])}
+    hists = {"mnist": {"centers": centers, "density": dens, "below": {"training images": 0.0, "gaussian": 0.5},
+                       "above": {"training images": 0.0, "gaussian": 0.159}}}
+    table = ci_noise.pixel_table(hists, CH)
+    assert "| pixels of | MNIST: < 0 | MNIST: > 1 |" in table
+    assert "| training images | 0.0% | 0.0% |" in table and "| N(0, 1) | 50.0% | 15.9% |" in table
+    fig = ci_noise.pixel_figure(hists, CH)
+    assert max(max(line.get_ydata()) for line in fig.axes[0].lines) == DENSITY_CLIP
+    samples = {"gaussian": torch.zeros(3, 1, 2, 2), "uniform": torch.ones(3, 1, 2, 2)}
+    fig = ci_noise.sample_figure(samples, torch.rand(3, 1, 2, 2), CH)
+    assert fig._suptitle.get_text().startswith("3 samples of each noise kind (fitted to MNIST")
+
+
+def test_mixing_summary_names_the_pairs_still_flat():
+    mix = {("paper_cnn", "mnist"): {0.0: _ci([10, 0, 0]), 0.5: _ci([5, 5, 0])},
+           ("flat", "mnist"): {0.0: _ci([0, 10, 0]), 0.5: _ci([0, 9, 1])}}   # H(0.9, 0.1) = 0.469 bits
+    text = ci_noise.mixing_summary(mix, CH)
+    assert "from γ = 0 to γ = 0.5 the entropy goes `paper_cnn` 0.00 → 1.00, `flat` 0.00 → 0.47 bits." in text
+    assert ("Even with half of each stimulus being a real image, 1 model–dataset pairs still give most stimuli one "
+            "answer (`flat` on MNIST): the noise half dominates") in text
+    less = {k: {0.0: v[0.0], 0.3: v[0.5]} for k, v in mix.items()}
+    assert "Even with a weight of 0.3 on a real image" in ci_noise.mixing_summary(less, CH)
+    spread = {k: {0.0: v[0.0], 0.5: _ci([4, 3, 3])} for k, v in mix.items()}
+    assert "By the largest γ every model spreads its answers" in ci_noise.mixing_summary(spread, CH)
+    figs = ci_noise.mixing_figures(mix, MEANS, CH)
+    assert len(figs) == 3 and all(isinstance(f, Figure) for f in figs)   # entropy, r, paper_cnn's CIs
