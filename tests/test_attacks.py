@@ -254,14 +254,16 @@ def test_random_directions_are_seeded():
 def test_mean_image_directions_known_answer():
     images = torch.tensor([[1.0, 0.0], [3.0, 0.0], [0.0, 4.0]]).view(3, 1, 1, 2)
     labels = torch.tensor([0, 0, 2])
-    d = mean_image_directions(images, labels, num_classes=4)
+    d = mean_image_directions(images, labels, num_classes=4, value_range=None)  # pixels up to 4: declared unchecked
     assert d.dtype == torch.float32 and d.shape == (4, 1, 1, 2)
     overall = torch.tensor([4.0 / 3, 4.0 / 3])
     assert torch.allclose(d[0].flatten(), torch.tensor([2.0, 0.0]) - overall)
     assert torch.allclose(d[2].flatten(), torch.tensor([0.0, 4.0]) - overall)
     assert bool(d[1].isnan().all()) and bool(d[3].isnan().all())
     with pytest.raises(ValueError, match="labels"):
-        mean_image_directions(images, labels, num_classes=2)
+        mean_image_directions(images, labels, num_classes=2, value_range=None)
+    with pytest.raises(ValueError, match=r"outside the declared range \[0, 1\]"):
+        mean_image_directions(images, labels, num_classes=4)
     with pytest.raises(ValueError, match="ci must be"):
         ci_directions(d)
 

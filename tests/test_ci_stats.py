@@ -238,7 +238,7 @@ def test_statistics_need_nulls_and_attainable_alpha():
     ci = wna.classification_images(model, 4096, noise=wna.Uniform(), null_permutations=9, progress=False)
     with pytest.raises(ValueError, match=r"below the smallest p-value 9 permutations can give \(1/10"):
         ci.significant(0.05)
-    with pytest.raises(ValueError, match=r"alpha must be in \(0, 1\)"):
+    with pytest.raises(ValueError, match=r"alpha must be a number in \(0, 1\)"):
         ci.significant(1.5)
     with pytest.raises(ValueError, match="threshold must be a positive z value"):
         ci.clusters(alpha=0.1, threshold=-1)

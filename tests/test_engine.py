@@ -500,7 +500,8 @@ def test_cli_prints_counts(tmp_path):
 
 
 @pytest.mark.parametrize("args,match", [(["--n-samples", "-5"], "n_samples must be a positive integer"),
-                                        (["--n-samples", "10", "--std", "-1"], "std must be a finite number"),
+                                        (["--n-samples", "10", "--noise", "gaussian", "--std", "-1"],
+                                         "std must be a finite number"),
                                         (["--n-samples", "10", "--noise", "uniform", "--low", "2"], "low < high")])
 def test_cli_bad_value_is_a_message_not_a_traceback(tmp_path, args, match):
     res = subprocess.run([sys.executable, "-m", "wna_helpers", "ci", "--arch", "logreg", "--untrained",
@@ -518,7 +519,8 @@ def test_cli_seeds_are_separate(tmp_path):
         return torch.load(out, weights_only=False)
     base, noise1, init1 = run(), run("--seed", "1"), run("--init-seed", "1")
     model = wna.build_model("logreg", seed=0)
-    assert torch.equal(base["counts"], wna.classification_images(model, 2000, progress=False).counts)
-    assert torch.equal(noise1["counts"], wna.classification_images(model, 2000, seed=1, progress=False).counts)
+    ci = lambda m, **kw: wna.classification_images(m, 2000, noise="uniform", progress=False, **kw).counts  # noqa: E731
+    assert torch.equal(base["counts"], ci(model))   # the CLI's default noise for a zoo model: U[0, 1]
+    assert torch.equal(noise1["counts"], ci(model, seed=1))
     other = wna.build_model("logreg", seed=1)
-    assert torch.equal(init1["counts"], wna.classification_images(other, 2000, progress=False).counts)
+    assert torch.equal(init1["counts"], ci(other))

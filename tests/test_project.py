@@ -64,3 +64,21 @@ def test_readme_commands_exist():
     readme = (ROOT / "README.md").read_text()
     assert "make book" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_benchmark_numbers_are_regenerated_from_the_json():
+    """README.md's headline table and benchmarks/README.md's latest numbers equal what benchmarks/render.py makes
+    from benchmarks/results/*.json: no benchmark number is typed by hand."""
+    import subprocess
+    import sys
+    res = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "render.py"), "--check"], capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_readme_is_a_front_page():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) < 150
+    for heading in ("## Two commands", "## Use the helpers on your own model", "## Where things live",
+                    "## Headline figures"):
+        assert heading in readme

@@ -3,6 +3,7 @@ answers."""
 from __future__ import annotations
 
 import doctest
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -322,6 +323,23 @@ def test_fit_degenerate_data_does_not_crash():
         assert torch.allclose(fit.predict(w), torch.full((11,), level, dtype=torch.float64), atol=1e-6)
     no_boot = fit_psychometric(w, torch.sigmoid(5 * (w - 0.5)), n_boot=0)
     assert no_boot.threshold_ci[0] != no_boot.threshold_ci[0] and no_boot.n_boot == 0
+
+
+def test_degenerate_shares_are_named_and_their_intervals_do_not_collapse():
+    """All 0, all 1 or a step of 0s and 1s cannot place the threshold finely: the fit says so, and the interval
+    reaches the range's end or covers the step instead of having zero width."""
+    w = torch.linspace(0, 1, 11, dtype=torch.float64)
+    zeros = fit_psychometric(w, torch.zeros(11), n_trials=200, n_boot=200)
+    assert zeros.degenerate == "never reaches 0.5" and zeros.threshold_ci[1] == math.inf
+    assert zeros.threshold_ci[0] <= 1.0
+    ones = fit_psychometric(w, torch.ones(11), n_trials=200, n_boot=200)
+    assert ones.degenerate == "always above 0.5" and ones.threshold_ci[0] == -math.inf
+    step = fit_psychometric(w, (w >= 0.55).double(), n_trials=200, n_boot=200)
+    assert step.degenerate == "a step" and step.threshold_ci[0] <= 0.5 and step.threshold_ci[1] >= 0.6
+    assert step.threshold_ci[1] - step.threshold_ci[0] > 0
+    ordinary = fit_psychometric(w, torch.sigmoid(8 * (w - 0.4)), n_trials=200, n_boot=200)
+    assert ordinary.degenerate == "" and math.isfinite(ordinary.threshold_ci[0]) and math.isfinite(
+        ordinary.threshold_ci[1])
 
 
 @pytest.mark.parametrize("args, kwargs, match", [

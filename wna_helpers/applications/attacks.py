@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..methods.ci import ClassificationImages
-from ..engine.checks import check_batch_size, check_labels, clip_range, model_dtype
+from ..engine.checks import IMAGE_RANGE, check_batch_size, check_images, check_labels, clip_range, model_dtype
 from ..engine.kernel import model_device
 
 __all__ = ["BlendAttack", "PerturbationAttack", "blend_attack", "perturbation_attack", "random_directions",
@@ -81,15 +81,6 @@ class PerturbationAttack:
 
 
 # ---------------------------------------------------------------------------- argument checks
-
-
-def _check_images(images: Any) -> None:
-    if not isinstance(images, torch.Tensor) or images.dim() < 2 or len(images) == 0 \
-            or not images.is_floating_point():
-        raise ValueError("images must be a non-empty floating tensor (N, *shape) with at least 2 dimensions; got "
-                         f"{getattr(images, 'dtype', type(images).__name__)} {tuple(getattr(images, 'shape', ()))}")
-    if not bool(torch.isfinite(images).all()):
-        raise ValueError("images hold NaN or ±inf; images must be finite")
 
 
 def _check_rows(name: str, rows: Any, images: torch.Tensor) -> None:
@@ -196,7 +187,8 @@ def _share(total: torch.Tensor, n: torch.Tensor) -> torch.Tensor:
 
 def blend_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, patterns: torch.Tensor, *,
                  alphas: Sequence[float] | torch.Tensor = (0.0, 0.1, 0.3, 0.5, 1.0), pattern_weight: float = 1.0,
-                 targets: int | Sequence[int] | torch.Tensor | None = None, batch_size: int = 1024) -> BlendAttack:
+                 targets: int | Sequence[int] | torch.Tensor | None = None, batch_size: int = 1024,
+                 value_range: tuple[float, float] | None = IMAGE_RANGE) -> BlendAttack:
     """The paper's black-box attack: share of ``alpha * x + pattern_weight * P_t`` classified as t.
 
     For every target t and every alpha, the images whose label is not t are blended with the
@@ -215,6 +207,8 @@ def blend_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, p
         pattern_weight: weight of the pattern, a finite number; default 1.
         targets: target classes; default None (every class with a finite pattern).
         batch_size: images per forward pass; default 1,024 (does not change the result).
+        value_range: the range the images' pixels must lie in (the model's inputs); default (0, 1); None
+            skips that check (:func:`~wna_helpers.engine.checks.check_images`).
 
     Returns:
         :class:`BlendAttack` with ``alphas`` ``(A,)``, ``targets`` ``(T,)``, ``success`` ``(A, T)``,
@@ -235,7 +229,7 @@ def blend_attack(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, p
         >>> out.mean.tolist(), out.n_images.tolist()
         ([1.0, 1.0], [30, 30, 30, 30])
     """
-    _check_images(images)
+    check_images(images, value_range=value_range)
     _check_rows("patterns", patterns, images)
     k = len(patterns)
     check_labels(labels, len(images), k)
@@ -263,7 +257,8 @@ def perturbation_attack(model: nn.Module, images: torch.Tensor, labels: torch.Te
                         budgets: Sequence[float] | torch.Tensor, *, norm: str = "l2",
                         clip: tuple[float, float] | None = (0.0, 1.0),
                         targets: int | Sequence[int] | torch.Tensor | None = None,
-                        batch_size: int = 1024) -> PerturbationAttack:
+                        batch_size: int = 1024, value_range: tuple[float, float] | None = IMAGE_RANGE
+                        ) -> PerturbationAttack:
     """Targeted additive attack: share of ``clip(x + eps * d_t / ||d_t||_p)`` classified as t.
 
     For every target t and budget eps, the images whose label is not t get the direction of t,
@@ -281,9 +276,11 @@ def perturbation_attack(model: nn.Module, images: torch.Tensor, labels: torch.Te
         budgets: perturbation norms eps, finite and >= 0 (0 measures the clean share).
         norm: ``"l2"`` or ``"linf"``; default ``"l2"``.
         clip: ``(low, high)`` range the stimuli are clamped to, or None for no clamping;
-            default ``(0, 1)``.
+            default ``(0, 1)``. The images must lie in it.
         targets: target classes; default None (every class with a finite, nonzero direction).
         batch_size: images per forward pass; default 1,024 (does not change the result).
+        value_range: the range the images must lie in when ``clip`` is None; default (0, 1); None skips
+            that check (:func:`~wna_helpers.engine.checks.check_images`).
 
     Returns:
         :class:`PerturbationAttack` with ``budgets`` ``(E,)``, ``norm``, ``targets`` ``(T,)``,
@@ -306,15 +303,15 @@ def perturbation_attack(model: nn.Module, images: torch.Tensor, labels: torch.Te
         >>> out.mean.tolist()
         [0.0, 1.0]
     """
-    _check_images(images)
+    if clip is not None:
+        low, high = clip_range(clip)  # finite low < high, or ValueError
+    check_images(images, value_range=(low, high) if clip is not None else value_range)
     _check_rows("directions", directions, images)
     k = len(directions)
     check_labels(labels, len(images), k)
     b = _as_levels("budgets", budgets)
     if norm not in ("l2", "linf"):
         raise ValueError(f"norm must be 'l2' or 'linf'; got {norm!r}")
-    if clip is not None:
-        low, high = clip_range(clip)  # finite low < high, or ValueError
     check_batch_size(batch_size)
     flat = directions.reshape(k, -1).double().cpu()
     size = flat.norm(dim=1) if norm == "l2" else flat.abs().amax(1)
@@ -396,13 +393,15 @@ def ci_directions(ci: ClassificationImages) -> torch.Tensor:
     return (ci.images - ci.mean_stimulus).float()
 
 
-def mean_image_directions(images: torch.Tensor, labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+def mean_image_directions(images: torch.Tensor, labels: torch.Tensor, num_classes: int = 10, *,
+                          value_range: tuple[float, float] | None = IMAGE_RANGE) -> torch.Tensor:
     """Class-mean directions: mean image of class c minus the mean of all images.
 
     Args:
         images: finite ``(N, *shape)`` images.
         labels: int ``(N,)`` classes in ``[0, num_classes)``.
         num_classes: K; default 10.
+        value_range: the range the pixels must lie in; default (0, 1); None skips that check.
 
     Returns:
         float32 ``(K, *shape)`` on the CPU; NaN rows for classes without images.
@@ -418,7 +417,7 @@ def mean_image_directions(images: torch.Tensor, labels: torch.Tensor, num_classe
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, Integral) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}")
-    _check_images(images)
+    check_images(images, value_range=value_range)
     check_labels(labels, len(images), int(num_classes))
     flat = images.reshape(len(images), -1).double().cpu()
     lab = labels.cpu().long()

@@ -12,12 +12,17 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["MAX_SAMPLES", "describe", "check_int", "check_positive_int", "check_number", "check_batch_size",
+__all__ = ["MAX_SAMPLES", "IMAGE_RANGE", "check_images", "check_value_range", "check_probability", "describe", "check_int", "check_positive_int", "check_number", "check_batch_size",
            "check_labels", "check_weights", "clip_range", "model_dtype", "check_n_samples", "check_input_shape"]
 
 #: The most samples one run may stream: counts stay exact in float64 below 2^53 (about 9 x 10^15), and at
 #: 10^8 samples a second (a GPU) 10^15 samples take four months.
 MAX_SAMPLES = 10**15
+
+#: The pixel range images are checked against unless a call declares another (``value_range=``): the range
+#: the book's models were trained on. ``None`` skips the check (models trained on standardised inputs).
+IMAGE_RANGE: tuple[float, float] = (0.0, 1.0)
+_RANGE_SLACK = 1e-6
 
 
 def describe(x: object) -> str:
@@ -119,3 +124,68 @@ def check_input_shape(input_shape: object) -> tuple[int, ...]:
         raise ValueError(f"input_shape must be a tuple of positive integers, the shape of one stimulus such as "
                          f"(1, 28, 28) (channels, height, width); got {input_shape!r}")
     return tuple(int(s) for s in input_shape)
+
+
+def check_value_range(value_range: object) -> tuple[float, float] | None:
+    """``value_range`` as ``(low, high)`` floats with ``low < high``, or None; ValueError otherwise."""
+    if value_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in value_range)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        raise ValueError(f"value_range must be (low, high) with low < high, or None; got {value_range!r}") from None
+    if not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"value_range must be (low, high) with low < high, or None; got {value_range!r}")
+    return low, high
+
+
+def check_images(images: Any, *, name: str = "images", value_range: object = IMAGE_RANGE,
+                 shape: tuple[int, ...] | None = None, min_dims: int = 2) -> torch.Tensor:
+    """The one check of images every entry point shares, before any forward pass.
+
+    Args:
+        images: a tensor ``(N, *input_shape)``.
+        name: the argument's name, for the message.
+        value_range: the declared pixel range ``(low, high)``; default :data:`IMAGE_RANGE` ((0, 1), the book's
+            models); None skips the range check.
+        shape: the model's input shape, if known: every image must have it.
+        min_dims: the fewest dimensions (2: ``(N, D)``).
+
+    Returns:
+        ``images`` itself.
+
+    Raises:
+        ValueError: not a non-empty floating tensor (uint8 and other integer images included), NaN or ±inf
+            pixels, values outside ``value_range``, or another shape than ``shape``. The message says what is
+            allowed.
+    """
+    if not isinstance(images, torch.Tensor):
+        raise ValueError(f"{name} must be a non-empty floating-point tensor (N, *input_shape); got {describe(images)}")
+    if not images.is_floating_point():
+        raise ValueError(f"{name} must hold floating-point pixel values; got {images.dtype} (0-255 uint8 images: "
+                         f"pass images.float() / 255)")
+    if images.dim() < min_dims or len(images) == 0:
+        raise ValueError(f"{name} must be a non-empty tensor (N, *input_shape) with at least {min_dims} dimensions; "
+                         f"got {describe(images)}")
+    if shape is not None and tuple(images.shape[1:]) != tuple(shape):
+        raise ValueError(f"{name} have shape {tuple(images.shape[1:])} per image, but the input shape is "
+                         f"{tuple(shape)}")
+    finite = torch.isfinite(images)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} hold NaN or ±inf at {int((~finite).sum()):,} pixels; images must be finite")
+    rng = check_value_range(value_range)
+    if rng is not None:
+        low, high = float(images.min()), float(images.max())
+        if low < rng[0] - _RANGE_SLACK or high > rng[1] + _RANGE_SLACK:
+            raise ValueError(f"{name} hold values from {low:g} to {high:g}, outside the declared range "
+                             f"[{rng[0]:g}, {rng[1]:g}]{' (0-255 images: divide by 255)' if high > 2 else ''}; "
+                             f"pass value_range=(low, high) for a model trained on other values, or "
+                             f"value_range=None to skip this check")
+    return images
+
+
+def check_probability(name: str, value: Any) -> float:
+    """``value`` as a float strictly between 0 and 1 (a significance level, a coverage); ValueError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 < float(value) < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), e.g. 0.05; got {value!r}")
+    return float(value)

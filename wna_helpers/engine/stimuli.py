@@ -28,7 +28,7 @@ from typing import ClassVar
 
 import torch
 
-from .checks import check_number, clip_range
+from .checks import IMAGE_RANGE, check_images, check_number, check_value_range, clip_range
 from .fingerprint import tensor_digest
 
 __all__ = ["Stimulus", "Noise", "Gaussian", "Uniform", "Mixture", "Images", "as_stimulus", "NOISE_SHORTHANDS",
@@ -117,7 +117,7 @@ class Gaussian(Noise):
 
     Args:
         mean: default 0.
-        std: finite, >= 0; default 1.
+        std: finite, > 0; default 1.
         clip: ``(low, high)`` with ``low < high`` to clamp every sample to, or None (no clamping);
             default None.
 
@@ -135,6 +135,9 @@ class Gaussian(Noise):
     def __post_init__(self) -> None:
         object.__setattr__(self, "mean", check_number("noise mean", self.mean))
         object.__setattr__(self, "std", check_number("noise std", self.std, 0.0))
+        if self.std == 0.0:
+            raise ValueError("noise std must be > 0: Gaussian noise of zero spread is one constant image, "
+                             "which no classification image or STA can be measured from")
         if self.clip is not None:
             object.__setattr__(self, "clip", clip_range(self.clip))
 
@@ -234,12 +237,15 @@ class Mixture(Noise):
         images: ``(M, *input_shape)`` images to mix in (at least one).
         gamma: signal weight in [0, 1].
         clip: ``(low, high)`` to clamp the stimuli to, or None; default None.
+        value_range: the range the images' pixels must lie in (the model's input range); default (0, 1);
+            None skips the check (:func:`~wna_helpers.engine.checks.check_images`).
     """
 
     noise: Noise | str
     images: torch.Tensor
     gamma: float
     clip: tuple[float, float] | None = None
+    value_range: tuple[float, float] | None = IMAGE_RANGE
     kind: ClassVar[str] = "mixture"
     _on_device: dict = field(default_factory=dict, repr=False, compare=False)
 
@@ -247,8 +253,8 @@ class Mixture(Noise):
         object.__setattr__(self, "noise", as_stimulus(self.noise))
         if not isinstance(self.noise, Noise):
             raise ValueError(f"Mixture needs a noise kind to mix images into, got {self.noise!r}")
-        if not isinstance(self.images, torch.Tensor) or self.images.dim() < 2 or len(self.images) == 0:
-            raise ValueError("Mixture needs `images`: a non-empty tensor (M, *input_shape)")
+        object.__setattr__(self, "value_range", check_value_range(self.value_range))
+        check_images(self.images, name="Mixture images", value_range=self.value_range)
         gamma = check_number("gamma", self.gamma)
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
@@ -284,20 +290,29 @@ class Images(Stimulus):
     """Real images (and optional labels) streamed in order, for real-data statistics (not seeded).
 
     Args:
-        images: ``(N, *input_shape)``.
-        labels: int64 ``(N,)`` or None; default None.
+        images: ``(N, *input_shape)`` floating, finite.
+        labels: integer ``(N,)``, each >= 0, or None; default None.
+        value_range: the range the pixels must lie in (the model's input range); default (0, 1); None skips
+            the check (:func:`~wna_helpers.engine.checks.check_images`).
     """
 
     images: torch.Tensor
     labels: torch.Tensor | None = None
+    value_range: tuple[float, float] | None = IMAGE_RANGE
     seeded: ClassVar[bool] = False
     kind: ClassVar[str] = "images"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.images, torch.Tensor) or self.images.dim() < 2:
-            raise ValueError("images must be a tensor (N, *input_shape)")
-        if self.labels is not None and len(self.labels) != len(self.images):
-            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+        object.__setattr__(self, "value_range", check_value_range(self.value_range))
+        check_images(self.images, value_range=self.value_range)
+        y = self.labels
+        if y is not None:
+            if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool \
+                    or y.shape != (len(self.images),):
+                raise ValueError(f"labels must be an integer tensor of shape ({len(self.images)},), one per image; "
+                                 f"got {getattr(y, 'dtype', type(y).__name__)} {tuple(getattr(y, 'shape', ()))}")
+            if int(y.min()) < 0:
+                raise ValueError(f"labels must be class indices >= 0; got {int(y.min())}")
 
     def check_shape(self, input_shape):  # noqa: D102
         if tuple(self.images.shape[1:]) != tuple(input_shape):

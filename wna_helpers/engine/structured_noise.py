@@ -311,6 +311,9 @@ class GaborNoise(Noise):
             raise ValueError(f"alpha must be > 0, got {alpha:g}")
         if not bool(torch.isfinite(images).all()):
             raise ValueError("GaborNoise.fit: `images` contain NaN or infinite values")
+        if float(images.amax()) == float(images.amin()):
+            raise ValueError(f"GaborNoise.fit: every pixel of every image is {float(images.amin()):g}: constant images "
+                             f"have no structure to fit Gabor weights to (give the training images)")
         settings = {"format": _FORMAT, "images": tensor_digest(images), "n_components": n_components,
                     "alpha": alpha, "add_mean": bool(add_mean), "size": size, "kernel_sizes": list(_KERNELS),
                     "tiles": list(tiles), "orientations": _ORIENTATIONS, "phases": _PHASES}

@@ -18,15 +18,19 @@ __all__ = ["ActivationStatistics", "activation_statistics", "ActivationAccumulat
 class ActivationAccumulator(Accumulator):
     """Per group (predicted class or label): count and float64 sum of each layer's output."""
 
-    def __init__(self, layers: Sequence[str], group_by: str) -> None:
+    def __init__(self, layers: Sequence[str], group_by: str, max_label: int | None = None) -> None:
         super().__init__()
         self.taps = tuple(layers)
         self.group_by = group_by
+        self.max_label = max_label  # the largest label of the run, checked against the model's classes
 
     def describe(self):  # noqa: D102
         return {**super().describe(), "group_by": self.group_by}
 
     def setup(self, num_classes, input_shape, device, tap_shapes):  # noqa: D102
+        if self.group_by == "label" and self.max_label is not None and self.max_label >= num_classes:
+            raise ValueError(f"labels go up to {self.max_label} but the model has {num_classes} classes; labels must "
+                             f"lie in [0, {num_classes})")
         self.shapes = {t: tap_shapes[t] for t in self.taps}
         self.acc = {"counts": torch.zeros(num_classes, dtype=torch.int64, device=device)}
         for t in self.taps:
@@ -114,6 +118,7 @@ def activation_statistics(model: nn.Module, layers: Sequence[str] | str, n_sampl
     if group_by == "label" and not labelled:
         raise ValueError("group_by='label' needs real images with labels: noise=Images(images, labels)")
     n_samples = resolve_n_samples(stimulus, n_samples)
-    acc = ActivationAccumulator(layers, group_by)
+    top = int(stimulus.labels[:n_samples].max()) if labelled else None  # type: ignore[union-attr]
+    acc = ActivationAccumulator(layers, group_by, top)
     run_engine(model, stimulus, n_samples, [acc], input_shape=input_shape, run=opts, desc="activations")
     return acc.result(n_samples, describe_run(stimulus, opts))

@@ -22,6 +22,9 @@ class CIAccumulator(Accumulator):
     """Per predicted class: sample count, sum and sum of squares of the stimuli (float64)."""
 
     def setup(self, num_classes, input_shape, device, tap_shapes):  # noqa: D102
+        if num_classes < 2:
+            raise ValueError(f"the model returns {num_classes} logit per input; classification images need at least "
+                             f"two classes (a one-output sigmoid model: return torch.cat([-z, z], 1))")
         d = math.prod(input_shape)
         self.acc = {"counts": torch.zeros(num_classes, dtype=torch.int64, device=device),
                     "sums": torch.zeros(num_classes, d, dtype=torch.float64, device=device),

@@ -171,7 +171,8 @@ def _mean_var(sums: torch.Tensor, sumsq: torch.Tensor, counts: torch.Tensor) -> 
     return mean, var
 
 
-def compare_classification_images(a: object, b: object, *, min_count: int = 2) -> CIComparison:
+def compare_classification_images(a: object, b: object, *, min_count: int = 2,
+                                  same_stimulus: bool = True) -> CIComparison:
     """Per class and pixel, is ``a``'s classification image different from ``b``'s?
 
     ``z = (CI_a - CI_b) / sqrt(var_a / n_a + var_b / n_b)`` (Welch), with ``var`` the unbiased
@@ -202,6 +203,9 @@ def compare_classification_images(a: object, b: object, *, min_count: int = 2) -
         b: another, with the same number of classes and the same input shape.
         min_count: a class with fewer samples than this in either result gets NaN (no test); at least
             2; default 2.
+        same_stimulus: require both runs to have used the same stimulus (the same noise kind and
+            parameters; seeds and chunk sizes may differ); default True. A difference between runs of two
+            noises mixes the models' difference with the noises': pass False only to compare exactly that.
 
     Returns:
         :class:`CIComparison`: ``difference``, ``zmap`` and ``df`` float64 ``(C, *shape)``, ``counts_a``
@@ -210,7 +214,8 @@ def compare_classification_images(a: object, b: object, *, min_count: int = 2) -
 
     Raises:
         ValueError: an argument without ``sums``/``sumsq``/``counts``, results of different class
-            counts or input shapes, or ``min_count`` not an integer >= 2.
+            counts or input shapes, runs of different stimuli (with ``same_stimulus``), or ``min_count``
+            not an integer >= 2.
 
     Example:
         >>> import torch, wna_helpers as wna
@@ -232,8 +237,22 @@ def compare_classification_images(a: object, b: object, *, min_count: int = 2) -
     if sa.shape != sb.shape:
         raise ValueError(f"a's images have shape {tuple(sa.shape[1:])} but b's {tuple(sb.shape[1:])}; "
                          f"compare results of the same input shape")
+    if same_stimulus:
+        da, db = (_stimulus_of(x) for x in (a, b))
+        if da is not None and db is not None and da != db:
+            raise ValueError(f"a and b were made with different stimuli ({da} and {db}): their difference mixes the "
+                             f"models' with the noises'; compare runs of the same noise, or pass "
+                             f"same_stimulus=False to compare exactly that")
     diff, z, df = welch(sa, qa, na, sb, qb, nb, min_count=min_count)
     return CIComparison(difference=diff, zmap=z, counts_a=na, counts_b=nb, df=df)
+
+
+def _stimulus_of(result: object) -> dict | None:
+    """A result's stimulus description without what only picks the samples (seed, chunk size)."""
+    d = getattr(result, "stimulus", None)
+    if not isinstance(d, dict):
+        return None
+    return {k: v for k, v in d.items() if k not in ("seed", "chunk_size")}
 
 
 def welch(sums_a: torch.Tensor, sumsq_a: torch.Tensor, counts_a: torch.Tensor, sums_b: torch.Tensor,

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..engine.checks import check_probability
 from ..engine.kernel import Accumulator, Chunk
 
 __all__ = ["CIStatsAccumulator", "ClassCovarianceAccumulator", "SecondOrderCI", "second_order", "ClusterTest", "DEFAULT_PERMUTATIONS", "null_seed", "loo_zscores", "zmap",
@@ -219,8 +220,7 @@ def zmap(images: torch.Tensor, nulls: torch.Tensor) -> torch.Tensor:
 
 
 def _check_alpha(alpha: float, k: int) -> None:
-    if not 0 < alpha < 1:
-        raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+    alpha = check_probability("alpha", alpha)
     if k < 3:
         raise ValueError(f"the test needs null CIs: run classification_images with null_permutations >= 3 "
                          f"(this run has {k})")

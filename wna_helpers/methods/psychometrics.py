@@ -15,7 +15,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from torch import nn
 
-from ..engine.checks import check_int, check_weights, model_dtype
+from ..engine.checks import IMAGE_RANGE, check_images, check_int, check_weights, model_dtype
 from ..engine.kernel import model_device
 from ..engine.stimuli import Noise, as_stimulus
 
@@ -53,7 +53,8 @@ def _stream_seed(seed: int, j: int, c: int) -> int:
 @torch.no_grad()
 def psychometric_curve(model: nn.Module, images: torch.Tensor, target: int,
                        weights: Sequence[float] | torch.Tensor, *, noise: Noise | str = "uniform",
-                       n_per_weight: int = 1000, seed: int = 0, batch_size: int = 2048) -> PsychometricCurve:
+                       n_per_weight: int = 1000, seed: int = 0, batch_size: int = 2048,
+                       value_range: tuple[float, float] | None = IMAGE_RANGE) -> PsychometricCurve:
     """The psychometric curve: share of ``(1 - w) * noise + w * image`` the model calls ``target``, per w.
 
     For weight index j the stimuli are drawn in chunks of 4,096 from generators seeded by
@@ -74,12 +75,15 @@ def psychometric_curve(model: nn.Module, images: torch.Tensor, target: int,
         n_per_weight: stimuli per weight; default 1,000.
         seed: default 0.
         batch_size: stimuli per forward pass (a batch may span weights); default 2,048.
+        value_range: the range the images' pixels must lie in (the model's inputs); default (0, 1); None
+            skips that check (:func:`~wna_helpers.engine.checks.check_images`).
 
     Returns:
         :class:`PsychometricCurve`: float64 ``weights``/``shares`` and int64 ``hits``, ``(W,)`` on CPU.
 
     Raises:
-        ValueError: bad images (shape, empty, non-finite), weights outside [0, 1], a noise that is not a seeded
+        ValueError: bad images (shape, empty, non-finite, integer, outside ``value_range``, a shape the model
+            cannot take), weights outside [0, 1], a noise that is not a seeded
             noise kind, bad ``n_per_weight``/``seed``/``batch_size``, a target that is not an int in ``[0, K)``,
             or a model that does not return ``(B, K)`` logits.
 
@@ -93,13 +97,17 @@ def psychometric_curve(model: nn.Module, images: torch.Tensor, target: int,
         1.0
     """
     target, w, stim, n_per_weight, seed, batch_size = _check_curve(model, images, target, weights, noise,
-                                                                    n_per_weight, seed, batch_size)
+                                                                    n_per_weight, seed, batch_size, value_range)
     device, dtype = model_device(model), model_dtype(model)
     flags = {m: m.training for m in model.modules()}
     model.eval()
     try:
         imgs = images.to(device=device, dtype=dtype)
-        logits = model(imgs[:1])
+        try:
+            logits = model(imgs[:1])
+        except Exception as exc:
+            raise ValueError(f"the model cannot take images of shape {tuple(images.shape[1:])} "
+                             f"({type(exc).__name__}: {str(exc)[:160]}); give images of its input shape") from None
         if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
             raise ValueError(f"the model must return (B, K) logits; got "
                              f"{tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__}")
@@ -115,15 +123,11 @@ def psychometric_curve(model: nn.Module, images: torch.Tensor, target: int,
 
 
 def _check_curve(model: Any, images: Any, target: Any, weights: Any, noise: Any, n_per_weight: Any, seed: Any,
-                 batch_size: Any) -> tuple[int, torch.Tensor, Noise, int, int, int]:
+                 batch_size: Any, value_range: Any) -> tuple[int, torch.Tensor, Noise, int, int, int]:
     """Every argument of :func:`psychometric_curve` checked (before any forward pass)."""
     if not isinstance(model, nn.Module):
         raise ValueError(f"model must be a torch.nn.Module; got {type(model).__name__}")
-    if not isinstance(images, torch.Tensor) or images.dim() < 2 or len(images) == 0:
-        raise ValueError(f"images must be a non-empty tensor (M, *shape) with at least 2 dimensions; got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
-    if images.is_complex() or not bool(torch.isfinite(images).all()):
-        raise ValueError("images hold NaN, ±inf or complex values; images must be finite real values")
+    check_images(images, value_range=value_range)
     w = check_weights(weights, meaning="0 = noise only, 1 = image only")
     stim = as_stimulus(noise)
     if not isinstance(stim, Noise):
@@ -183,6 +187,9 @@ class PsychometricFit:
         threshold_ci, slope_ci: ``(lo, hi)`` parametric-bootstrap percentile intervals (NaN with ``n_boot=0``).
         converged: whether the ridge-penalised Newton iteration converged. n_boot: bootstrap replicates.
         intercept: ``a`` of ``a + slope * w``. boot_converged: share of bootstrap fits that converged.
+        degenerate: what is odd about the shares, or "": ``"never reaches 0.5"`` (the threshold interval then
+            reaches +inf), ``"always above 0.5"`` (it reaches -inf) or ``"a step"`` (every share 0 or 1: the
+            interval covers the weights between which the step lies, as finely as the data place it).
     """
 
     threshold: float
@@ -193,6 +200,7 @@ class PsychometricFit:
     n_boot: int
     intercept: float = math.nan
     boot_converged: float = math.nan
+    degenerate: str = ""
 
     def predict(self, w: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
         """The fitted probability at ``w`` (float64, the shape of ``w``)."""
@@ -280,8 +288,11 @@ def fit_psychometric(weights: Sequence[float] | torch.Tensor, shares: Sequence[f
     large finite slope, the threshold between the last 0 and the first 1; all-0 or all-1 shares give a
     flat curve near 0 or 1 whose threshold (where the *fitted* curve would be 0.5) is far outside the
     weights or ±inf (NaN for a curve that is 0.5 everywhere). Intervals: ``n_boot`` replicates
-    ``hits ~ Binomial(n_trials, share)`` per weight (seeded), refitted together (batched Newton),
-    percentile interval at ``level`` (lower end rounded down, upper up; NaN replicates ignored).
+    ``hits ~ Binomial(n_trials, (hits + 1/2) / (n_trials + 1))`` per weight (seeded; the half trial keeps a
+    share of 0 or 1 from giving replicates without variance), refitted together (batched Newton),
+    percentile interval at ``level`` (lower end rounded down, upper up; NaN replicates ignored). Shares that
+    cannot place the threshold (never reaching 0.5, always above it, or a step of 0s and 1s) are named in
+    ``degenerate``, and the threshold interval then reaches the range's end (±inf) or covers the step.
 
     Args:
         weights: ``(W,)`` weights, at least two distinct finite values.
@@ -320,7 +331,8 @@ def fit_psychometric(weights: Sequence[float] | torch.Tensor, shares: Sequence[f
     boot_conv = math.nan
     if n_boot:
         gen = torch.Generator().manual_seed(seed)
-        y = torch.binomial(n.expand(n_boot, -1).contiguous(), s.expand(n_boot, -1).contiguous(), generator=gen)
+        shrunk = (s * n + 0.5) / (n + 1)  # half a trial towards 1/2: a share of 0 or 1 still varies in the replicates
+        y = torch.binomial(n.expand(n_boot, -1).contiguous(), shrunk.expand(n_boot, -1).contiguous(), generator=gen)
         tb, cb = _newton(x, y, n, theta.expand(n_boot, -1).clone())
         _, bb, thb = natural(tb)
         alpha = (1 - float(level)) / 2
@@ -332,5 +344,24 @@ def fit_psychometric(weights: Sequence[float] | torch.Tensor, shares: Sequence[f
                     float(torch.nanquantile(v, 1 - alpha, interpolation="higher")))
 
         thr_ci, slope_ci, boot_conv = interval(thb), interval(bb), float(cb.double().mean())
+    degenerate, bounds = _degenerate(w, s)
+    if bounds is not None and n_boot:  # the interval covers at least what the data cannot tell apart
+        thr_ci = (min(thr_ci[0], bounds[0]), max(thr_ci[1], bounds[1]))
     return PsychometricFit(threshold=float(thr[0]), slope=float(b[0]), threshold_ci=thr_ci, slope_ci=slope_ci,
-                           converged=bool(conv[0]), n_boot=n_boot, intercept=float(a[0]), boot_converged=boot_conv)
+                           converged=bool(conv[0]), n_boot=n_boot, intercept=float(a[0]), boot_converged=boot_conv,
+                           degenerate=degenerate)
+
+
+def _degenerate(w: torch.Tensor, s: torch.Tensor) -> tuple[str, tuple[float, float] | None]:
+    """Shares that cannot place a threshold finely, and the range of thresholds they leave open."""
+    if bool((s < 0.5).all()):
+        return "never reaches 0.5", (float(w.max()), math.inf)
+    if bool((s > 0.5).all()):
+        return "always above 0.5", (-math.inf, float(w.min()))
+    if bool(((s == 0) | (s == 1)).all()):
+        zeros, ones = w[s == 0], w[s == 1]
+        below = zeros[zeros < ones.min()]
+        above = ones[ones > zeros.max()]
+        return "a step", (float(below.max()) if len(below) else -math.inf,
+                          float(above.min()) if len(above) else math.inf)
+    return "", None

@@ -27,7 +27,7 @@ from torch import nn
 
 from .ci_compare import holm_adjust, t_pvalues, welch
 from ..engine.fingerprint import tensor_digest
-from ..engine.checks import check_positive_int, model_dtype
+from ..engine.checks import IMAGE_RANGE, check_images, check_positive_int, model_dtype
 from ..engine.kernel import model_device
 from ..engine.stimuli import Noise, Stimulus, as_stimulus, chunk_seed
 
@@ -155,20 +155,11 @@ class TwoClassCI:
         return holm_adjust(p.reshape(2, -1)).view_as(p) <= float(alpha)  # NaN <= alpha is False
 
 
-def _check_images(name: str, images: Any) -> torch.Tensor:
-    if not isinstance(images, torch.Tensor) or images.dim() < 2 or len(images) == 0 or images.is_complex() \
-            or images.dtype == torch.bool:
-        raise ValueError(f"{name} must be a non-empty real tensor (M, *input_shape) with M >= 1; got "
-                         f"{type(images).__name__} {tuple(getattr(images, 'shape', ()))}")
-    if images.is_floating_point() and not bool(torch.isfinite(images).all()):
-        raise ValueError(f"{name} holds NaN or ±inf; images must be finite")
-    return images
-
-
 @torch.no_grad()
 def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tensor, *,
                  classes: tuple[int, int] = (0, 1), weight: float = 0.1, n_samples: int = 10000,
-                 noise: Stimulus | str = "uniform", seed: int = 0, batch_size: int = 2048) -> TwoClassCI:
+                 noise: Stimulus | str = "uniform", seed: int = 0, batch_size: int = 2048,
+                 value_range: tuple[float, float] | None = IMAGE_RANGE) -> TwoClassCI:
     """Classification images of the two-class signal-in-noise design.
 
     Trial i has true class A or B (half each: a seeded permutation per chunk of
@@ -191,6 +182,8 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
             ``"uniform"`` (U[0, 1], the paper's).
         seed: seed of the trial chunks; default 0.
         batch_size: trials per forward pass, >= 1; default 2,048 (does not change the result).
+        value_range: the range the images' pixels must lie in (the model's inputs); default (0, 1); None
+            skips that check (:func:`~wna_helpers.engine.checks.check_images`).
 
     Returns:
         :class:`TwoClassCI` on the CPU: ``counts`` int64 ``(2, 2)``, ``sums`` / ``sumsq`` /
@@ -217,7 +210,7 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
         (True, True)
     """
     shape, w, (a_idx, b_idx), n_samples, batch_size, noise_kind = _check_design(
-        images_a, images_b, classes, weight, n_samples, batch_size, seed, noise)
+        images_a, images_b, classes, weight, n_samples, batch_size, seed, noise, value_range)
     device, dtype = model_device(model), model_dtype(model)
     sig_a = images_a.detach().to(device=device, dtype=dtype)
     sig_b = images_b.detach().to(device=device, dtype=dtype)
@@ -244,10 +237,10 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
 
 
 def _check_design(images_a: Any, images_b: Any, classes: Any, weight: Any, n_samples: Any, batch_size: Any,
-                  seed: Any, noise: Any) -> tuple[tuple[int, ...], float, tuple[int, int], int, int, Noise]:
+                  seed: Any, noise: Any, value_range: Any) -> tuple[tuple[int, ...], float, tuple[int, int], int, int, Noise]:
     """Every argument of :func:`two_class_ci` checked before any forward pass."""
-    _check_images("images_a", images_a)
-    _check_images("images_b", images_b)
+    check_images(images_a, name="images_a", value_range=value_range)
+    check_images(images_b, name="images_b", value_range=value_range)
     shape = tuple(images_a.shape[1:])
     if tuple(images_b.shape[1:]) != shape:
         raise ValueError(f"images_a and images_b must have the same image shape; got {shape} and "

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..engine.atomic import atomic_torch_save
+from ..engine.atomic import atomic_torch_save, remove_orphans
 from ..config import Profile, cache_root, default_device, get_profile
 from .data import Dataset, canonical_name, load_dataset
 from .models import build_model
@@ -368,6 +368,7 @@ def _load_or_train(arch: str, dataset: str, prof: Profile, cache_dir: str | os.P
                    device: torch.device, progress: bool) -> tuple[nn.Module, dict[str, object]]:
     model = build_model(arch, seed=prof.seed)
     path = checkpoint_path(arch, dataset, prof, cache_dir)
+    remove_orphans(path)  # what a killed write left beside it
     meta, problem = read_checkpoint(path, _recipe(arch, dataset, prof), model)
     if meta is not None:
         return model.to(device).eval(), meta

@@ -267,7 +267,7 @@ def eigenvalue_figure(stc: Covariances, ch: Chapter) -> Figure:
 def stc_rows(stc: Covariances, filters: Filters, ch: Chapter) -> Rows:
     """One row per CNN and dataset, over the channels that fired: how many, how many have an eigenvalue
     outside the null band, the mean number outside per channel, the share whose extreme eigenvalue is
-    negative, the mean |r| of its eigenvector with the filter, and the mean r of the STA with the filter."""
+    negative, the mean absolute r of its eigenvector with the filter, and the mean r of the STA with the filter."""
     rows = []
     for a, d in _pairs(ch):
         s, w = stc[a, d], filters[a, d]

@@ -1,0 +1,106 @@
+"""Regenerate the numbers of README.md and benchmarks/README.md from the benchmarks' JSON results.
+
+The two files hold blocks between ``<!-- generated:NAME -->`` and ``<!-- /generated:NAME -->``; this
+script rewrites them from ``benchmarks/results/*.json``, so no benchmark number is typed by hand.
+
+    python benchmarks/render.py           # rewrite the blocks
+    python benchmarks/render.py --check   # exit 1 if a block differs from what the JSON gives (the tests run this)
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+MODELS = ("paper_cnn", "lenet", "net3", "alexnet_small")
+
+
+def _load(name: str) -> object | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _rate(rows: list[dict], kind: str, arch: str) -> float | None:
+    r = [x["samples_per_s"] for x in rows if x.get("kind") == kind and x.get("arch") == arch and "samples_per_s" in x]
+    return r[0] if r else None
+
+
+def _fmt(v: float | None, spec: str) -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def headline() -> str:
+    """README's table: per CNN the full-profile accuracy and what the engines reach on this CPU."""
+    speed, acc = _load("speed_benchmark"), _load("train_accuracy")
+    if speed is None or acc is None:
+        return "_Run `benchmarks/speed_benchmark.py` and `benchmarks/train_accuracy.py` to fill this table._"
+    accuracy = {(r["arch"], r["dataset"]): r["test_accuracy"] for r in acc}  # type: ignore[union-attr]
+    rows, summary, meta = speed["rows"], speed["summary"], speed["meta"]  # type: ignore[index]
+    lines = ["| model | test accuracy, MNIST / Fashion-MNIST | CI engine (samples/s) | CI engine / fastest forward "
+             "| STA engine / its conv layer alone |", "|---|---|---:|---:|---:|"]
+    for arch in MODELS:
+        s = summary.get(arch, {})
+        a = f"{_fmt(accuracy.get((arch, 'mnist')), '.2%')} / {_fmt(accuracy.get((arch, 'fashion_mnist')), '.2%')}"
+        lines.append(f"| `{arch}` | {a} | {_fmt(_rate(rows, 'ci_engine', arch), ',.0f')} | "
+                     f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.2f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} |")
+    return ("\n".join(lines) + f"\n\nMeasured on a {meta['cpus']}-core {meta['cpu']} ({meta['date']}, torch "
+            f"{meta['torch']}, batch {meta['batch_size']}); the details are in `benchmarks/README.md` and the "
+            f"book's performance appendix.")
+
+
+def latest() -> str:
+    """benchmarks/README.md's latest numbers: each benchmark's own table, as its JSON holds it."""
+    parts = []
+    for name, title in (("speed_benchmark", "Speed"), ("stats_benchmark", "Statistics"),
+                        ("engine_benchmark", "Engine against the paper's algorithm")):
+        data = _load(name)
+        if data is None:
+            parts.append(f"### {title}\n\n_not run yet_")
+            continue
+        table = data.get("markdown") or data.get("table_markdown")  # type: ignore[union-attr]
+        when = (data.get("meta") or {}).get("date", "")  # type: ignore[union-attr]
+        parts.append(f"### {title}" + (f" ({when})" if when else "") + "\n\n"
+                     + (table.strip() if table else f"_see `results/{name}.json`_"))
+    acc = _load("train_accuracy")
+    if acc is not None:
+        lines = ["| model | dataset | epochs | test accuracy | target | training time (s) |",
+                 "|---|---|---:|---:|---:|---:|"]
+        lines += [f"| `{r['arch']}` | {r['dataset']} | {r['epochs']} | {r['test_accuracy']:.2%} | "
+                  f"{_fmt(r.get('target'), '.0%')} | {r['train_seconds']:.0f} |" for r in acc]  # type: ignore[union-attr]
+        parts.append("### Full-profile training (`train_accuracy.py`)\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)
+
+
+BLOCKS = {ROOT / "README.md": {"headline": headline}, ROOT / "benchmarks" / "README.md": {"latest": latest}}
+
+
+def render(text: str, blocks: dict) -> str:
+    for name, make in blocks.items():
+        pattern = re.compile(rf"(<!-- generated:{name} -->\n).*?(<!-- /generated:{name} -->)", re.S)
+        if not pattern.search(text):
+            raise SystemExit(f"no block <!-- generated:{name} --> ... <!-- /generated:{name} -->")
+        text = pattern.sub(lambda m: m.group(1) + make() + "\n" + m.group(2), text)
+    return text
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    for path, blocks in BLOCKS.items():
+        old = path.read_text()
+        new = render(old, blocks)
+        if new != old:
+            if "--check" in argv:
+                stale.append(str(path.relative_to(ROOT)))
+            else:
+                path.write_text(new)
+    if stale:
+        print(f"out of date with benchmarks/results: {', '.join(stale)}; run python benchmarks/render.py")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
