@@ -82,3 +82,19 @@ def test_readme_is_a_front_page():
     for heading in ("## Two commands", "## Use the helpers on your own model", "## Where things live",
                     "## Headline figures"):
         assert heading in readme
+
+
+def _code_lines(path: Path) -> list[str]:
+    nb = json.loads(path.read_text())
+    return [line for c in nb["cells"] if c["cell_type"] == "code" for line in "".join(c["source"]).splitlines()]
+
+
+def test_chapters_are_thin_and_fit_the_page():
+    """A chapter calls the library and shows sections: at most 100 code lines each, under 600 in all, and no
+    code line wider than the rendered page's code column (78 characters at 1280 px)."""
+    books = sorted((ROOT / "book").glob("*.ipynb"))
+    lines = {p.name: _code_lines(p) for p in books}
+    assert all(len(v) <= 100 for v in lines.values()), {k: len(v) for k, v in lines.items()}
+    assert sum(len(v) for v in lines.values()) < 600
+    wide = [(k, line) for k, v in lines.items() for line in v if len(line) > 78]
+    assert not wide, wide[:5]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
@@ -18,6 +19,9 @@ from ..config import Profile, default_device, get_profile
 from ..zoo.data import class_names, dataset_names
 from ..zoo.models import CNN_NAMES, model_names
 from ..engine.stimuli import Stimulus, as_stimulus
+
+if TYPE_CHECKING:
+    from .studies import Subject
 
 __all__ = ["Chapter", "setup", "show"]
 
@@ -73,6 +77,17 @@ class Chapter:
     def show(self, *items: object) -> None:
         """Display a section of the chapter: :func:`show`."""
         show(*items)
+
+    def subjects(self, models: Sequence[str] | None = None) -> dict[tuple[str, str], "Subject"]:
+        """The trained models of this chapter, ``(model, dataset) -> Subject`` (datasets outer), trained or loaded
+        with the chapter's profile (:func:`~wna_helpers.book.studies.subject`).
+
+        Args:
+            models: the architectures; default every model of the book (:attr:`models`).
+        """
+        from .studies import subject
+
+        return {(a, d): subject(a, d, self.profile) for d in self.datasets for a in (models or self.models)}
 
     def header(self) -> str:
         """The Markdown line a chapter shows first: profile, seed and device."""

@@ -26,7 +26,7 @@ SPECIFIC_MARGIN = 0.05
 COLLAPSED = 0.9
 #: The half-way share: curves "reach" it, biasing "moves half" the inputs.
 HALF = 0.5
-#: |z| above which neighbouring pixels join a cluster of the cluster-mass test.
+#: The absolute z above which neighbouring pixels join a cluster of the cluster-mass test.
 CLUSTER_Z = 3.0
 #: Chapter 9: a detection score finds the trigger at an AUC of at least this with p at most DETECTION_P.
 DETECTION_AUC = 0.9

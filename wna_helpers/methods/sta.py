@@ -127,24 +127,24 @@ class STAAccumulator(Accumulator):
                     "act_sum": torch.zeros(k, **f64)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
-        # The engine hands over one chunk piece at a time; products are summed in float32 over a
-        # few hundred positions at most, then added to the float64 totals (float64 products
-        # run several times slower on CPUs and GPUs alike).
+        # The engine hands over one chunk piece at a time; the pooled sums come from the convolution's own
+        # weight-gradient kernel in float32 over blocks of at most BLOCK_SAMPLES samples, centred on the block's
+        # mean pixel, then added to the float64 totals (float64 products run several times slower).
         a = F.relu(taps[self.layer].to(self.sum_dtype))        # (B, K, H', W'), any memory layout
         x = x.to(self.sum_dtype)
         b, k = a.shape[:2]
         r, c = self.rows, self.cols
-        # activations of the pooled positions as (B, positions, K): a view when channels-last
-        act = a[:, :, r.start:r.stop, c.start:c.stop].permute(0, 2, 3, 1).reshape(b, -1, k)
-        sums = _window_sums(x, act, self.rf, (r.start, c.start), (len(r), len(c)))
-        self.acc["pooled_num"] += sums[:-1].T
-        self.acc["pooled_den"] += sums[-1]
-        if act.shape[1] == a.shape[2] * a.shape[3]:
-            self.acc["act_sum"] += sums[-1]                     # every position is pooled
-        else:
-            full = a.permute(0, 2, 3, 1).reshape(b, -1, k)
-            self.acc["act_sum"] += torch.bmm(full.new_ones(b, 1, full.shape[1]), full).sum((0, 1), dtype=torch.float64)
         (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
+        top, left = oh + r.start * jh, ow + c.start * jw
+        crop = x[:, :, top:top + (len(r) - 1) * jh + sh, left:left + (len(c) - 1) * jw + sw]
+        pooled = a[:, :, r.start:r.stop, c.start:c.stop]      # the units whose windows lie inside the input
+        num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump)
+        self.acc["pooled_num"] += num
+        self.acc["pooled_den"] += den
+        if pooled.shape[2:] == a.shape[2:]:
+            self.acc["act_sum"] += den                          # every position is pooled
+        else:
+            self.acc["act_sum"] += a.sum((0, 2, 3), dtype=torch.float64)
         ci, cj = self.center
         t0, l0 = oh + ci * jh, ow + cj * jw
         if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
@@ -156,51 +156,49 @@ class STAAccumulator(Accumulator):
         self.acc["center_den"] += ac.sum(0, dtype=torch.float64)
 
 
-#: Terms (samples x positions) each float32 product of :func:`_window_sums` sums before float64 takes over.
-BLOCK_TERMS = 1024
+#: Samples whose products one float32 weight-gradient call sums (centred on their mean) before float64 takes over.
+BLOCK_SAMPLES = 128
 
 
-def _window_sums(x: torch.Tensor, act: torch.Tensor, rf: ReceptiveField, first: tuple[int, int],
-                 count: tuple[int, int]) -> torch.Tensor:
-    """Activation-weighted sums of receptive-field windows, and of the activations.
+def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
+                jump: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activation-weighted sums of receptive-field windows, and the sums of the activations.
+
+    The windows of the units of ``act`` tile ``crop`` with step ``jump``, so
+    ``sum_{b, p} act[b, k, p] * crop[b, window(p)]`` is the weight gradient of a convolution with kernel
+    ``size`` and stride ``jump`` whose output gradient is ``act``: one call of the convolution's own
+    backward kernel per block (oneDNN on CPUs, cuDNN on GPUs), the same multiply-adds as the forward
+    convolution and no copies of the windows. Each block of at most :data:`BLOCK_SAMPLES` samples is
+    centred on its mean pixel ``m`` first (``sum a x = sum a (x - m) + m sum a``), which keeps its float32
+    sums small and accurate; the blocks add up in float64.
 
     Args:
-        x: ``(B, C, H, W)`` stimuli.
-        act: ``(B, P, K)`` activations of the ``P = count[0] * count[1]`` positions from ``first``
-            on (row-major), channels last.
-        rf: the layer's receptive field.
+        crop: ``(B, C, H, W)`` stimuli cut to the windows: ``H = (rows - 1) * jump[0] + size[0]``, likewise ``W``.
+        act: ``(B, K, rows, cols)`` activations of the units, any memory layout.
+        size: the window (receptive field) ``(h, w)``.
+        jump: the step between neighbouring units' windows.
 
     Returns:
-        float64 ``(D + 1, K)`` with ``D = C * h * w``: row ``d < D`` is
-        ``sum_{b,p} x[b, window(p)][d] * act[b, p]``, row ``D`` is ``sum_{b,p} act[b, p]``.
-
-    The windows of ``m`` samples are copied side by side into one buffer row per pixel, with a
-    row of ones below (for the activation sums), and multiplied with the activations of the same
-    samples: one batched matrix product over blocks of about ``BLOCK_TERMS`` terms, each summed
-    in float32, the blocks summed in float64.
+        ``(num, den)``: float64 ``(K, C * h * w)`` window sums and float64 ``(K,)`` activation sums.
     """
-    b, p, k = act.shape
-    ch = x.shape[1]
-    (sh, sw), (jh, jw), (oh, ow) = rf.size, rf.jump, rf.offset
-    nr, nc = count
-    d = ch * sh * sw
-    s_b, s_c, s_h, s_w = x.stride()
-    base = x.storage_offset() + (oh + first[0] * jh) * s_h + (ow + first[1] * jw) * s_w
-    m = max(1, min(b, -(-BLOCK_TERMS // p)))                  # samples per block
-    total = torch.zeros(d + 1, k, dtype=torch.float64, device=x.device)
-    start = 0
-    while start < b:                                           # whole blocks, then the rest
-        size = m if b - start >= m else b - start
-        nb = (b - start) // size
-        buf = x.new_empty(nb, d + 1, size * p)
-        buf[:, d] = 1
-        buf[:, :d].view(nb, ch, sh, sw, size, nr, nc).copy_(x.as_strided(
-            (nb, ch, sh, sw, size, nr, nc), (size * s_b, s_c, s_h, s_w, s_b, jh * s_h, jw * s_w),
-            base + start * s_b))
-        blocks = act[start:start + nb * size].reshape(nb, size * p, k)
-        total += torch.bmm(buf, blocks).sum(0, dtype=torch.float64)
-        start += nb * size
-    return total
+    b, k = act.shape[:2]
+    d = crop.shape[1] * size[0] * size[1]
+    num = torch.zeros(k, d, dtype=torch.float64, device=crop.device)
+    den = torch.zeros(k, dtype=torch.float64, device=crop.device)
+    stub = crop.new_empty(k, crop.shape[1], *size)             # the kernel's shape; its values are not read
+    for s in range(0, b, BLOCK_SAMPLES):                       # blocks of samples, not a loop per sample
+        xs, am = crop[s:s + BLOCK_SAMPLES], act[s:s + BLOCK_SAMPLES]
+        mean = xs.mean()
+        grad = torch.ops.aten.convolution_backward(am, xs - mean, stub, None, list(jump), [0, 0], [1, 1], False,
+                                                   [0, 0], 1, [False, True, False])[1]
+        asum = am.sum((0, 2, 3), dtype=torch.float64)
+        num += grad.reshape(k, d).double() + mean.double() * asum[:, None]
+        den += asum
+    return num, den
+
+
+#: Terms (samples x positions) each float32 product of the STC's window moments sums before float64 takes over.
+BLOCK_TERMS = 1024
 
 
 @dataclass

@@ -157,8 +157,8 @@ def _window_moments(x: torch.Tensor, grid: torch.Tensor, offsets: tuple[tuple[in
         (channels, channels under each shift, one) the sums over samples and positions of weight
         times each window pixel, each product ``w_i w_j`` (``i <= j``) and one.
 
-    As :func:`~wna_helpers.methods.sta._window_sums` (blocks of about ``BLOCK_TERMS`` terms summed in
-    float32, blocks in float64), with the pairwise products below the window pixels in the buffer;
+    The windows are copied side by side into one buffer (blocks of about ``BLOCK_TERMS`` terms summed in
+    float32, blocks in float64), with the pairwise products below the window pixels;
     a few blocks (``_BUFFER_BYTES``) share one batched matrix product, and their weight columns are
     written next to it, so both stay in the CPU's caches.
     """
