@@ -1,6 +1,8 @@
 # Two entry points (see README):
-#   make book   set up, execute every chapter in the full profile, build the site into _build/html
+#   make book   set up, train the book's models (make models), execute every chapter in the full profile,
+#               build the site into _build/html
 #   make test   set up, run the unit tests and every chapter in the quick profile
+#   make models set up, train or load every model the book needs, with progress in the terminal
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -9,7 +11,7 @@ SHARED := $(abspath ../shared/data)
 # the offline data copy when there is one, else ./data (torchvision downloads into it)
 export WNA_DATA_DIR ?= $(if $(wildcard $(SHARED)/MNIST),$(SHARED),$(abspath data))
 
-.PHONY: book test setup clean
+.PHONY: book test setup clean models
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -22,8 +24,12 @@ $(VENV)/.installed: pyproject.toml
 # with Sphinx's saved environment (else Sphinx sees unchanged sources and executes nothing).
 # The code part is the digest that every results-cache key holds (wna_helpers.code_digest).
 STAMP = $(shell $(BIN)/python -m wna_helpers code-digest)-$(shell sha256sum _config.yml | cut -c1-8)-$(WNA_PROFILE)
+models: export WNA_PROFILE ?= full
+models: setup
+	$(BIN)/python -m wna_helpers.book.prepare
+
 book: export WNA_PROFILE ?= full
-book: setup
+book: models
 	@if [ "$$(cat _build/.wna-stamp 2>/dev/null)" != "$(STAMP)" ]; then \
 	  echo "wna_helpers or profile changed: clearing the execution cache"; \
 	  rm -rf _build/.jupyter_cache _build/.doctrees _build/jupyter_execute; fi

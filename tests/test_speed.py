@@ -139,3 +139,16 @@ def test_allocator_tuned_once_unless_turned_off(env, applied):
 def test_bad_speed_options(kw, match):
     with pytest.raises(ValueError, match=match):
         wna.RunOptions(**kw)
+
+
+def test_compiled_kernels_persist_under_the_cache_root(tmp_path, monkeypatch):
+    from wna_helpers.engine.speed import inductor_cache
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    monkeypatch.setenv("WNA_CACHE_DIR", str(tmp_path))
+    assert inductor_cache() == str(tmp_path / "inductor") == os.environ["TORCHINDUCTOR_CACHE_DIR"]
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/elsewhere")   # a user's own setting wins
+    assert inductor_cache() == "/elsewhere"
+
+
+def test_the_books_million_sample_runs_compile_and_its_quick_runs_do_not():
+    assert should_compile(None, 1_000_000, CPU, False) and not should_compile(None, 20_000, CPU, False)

@@ -309,3 +309,26 @@ def test_chapter_show_displays_markdown_figures_and_lists_in_order(monkeypatch):
     assert shown[0].data == "a" and shown[2].data == "b" and not plt.fignum_exists(fig.number)
     with pytest.raises(TypeError, match="strings"):
         chapter.show(3)
+
+
+def test_prepare_trains_every_model_once_and_then_loads(tmp_path, monkeypatch):
+    """make models: a plan of every model the book trains, each job run once; a second run finds them cached."""
+    from wna_helpers.book import prepare
+
+    calls = []
+    monkeypatch.setattr(prepare, "get_trained_model", lambda a, d, p, progress: calls.append(("model", a, d)))
+    monkeypatch.setattr(prepare, "training_snapshots", lambda a, d, p, progress: calls.append(("snapshots", a, d)))
+    monkeypatch.setattr(prepare, "trojan_model", lambda d, p, index, trojaned, progress:
+                        calls.append(("trojan", d, index, trojaned)))
+    monkeypatch.setattr(prepare, "noise_kind", lambda kind, d: calls.append(("gabor", d)))
+    plan = prepare.jobs(TINY)
+    n_models = len(wna.model_names()) * 2
+    n_trojan = (2 * TINY.trojan_models + 1) * 2
+    assert len(plan) == n_models + 2 + 2 + n_trojan
+    assert all(j.seconds > 0 for j in plan)
+    # paper_cnn's snapshots come before its checkpoint (they write it)
+    labels = [j.label for j in plan]
+    assert labels.index("paper_cnn on mnist: training snapshots (chapter 8)") < labels.index("paper_cnn on mnist")
+    import io
+    prepare.prepare(TINY, stream=io.StringIO())
+    assert len(calls) == len(plan) and len(set(calls)) == len(calls)

@@ -17,10 +17,11 @@ package needs to know about them.
   4-d weights in place and restores them afterwards (the same ``Parameter`` objects).
 * **Compilation**: :func:`compile_forward` wraps the model in ``torch.compile`` for a fixed
   batch shape, warms it up, and falls back to eager execution with a warning if compiling
-  fails. It pays off only after a warm-up of seconds to a minute, so :func:`should_compile`
-  turns it on by itself only for long CPU runs that tap no layer (at least
-  :data:`COMPILE_MIN_SAMPLES` samples in the process); ``compile=True`` asks for it always,
-  ``compile=False`` never.
+  fails. Its kernels are kept in a persistent inductor cache under the cache root
+  (:func:`inductor_cache`), so a machine pays the cold compile (about 20 s on a 2-core CPU) once and a
+  warm one costs 4-5 s. :func:`should_compile` turns it on by itself for CPU runs that tap no layer
+  and stream at least :data:`COMPILE_MIN_SAMPLES` samples in the process, where the gain outweighs a
+  warm compile; ``compile=True`` asks for it always, ``compile=False`` never.
 
 The layout and compilation change float32 rounding only: a few noise samples that lie on a
 decision boundary may change class, nothing more (the tests bound it).
@@ -40,11 +41,13 @@ import torch
 from torch import nn
 
 __all__ = ["tune_allocator", "allocator_status", "MALLOPT_SETTINGS", "choose_channels_last", "memory_layout",
-           "compile_forward", "should_compile", "COMPILE_MIN_SAMPLES"]
+           "compile_forward", "should_compile", "inductor_cache", "COMPILE_MIN_SAMPLES"]
 
-#: Samples one process must stream before ``compile=None`` compiles the forward pass (CPU only):
-#: on a 2-core CPU compiling gained about 20 % on ``paper_cnn`` after a warm-up of 5-20 s.
-COMPILE_MIN_SAMPLES = 5_000_000
+#: Samples one process must stream before ``compile=None`` compiles the forward pass (CPU only), set by what
+#: compilation costs and gains (``benchmarks/speed_benchmark.py`` on a 2-core CPU, 2026-11-23): the compiled
+#: ``paper_cnn`` forward ran 24,268 samples/s against 18,518 eager channels-last, so 5 x 10^5 samples save about
+#: 6 s against a warm compile of 4-5 s from the persistent cache. The book's 10^6-sample runs compile.
+COMPILE_MIN_SAMPLES = 500_000
 
 # glibc's mallopt parameters (malloc.h) and the values the engine sets
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
@@ -192,6 +195,7 @@ def should_compile(requested: bool | None, n_samples: int, device: torch.device,
 def compile_forward(model: nn.Module, example: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """``torch.compile(model)`` for batches shaped like ``example``, warmed up on it; the model
     itself (with a warning) when compiling fails, for instance without a C++ compiler."""
+    inductor_cache()
     try:
         compiled = torch.compile(model, dynamic=False)
         with torch.inference_mode():
@@ -201,3 +205,15 @@ def compile_forward(model: nn.Module, example: torch.Tensor) -> Callable[[torch.
         warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc)[:200]}); running the model "
                       f"eagerly", RuntimeWarning, stacklevel=3)
         return model
+
+
+def inductor_cache() -> str:
+    """Point TorchInductor's cache at ``<cache root>/inductor`` (``$WNA_CACHE_DIR``) unless
+    ``TORCHINDUCTOR_CACHE_DIR`` is already set, so compiled kernels outlive the process; returns the folder."""
+    from .places import cache_root
+
+    folder = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not folder:
+        folder = str(cache_root() / "inductor")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = folder
+    return folder
