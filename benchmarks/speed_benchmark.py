@@ -9,16 +9,24 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
     forward_cl         + model and input channels-last
     forward_compiled   + ``torch.compile`` (warm-up reported separately, not timed)
     conv_alone         the tapped layer (``conv1``) alone, contiguous and channels-last, allocator tuned
-    ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults)
+    ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults), at ``CI_N``
+                       samples (10^6: the book's runs, which compile by themselves)
     ci_engine_compiled the same with ``compile=True``
     ci_engine_nomalloc the engine with ``WNA_MALLOPT=0``
-    sta_engine         ``spike_triggered_average(model, "conv1", n)``: every channel, pooled + centre
-    memory             ``ci_engine`` at two sizes (``--mem-sizes``), peak RSS of each
+    sta_engine         ``spike_triggered_average(model, "conv1", n)``: every channel, pooled + centre, its
+                       pooled sums through the convolution's weight-gradient kernel (as shipped)
+    sta_engine_window  the same with the pooled sums of the window product it replaced (copied windows,
+                       one batched matrix product per block of about 1,024 terms)
+    train_plain        a plain PyTorch training loop (``train_benchmark.py``'s ``plain_eager``), batch 256
+    train_wna          ``wna.train`` as shipped, the same work
+    memory             the CI engine at two sizes (``--mem-sizes``) with ``compile=False``, so both sizes run
+                       the same code; peak RSS of each
 
 The forward variants cycle through a pool of uniform [0, 1] noise generated before timing;
 the engines generate their own. Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
-CI engine / fastest forward variant (target >= 0.85), STA engine / fastest conv-alone
-(target >= 0.35), peak-RSS difference between the two sizes (target < 64 MB).
+CI engine as shipped at 10^6 samples / fastest forward variant (target >= 0.85), STA engine / fastest
+conv-alone (target >= 0.40), peak-RSS difference between the two sizes (target < 64 MB), training
+wna / plain (target >= 1.5 for paper_cnn).
 
     .venv/bin/python benchmarks/speed_benchmark.py            # about 20 minutes on 2 idle cores
     .venv/bin/python benchmarks/speed_benchmark.py --quick    # a few minutes
@@ -38,23 +46,86 @@ import time
 from pathlib import Path
 
 from engine_benchmark import RESULTS, _cpu_name, _peak_rss_mb, _write_json, run_worker  # same folder: run as a script
+from train_benchmark import worker as train_worker
 
 ARCHS = ("paper_cnn", "lenet", "net3", "alexnet_small")
 FORWARD = ("forward_eager", "forward_malloc", "forward_cl", "forward_compiled")
-ENGINE = ("ci_engine", "ci_engine_compiled", "ci_engine_nomalloc", "sta_engine")
-KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + ENGINE
+ENGINE = ("ci_engine", "ci_engine_compiled", "ci_engine_nomalloc", "sta_engine", "sta_engine_window")
+TRAIN = ("train_plain", "train_wna")
+KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + ENGINE + TRAIN
+#: Samples of the as-shipped CI engine: the book's runs, long enough for the engine to compile by itself.
+CI_N = 1_000_000
+#: Optimizer steps of batch 256 per training measurement.
+TRAIN_STEPS = {"paper_cnn": 60, "lenet": 60, "net3": 40, "alexnet_small": 20}
 # samples per timed measurement: about 10 s of the slowest variant that matters on 2 CPU cores
 DEFAULT_N = {"paper_cnn": 200_000, "lenet": 200_000, "net3": 100_000, "alexnet_small": 30_000}
 QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small": 4_096}
 MARK = "@@SPEED_BENCHMARK@@"
-TARGETS = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.35, "memory_growth_mb": 64.0}
+TARGETS = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.40, "memory_growth_mb": 64.0,
+           "train_wna_over_plain": 1.5}
 
 
 # --------------------------------------------------------------------------------------------- worker
+def _window_product(model_module: object) -> None:
+    """Put back the STA's pooled sums as they were before the weight-gradient kernel (for comparison)."""
+    import torch
+    import torch.nn.functional as F
+    from wna_helpers.methods import sta
+
+    def window_sums(x, act, rf, first, count):
+        b, p, k = act.shape
+        ch = x.shape[1]
+        (sh, sw), (jh, jw), (oh, ow) = rf.size, rf.jump, rf.offset
+        nr, nc = count
+        d = ch * sh * sw
+        s_b, s_c, s_h, s_w = x.stride()
+        base = x.storage_offset() + (oh + first[0] * jh) * s_h + (ow + first[1] * jw) * s_w
+        m = max(1, min(b, -(-1024 // p)))
+        total = torch.zeros(d + 1, k, dtype=torch.float64, device=x.device)
+        start = 0
+        while start < b:
+            size = m if b - start >= m else b - start
+            nb = (b - start) // size
+            buf = x.new_empty(nb, d + 1, size * p)
+            buf[:, d] = 1
+            buf[:, :d].view(nb, ch, sh, sw, size, nr, nc).copy_(x.as_strided(
+                (nb, ch, sh, sw, size, nr, nc), (size * s_b, s_c, s_h, s_w, s_b, jh * s_h, jw * s_w),
+                base + start * s_b))
+            total += torch.bmm(buf, act[start:start + nb * size].reshape(nb, size * p, k)).sum(0, dtype=torch.float64)
+            start += nb * size
+        return total
+
+    def update(self, x, logits, taps, labels):
+        a = F.relu(taps[self.layer].float())
+        x = x.float()
+        b, k = a.shape[:2]
+        r, c = self.rows, self.cols
+        act = a[:, :, r.start:r.stop, c.start:c.stop].permute(0, 2, 3, 1).reshape(b, -1, k)
+        sums = window_sums(x, act, self.rf, (r.start, c.start), (len(r), len(c)))
+        self.acc["pooled_num"] += sums[:-1].T
+        self.acc["pooled_den"] += sums[-1]
+        self.acc["act_sum"] += a.sum((0, 2, 3), dtype=torch.float64)
+        (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
+        ci, cj = self.center
+        t0, l0 = oh + ci * jh, ow + cj * jw
+        window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)
+        ac = a[:, :, ci, cj]
+        self.acc["center_num"] += ac.T @ window
+        self.acc["center_den"] += ac.sum(0, dtype=torch.float64)
+
+    sta.STAAccumulator.update = update
+
+
 def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
     import torch
     import wna_helpers as wna
     from wna_helpers.engine.speed import tune_allocator
+
+    if kind in TRAIN:
+        out = train_worker("plain_eager" if kind == "train_plain" else "wna_train", arch, n, 256)
+        out.update(kind=kind, n=n * 256, user_s=0.0, sys_s=0.0, peak_rss_mb=_peak_rss_mb(),
+                   allocator=wna.allocator_status())
+        return out
 
     if kind not in ("forward_eager", "ci_engine_nomalloc"):
         tune_allocator()
@@ -92,7 +163,11 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
         opts = {"progress": False, "batch_size": batch}
         if kind == "ci_engine_compiled":
             opts["compile"] = True
-        if kind == "sta_engine":
+        if kind == "sta_engine_window":
+            _window_product(None)
+        if kind == "ci_engine_memory":
+            opts["compile"] = False
+        if kind in ("sta_engine", "sta_engine_window"):
             def call(m: int) -> None:
                 wna.spike_triggered_average(model, "conv1", m, noise=wna.Uniform(), **opts)
         else:
@@ -122,6 +197,8 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
 # --------------------------------------------------------------------------------------------- parent
 def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float) -> dict:
     env = {**os.environ, "WNA_MALLOPT": "0" if kind in ("forward_eager", "ci_engine_nomalloc") else "1"}
+    if kind == "train_plain":
+        env["WNA_MALLOPT"] = "0"  # the plain loop as a user runs it
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, arch, str(n), "--device", device,
            "--batch-size", str(batch)]
     res = run_worker(cmd, MARK, timeout, env)
@@ -150,6 +227,10 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
         out["sta_over_conv_alone"] = rate["sta_engine"] / conv[best]
         if "conv_alone" in rate:
             out["sta_over_conv_alone_contiguous"] = rate["sta_engine"] / rate["conv_alone"]
+        if "sta_engine_window" in rate:
+            out["sta_window_over_conv_alone"] = rate["sta_engine_window"] / conv[best]
+    if "train_plain" in rate and "train_wna" in rate:
+        out["train_wna_over_plain"] = rate["train_wna"] / rate["train_plain"]
     mem = {r["n"]: r["peak_rss_mb"] for r in rows if r["arch"] == arch and r.get("role") == "memory"
            and "error" not in r}
     if len(mem_sizes) == 2 and all(s in mem for s in mem_sizes):
@@ -176,22 +257,25 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
             note = "memory size"
         lines.append(f"| {r['arch']} | {r['kind']} | {_n(r['n'])} | {_n(r['samples_per_s'])} | {r['user_s']:.1f} | "
                      f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
-    lines += ["", "| model | CI engine / fastest forward | compiled CI engine / fastest forward | "
-              "CI engine / channels-last forward | STA / fastest conv alone | STA / contiguous conv alone | "
-              "allocator speed-up | memory growth (MB) |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += ["", "| model | CI engine (10^6, as shipped) / fastest forward | compiled CI engine / fastest forward | "
+              "CI engine / channels-last forward | STA / fastest conv alone | old window-product STA / fastest "
+              "conv alone | STA / contiguous conv alone | allocator speed-up | training wna / plain | "
+              "memory growth (MB) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(d: dict, k: str, fmt: str = "{:.2f}") -> str:
         return fmt.format(d[k]) if k in d else "n/a"
     for arch, s in summary.items():
         lines.append(f"| {arch} | {f(s, 'ci_engine_over_fastest_forward')} ({s.get('fastest_forward', '')}) | "
                      f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | {f(s, 'ci_engine_over_forward_cl')} | "
-                     f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_over_conv_alone_contiguous')} | "
-                     f"{f(s, 'allocator_speedup')} | {f(s, 'memory_growth_mb', '{:.0f}')} |")
+                     f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_window_over_conv_alone')} | "
+                     f"{f(s, 'sta_over_conv_alone_contiguous')} | {f(s, 'allocator_speedup')} | "
+                     f"{f(s, 'train_wna_over_plain')} | {f(s, 'memory_growth_mb', '{:.0f}')} |")
     sizes = meta["mem_sizes"]
     memory = (f"; memory growth < {TARGETS['memory_growth_mb']:.0f} MB between n = {sizes[0]:,} and {sizes[1]:,}"
               if len(sizes) == 2 else "")
     lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
-                 f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}.")
+                 f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}; training >= "
+                 f"{TARGETS['train_wna_over_plain']} x the plain loop (paper_cnn).")
     return "\n".join(lines)
 
 
@@ -233,13 +317,18 @@ def main(argv: list[str] | None = None) -> int:
     for arch in archs:
         n = max(batch, int(sizes.get(arch, 50_000) * args.scale))
         for kind in kinds:
-            r = spawn(kind, arch, n, args.device, batch, args.timeout)
+            m = n
+            if kind == "ci_engine" and not args.quick:
+                m = int(CI_N * args.scale)
+            if kind in TRAIN:
+                m = max(2, int(TRAIN_STEPS.get(arch, 20) * (0.25 if args.quick else args.scale)))
+            r = spawn(kind, arch, m, args.device, batch, args.timeout)
             rows.append(r)
             print(f"{arch:14s} {kind:20s} " + (r["error"] if "error" in r else
                   f"{r['samples_per_s']:10,.0f} samples/s  sys {r['sys_s']:5.1f} s  RSS {r['peak_rss_mb']:6.0f} MB"),
                   flush=True)
         for m in mem_sizes:
-            r = spawn("ci_engine", arch, m, args.device, batch, args.timeout)
+            r = spawn("ci_engine_memory", arch, m, args.device, batch, args.timeout)
             r["role"] = "memory"
             rows.append(r)
             print(f"{arch:14s} memory n={m:<12,} " + (r.get("error") or f"peak RSS {r['peak_rss_mb']:.0f} MB"),

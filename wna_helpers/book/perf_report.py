@@ -114,6 +114,8 @@ SPEED_KINDS = {
     "conv_alone": "conv1 alone", "conv_alone_cl": "conv1 alone, channels-last",
     "ci_engine": "CI engine", "ci_engine_compiled": "CI engine, compile=True",
     "ci_engine_nomalloc": "CI engine, WNA_MALLOPT=0", "sta_engine": "STA engine (conv1)",
+    "sta_engine_window": "STA engine, the old window product", "ci_engine_memory": "CI engine, compile=False",
+    "train_plain": "training, a plain PyTorch loop", "train_wna": "training, wna.train",
 }
 
 
@@ -155,14 +157,18 @@ def speed_targets(data: Mapping[str, object]) -> str:
                      "ci_c": cell(s.get("ci_engine_compiled_over_fastest_forward"),
                                   targets.get("ci_over_fastest_forward"), ".2f"),
                      "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
+                     "sta_w": cell(s.get("sta_window_over_conv_alone"), None, ".2f"),
+                     "train": cell(s.get("train_wna_over_plain"), targets.get("train_wna_over_plain"), ".2f"),
                      "mem": cell(s.get("memory_growth_mb"), targets.get("memory_growth_mb"), ".0f", above=False)})
     t = {k: format(targets[k], "g") if isinstance(targets.get(k), (int, float)) else "?"
-         for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb")}
+         for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb", "train_wna_over_plain")}
     return markdown_table(rows, {
         "arch": "model", "fastest": "fastest forward pass",
         "ci": f"CI engine ÷ fastest (target ≥ {t['ci_over_fastest_forward']})",
         "ci_c": "same, compile=True",
         "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
+        "sta_w": "old window-product STA ÷ conv1 alone",
+        "train": f"training: wna.train ÷ plain loop (≥ {t['train_wna_over_plain']})",
         "mem": f"memory growth, MB (< {t['memory_growth_mb']})"})
 
 
@@ -233,6 +239,10 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"The STA engine (every channel of `conv1`, pooled and centre) ran at "
                      f"{span('sta_over_conv_alone')} x the fastest `conv1` alone "
                      f"({span('sta_over_conv_alone_contiguous')} x `conv1` alone in its default memory layout).")
+    if span("sta_window_over_conv_alone"):
+        parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
+    if span("train_wna_over_plain"):
+        parts.append(f"`wna.train` ran at {span('train_wna_over_plain')} x a plain PyTorch loop doing the same work.")
     if span("memory_growth_mb", "{:.0f}"):
         sizes = meta.get("mem_sizes") or ["?", "?"]  # type: ignore[union-attr]
         parts.append(f"Peak memory grew by {span('memory_growth_mb', '{:.0f}')} MB from n = {sizes[0]:,} to "

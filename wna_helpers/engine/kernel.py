@@ -28,7 +28,8 @@ from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
-from .speed import choose_channels_last, compile_forward, memory_layout, should_compile, tune_allocator
+from .speed import (RELEASE_EVERY, choose_channels_last, compile_forward, memory_layout, release_free_memory,
+                    should_compile, tune_allocator)
 from .stimuli import Stimulus, as_stimulus
 
 __all__ = ["Accumulator", "Chunk", "StopRule", "run_engine", "check_n_samples", "model_device", "default_batch_size",
@@ -297,6 +298,8 @@ class _Run:
                         break
                     if i % self.opts.checkpoint_every == 0:
                         self.pending = True
+                    if i % RELEASE_EVERY == 0:
+                        release_free_memory()  # the peak stays flat in n (see speed.release_free_memory)
                 # a process whose chunks ran out still takes part in the milestones the others reach
                 while self.stop is not None and self.stopped_at is None and self.world > 1 \
                         and self.next_check < self.n_chunks:

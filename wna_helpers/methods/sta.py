@@ -130,28 +130,28 @@ class STAAccumulator(Accumulator):
         # The engine hands over one chunk piece at a time; the pooled sums come from the convolution's own
         # weight-gradient kernel in float32 over blocks of at most BLOCK_SAMPLES samples, centred on the block's
         # mean pixel, then added to the float64 totals (float64 products run several times slower).
-        a = F.relu(taps[self.layer].to(self.sum_dtype))        # (B, K, H', W'), any memory layout
+        out = taps[self.layer].to(self.sum_dtype)              # (B, K, H', W') before the ReLU, any memory layout
         x = x.to(self.sum_dtype)
-        b, k = a.shape[:2]
+        b = out.shape[0]
         r, c = self.rows, self.cols
         (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
         top, left = oh + r.start * jh, ow + c.start * jw
         crop = x[:, :, top:top + (len(r) - 1) * jh + sh, left:left + (len(c) - 1) * jw + sw]
-        pooled = a[:, :, r.start:r.stop, c.start:c.stop]      # the units whose windows lie inside the input
-        num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump)
+        pooled = out[:, :, r.start:r.stop, c.start:c.stop]    # the units whose windows lie inside the input
+        num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump)  # the ReLU applied block by block
         self.acc["pooled_num"] += num
         self.acc["pooled_den"] += den
-        if pooled.shape[2:] == a.shape[2:]:
+        if pooled.shape[2:] == out.shape[2:]:
             self.acc["act_sum"] += den                          # every position is pooled
         else:
-            self.acc["act_sum"] += a.sum((0, 2, 3), dtype=torch.float64)
+            self.acc["act_sum"] += F.relu(out).sum((0, 2, 3)).double()
         ci, cj = self.center
         t0, l0 = oh + ci * jh, ow + cj * jw
         if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
             x = F.pad(x, (sw, sw, sh, sh))  # zeros outside the input
             t0, l0 = t0 + sh, l0 + sw
         window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)  # (B, D)
-        ac = a[:, :, ci, cj]                                      # (B, K)
+        ac = F.relu(out[:, :, ci, cj])                            # (B, K)
         self.acc["center_num"] += ac.T @ window
         self.acc["center_den"] += ac.sum(0, dtype=torch.float64)
 
@@ -174,12 +174,13 @@ def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
 
     Args:
         crop: ``(B, C, H, W)`` stimuli cut to the windows: ``H = (rows - 1) * jump[0] + size[0]``, likewise ``W``.
-        act: ``(B, K, rows, cols)`` activations of the units, any memory layout.
+        act: ``(B, K, rows, cols)`` the units' outputs before the ReLU (applied here, a block at a time), any
+            memory layout.
         size: the window (receptive field) ``(h, w)``.
         jump: the step between neighbouring units' windows.
 
     Returns:
-        ``(num, den)``: float64 ``(K, C * h * w)`` window sums and float64 ``(K,)`` activation sums.
+        ``(num, den)``: float64 ``(K, C * h * w)`` window sums and float64 ``(K,)`` activation sums (after the ReLU).
     """
     b, k = act.shape[:2]
     d = crop.shape[1] * size[0] * size[1]
@@ -187,14 +188,24 @@ def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
     den = torch.zeros(k, dtype=torch.float64, device=crop.device)
     stub = crop.new_empty(k, crop.shape[1], *size)             # the kernel's shape; its values are not read
     for s in range(0, b, BLOCK_SAMPLES):                       # blocks of samples, not a loop per sample
-        xs, am = crop[s:s + BLOCK_SAMPLES], act[s:s + BLOCK_SAMPLES]
+        xs = crop[s:s + BLOCK_SAMPLES]
+        am = F.relu(act[s:s + BLOCK_SAMPLES])                  # a block at a time: it stays in the caches
         mean = xs.mean()
         grad = torch.ops.aten.convolution_backward(am, xs - mean, stub, None, list(jump), [0, 0], [1, 1], False,
                                                    [0, 0], 1, [False, True, False])[1]
-        asum = am.sum((0, 2, 3), dtype=torch.float64)
+        asum = channel_sums(am).double()                       # float32 within the block
         num += grad.reshape(k, d).double() + mean.double() * asum[:, None]
         den += asum
     return num, den
+
+
+def channel_sums(act: torch.Tensor) -> torch.Tensor:
+    """``act.sum((0, 2, 3))`` of a ``(B, K, H, W)`` tensor; as one matrix-vector product when it is channels-last
+    (three times as fast on a CPU as the reduction over the non-contiguous dimensions)."""
+    rows = act.permute(0, 2, 3, 1)
+    if rows.is_contiguous():
+        return (act.new_ones(1, rows.numel() // act.shape[1]) @ rows.reshape(-1, act.shape[1])).squeeze(0)
+    return act.sum((0, 2, 3))
 
 
 #: Terms (samples x positions) each float32 product of the STC's window moments sums before float64 takes over.
