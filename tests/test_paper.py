@@ -116,8 +116,9 @@ def test_histograms_templates_recipe_and_training():
     assert [(h["dataset"], h["top"]["class"], h["top"]["share"]) for h in hist] == [
         ("mnist", 8, 0.624), ("mnist", 8, 0.915), ("mnist", 8, 0.865), ("fashion_mnist", 8, 0.953),
         ("fashion_mnist", 6, 0.499)]
-    assert hist[0]["n"] == 10**7 and hist[1]["n"] == 10**6 and hist[4]["n"] is None
-    assert hist[3]["next"][1] == {"class": 5, "name": "Sandal", "count": 11}
+    # PAPER.md: every histogram holds 10^7 images (RF_MNIST's two runs and the Colab run included)
+    assert [h["n"] for h in hist] == [10**7] * 5
+    assert hist[3]["next"][1] == {"class": 2, "name": "Pullover", "count": 13249}
     for rec in hist:  # names agree with the package's class names
         for c in [rec["top"], *rec["next"]]:
             assert c["name"] == wna.class_names(rec["dataset"])[c["class"]]
@@ -382,3 +383,33 @@ def test_compare():
         compare([0.1, 0.2], [0.1], tolerance=0.1)
     with pytest.raises(ValueError, match="finite"):
         compare(0.1, float("nan"), tolerance=0.1)
+
+
+def _entries(x):
+    if isinstance(x, dict):
+        yield x
+        for v in x.values():
+            yield from _entries(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _entries(v)
+
+
+def test_every_histogram_adds_up_to_its_n():
+    """Counts sum to the stated n, counts and shares agree, and every white-noise histogram states its n."""
+    p = paper_numbers()
+    checked = 0
+    for e in _entries(p):
+        if isinstance(e.get("counts"), list) and isinstance(e.get("n"), int):
+            assert sum(e["counts"]) == e["n"], e.get("what")
+            checked += 1
+    assert checked >= 3   # the second RF_MNIST run, the adversarial notebook's model, the RNN
+    for h in p["white_noise"]["histograms"]:
+        assert isinstance(h["n"], int) and h["n"] in (10**6, 10**7), h["what"]
+        top = h["top"]
+        if "count" in top:
+            assert round(top["count"] / h["n"], 3) == top["share"]
+        if "counts" in h:
+            assert round(max(h["counts"]) / h["n"], 3) == top["share"] and h["counts"].index(max(h["counts"])) == top["class"]
+    fashion = [h for h in p["white_noise"]["histograms"] if h["source"]["notebooks"] == ["FashionMNIST.ipynb"]][0]
+    assert {"Pullover": 13249, "Sandal": 11, "Coat": 11} == {x["name"]: x["count"] for x in fashion["next"] if "count" in x}
