@@ -152,3 +152,39 @@ def test_compiled_kernels_persist_under_the_cache_root(tmp_path, monkeypatch):
 
 def test_the_books_million_sample_runs_compile_and_its_quick_runs_do_not():
     assert should_compile(None, 1_000_000, CPU, False) and not should_compile(None, 20_000, CPU, False)
+
+
+def test_heap_watch_releases_only_when_the_heap_grew(monkeypatch):
+    from wna_helpers.engine import speed
+
+    sizes = iter([1000.0, 1010.0, 1100.0, 1001.0, 1020.0, 1300.0, 1290.0, 1310.0, 1340.0, 1295.0])
+    released = []
+    monkeypatch.setattr(speed, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(speed, "release_free_memory", lambda: released.append(True) or True)
+    watch = speed.HeapWatch(settle=2, slack_mb=48, every=1)
+    watch.active = True  # as if the allocator were tuned
+    watch.step(1)  # before settling: no look at all
+    watch.step(2)  # settles at 1000
+    assert watch.baseline == 1000.0 and not released
+    watch.step(3)  # 1010: within the slack
+    assert not released
+    watch.step(4)  # 1100: grown, released, back to 1001
+    assert len(released) == 1 and watch.baseline == 1000.0
+    watch.step(5)  # 1020
+    watch.step(6)  # 1300: released, but 1290 stays: live growth, the baseline moves up
+    assert len(released) == 2 and watch.baseline == 1290.0
+    watch.step(7)  # 1310: within the slack of the new baseline, no release over and over
+    assert len(released) == 2
+    watch.step(8)  # 1340: 50 MB past 1290
+    assert len(released) == 3
+
+
+def test_heap_watch_is_idle_without_a_tuned_allocator(monkeypatch):
+    from wna_helpers.engine import speed
+
+    monkeypatch.setattr(speed, "resident_mb", lambda: pytest.fail("looked at the resident size"))
+    watch = speed.HeapWatch(settle=1, every=1)
+    watch.active = False
+    for i in range(1, 10):
+        watch.step(i)
+    assert watch.releases == 0

@@ -28,7 +28,7 @@ from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
-from .speed import (RELEASE_EVERY, choose_channels_last, compile_forward, memory_layout, release_free_memory,
+from .speed import (HeapWatch, choose_channels_last, compile_forward, memory_layout,
                     should_compile, tune_allocator)
 from .stimuli import Stimulus, as_stimulus
 
@@ -277,6 +277,7 @@ class _Run:
         bar = tqdm(total=self.mine, initial=self.done, disable=not self.opts.progress or self.rank != 0, desc=desc,
                    unit="sample", unit_scale=True, smoothing=0.1)
         folder = _Folder(self, bar)
+        heap = HeapWatch()
         try:
             with torch.inference_mode():
                 for i, segs in enumerate(batch_segments(self.chunks, self.chunk, self.n_samples, self.done,
@@ -298,8 +299,7 @@ class _Run:
                         break
                     if i % self.opts.checkpoint_every == 0:
                         self.pending = True
-                    if i % RELEASE_EVERY == 0:
-                        release_free_memory()  # the peak stays flat in n (see speed.release_free_memory)
+                    heap.step(i)  # the peak stays flat in n (see speed.HeapWatch)
                 # a process whose chunks ran out still takes part in the milestones the others reach
                 while self.stop is not None and self.stopped_at is None and self.world > 1 \
                         and self.next_check < self.n_chunks:

@@ -42,7 +42,7 @@ from torch import nn
 
 __all__ = ["tune_allocator", "allocator_status", "MALLOPT_SETTINGS", "choose_channels_last", "memory_layout",
            "compile_forward", "should_compile", "inductor_cache", "COMPILE_MIN_SAMPLES", "release_free_memory",
-           "RELEASE_EVERY"]
+           "HeapWatch", "resident_mb", "SETTLE_BATCHES", "HEAP_SLACK_MB", "WATCH_EVERY"]
 
 #: Samples one process must stream before ``compile=None`` compiles the forward pass (CPU only), set by what
 #: compilation costs and gains (``benchmarks/speed_benchmark.py`` on a 2-core CPU, 2026-11-23): the compiled
@@ -97,19 +97,30 @@ def tune_allocator() -> dict[str, object]:
     return dict(_STATUS)
 
 
-#: Batches between two releases of the heap's free pages (:func:`release_free_memory`) during a run.
-RELEASE_EVERY = 32
+#: Batches the engine runs before it notes the resident size a run settles at (:class:`HeapWatch`).
+SETTLE_BATCHES = 16
+#: Growth of the resident size past the settled one (MiB) at which :class:`HeapWatch` gives the heap's free
+#: pages back.
+HEAP_SLACK_MB = 48
+#: Batches between two looks at the resident size (a read of ``/proc/self/statm``, a few microseconds).
+WATCH_EVERY = 4
+
+
+def resident_mb() -> float | None:
+    """This process' resident set size in MiB (Linux ``/proc/self/statm``), or None where it cannot be read."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 def release_free_memory() -> bool:
     """Give the free pages of glibc's heap back to the operating system (``malloc_trim(0)``) when
-    :func:`tune_allocator` applied its settings; True if it did.
-
-    The tuned thresholds keep freed buffers for the next batch, but the heap fragments: buffers of many
-    sizes freed and reused leave free pages between live ones, which stay resident, so a run's memory
-    would creep up with its length. Released every :data:`RELEASE_EVERY` batches, the peak stays flat in
-    the number of samples at no measurable cost in speed.
-    """
+    :func:`tune_allocator` applied its settings; True if it did. Costly: the pages fault in again when they are
+    used (about 2 s of kernel time for ``alexnet_small`` at 1,024 samples a batch), so call it only when the heap
+    has grown (:class:`HeapWatch`)."""
     if not (_STATUS or {}).get("applied"):
         return False
     try:
@@ -117,6 +128,46 @@ def release_free_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return True
+
+
+class HeapWatch:
+    """Keeps a run's resident size flat in its length at no cost while it stays flat.
+
+    The tuned thresholds keep freed buffers for the next batch, but the heap fragments: buffers of many
+    sizes freed and reused leave free pages between live ones, which stay resident, so a long run's memory
+    would creep up. After :data:`SETTLE_BATCHES` batches the watch notes the resident size; every
+    :data:`WATCH_EVERY` batches after that it compares, and when the size has grown by more than
+    :data:`HEAP_SLACK_MB` it releases the free pages (:func:`release_free_memory`). If a release cannot bring
+    the size back (the growth is live memory), the settled size moves up to it, so a run never trims over and
+    over. Does nothing unless the allocator is tuned and ``/proc`` can be read.
+
+    Example:
+        >>> watch = HeapWatch()
+        >>> for i in range(1, 101):
+        ...     watch.step(i)   # after batch i
+    """
+
+    def __init__(self, *, settle: int = SETTLE_BATCHES, slack_mb: float = HEAP_SLACK_MB,
+                 every: int = WATCH_EVERY) -> None:
+        self.settle, self.slack, self.every = settle, float(slack_mb), every
+        self.baseline: float | None = None
+        self.releases = 0
+        self.active = bool((_STATUS or {}).get("applied"))
+
+    def step(self, batch: int) -> None:
+        """Call after the engine's ``batch``-th batch (counting from 1)."""
+        if not self.active or batch < self.settle or (batch - self.settle) % self.every:
+            return
+        now = resident_mb()
+        if now is None:
+            self.active = False
+        elif self.baseline is None:
+            self.baseline = now
+        elif now > self.baseline + self.slack and release_free_memory():
+            self.releases += 1
+            after = resident_mb()
+            if after is not None and after > self.baseline + self.slack / 2:
+                self.baseline = after  # live growth, not free pages: settle there
 
 
 def _four_d(model: nn.Module) -> Iterator[torch.Tensor]:
