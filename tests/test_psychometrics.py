@@ -468,3 +468,10 @@ def test_fit_recovers_threshold_and_slope_of_a_model_with_a_known_psychometric_f
     fit = fit_psychometric(curve.weights, curve.shares, n_trials=4000, n_boot=500, seed=1)
     assert fit.threshold_ci[0] <= 0.42 <= fit.threshold_ci[1] and abs(fit.threshold - 0.42) < 0.01
     assert fit.slope_ci[0] <= 12.0 <= fit.slope_ci[1] and abs(fit.slope - 12.0) < 1.0
+
+
+def test_fc1_inhibition_is_not_normalised_as_in_the_paper():
+    a = torch.tensor([0.0, 1.0, 2.0, 4.0])
+    assert torch.allclose(class_inhibition(a, 10, scale=0.01, normalize=False), -0.1 * a.double())
+    assert torch.allclose(class_inhibition(a, 10, scale=0.01), -0.1 * a.double() / 4)
+    assert torch.equal(class_inhibition(torch.zeros(3), 5, normalize=False), torch.zeros(3, dtype=torch.float64))

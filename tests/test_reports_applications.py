@@ -128,18 +128,18 @@ def test_attack_figures_and_the_query_figure_read_at_page_width():
 
 # ---------------------------------------------------------------------------------------------- microstimulation
 
-def _micro() -> dict[str, object]:
-    """3 classes, base threshold 0.3: conv1's class units shift it by +0.1 (random by 0), conv2's abolish every
-    class (random: no shift), fc1 shifts it by +0.05 under both (intervals touch, not apart)."""
+def _micro(n: int = 10) -> dict[str, object]:
+    """n classes, base threshold 0.3: conv1's class units shift it by +0.1 (random by 0), conv2's abolish every
+    class (random: no shift), fc1 shifts it by +0.05 under both (every pair a tie)."""
     k, w = 10.0, torch.tensor([0.0, 0.5, 1.0], dtype=torch.float64)
-    rising = torch.tensor([[0.1, 0.6, 0.9]] * 3, dtype=torch.float64)
-    flat = torch.full((3, 3), 0.2, dtype=torch.float64)
+    rising = torch.tensor([[0.1, 0.6, 0.9]] * n, dtype=torch.float64)
+    flat = torch.full((n, 3), 0.2, dtype=torch.float64)
     th = {("conv1", "class"): 0.4, ("conv1", "random"): 0.3, ("conv2", "class"): 0.5, ("conv2", "random"): 0.3,
           ("fc1", "class"): 0.35, ("fc1", "random"): 0.35}
     return {"ks": [k], "layers": list(MICRO_LAYERS), "weights": w, "base_shares": rising,
-            "base_threshold": torch.full((3,), 0.3, dtype=torch.float64),
+            "base_threshold": torch.full((n,), 0.3, dtype=torch.float64),
             "shares": {(l, k, kind): flat if (l, kind) == ("conv2", "class") else rising for l, kind in th},
-            "thresholds": {(l, k, kind): torch.full((3,), t, dtype=torch.float64) for (l, kind), t in th.items()}}
+            "thresholds": {(l, k, kind): torch.full((n,), t, dtype=torch.float64) for (l, kind), t in th.items()}}
 
 
 MICRO = {"mnist": _micro()}
@@ -152,16 +152,22 @@ def test_format_shift_writes_infinities_and_signs():
 def test_shift_table_has_the_median_interval_and_abolished_classes():
     prose, table = rep.shift_table(MICRO)
     assert prose.startswith("**Threshold shift**")
-    assert "| MNIST | conv1 | 10 | +0.100 [+0.100, +0.100] | 0 | +0.000 [+0.000, +0.000] | 0 | 3 |" in table
-    assert "| MNIST | conv2 | 10 | ∞ [∞, ∞] | 3 | +0.000 [+0.000, +0.000] | 0 | 3 |" in table
+    assert ("| MNIST | conv1 | 10 | +0.100 [+0.100, +0.100] | 0 | +0.000 [+0.000, +0.000] | 0 | 10 | "
+            "+0.100: 10 of 10 higher (p = 0.002) |") in table          # 2 / 2^10
+    assert "| MNIST | conv2 | 10 | ∞ [∞, ∞] | 10 | +0.000 [+0.000, +0.000] | 0 | 10 | ∞: 10 of 10 higher" in table
+    assert "| MNIST | fc1 | 10 | +0.050 [+0.050, +0.050] | 0 | +0.050 [+0.050, +0.050] | 0 | 10 | +0.000: 0 of 0 " \
+           "higher (p = 1.000) |" in table                               # every pair a tie
 
 
-def test_micro_verdict_orders_layers_and_needs_intervals_apart():
+def test_micro_verdict_orders_layers_and_tests_paired_classes_with_holm():
     text = rep.micro_verdict(MICRO)
     assert text.startswith("**Verdict.** MNIST at k = 10: layers by median shift, largest first: conv2, conv1, fc1;")
-    assert "beyond the random control (intervals apart) in conv1, conv2." in text  # fc1's intervals touch
+    # Holm over 3 layers: 2 / 1024 doubled (two tests of that size, then 1) -> 0.006
+    assert ("in conv1 (10 of 10 classes, Holm p = 0.006); conv2 (10 of 10 classes, Holm p = 0.006).") in text
     assert text.endswith("The paper's order was conv2, fc1, conv1.")
     assert isinstance(rep.micro_figure(MICRO, CH), Figure)
+    # three classes cannot reach the level: a sign test of 3 pairs has p >= 0.25
+    assert "in no layer." in rep.micro_verdict({"mnist": _micro(3)})
 
 
 # ---------------------------------------------------------------------------------------------- RNN, two classes

@@ -109,3 +109,17 @@ def test_the_exact_pvalue_of_a_perfect_auc_is_one_over_the_labellings():
     positive = scores >= 5
     n_labellings = len(list(itertools.combinations(range(10), 5)))
     assert _auc_pvalue(scores, positive, 1.0) == pytest.approx(1 / n_labellings)
+
+
+@pytest.mark.parametrize("trial", range(10))
+def test_paired_sign_test_is_scipys_exact_binomial_test(trial):
+    from wna_helpers.applications.microstimulation import paired_sign_test
+    a = RNG.integers(0, 4, size=12).astype(float)
+    b = RNG.integers(0, 4, size=12).astype(float)
+    a[0], b[0] = np.inf, np.inf          # both abolished: a tie
+    a[1] = np.inf                        # abolished against a finite shift: a win
+    out = paired_sign_test(torch.tensor(a), torch.tensor(b))
+    wins, losses = int((a > b).sum()), int((a < b).sum())
+    assert (out["wins"], out["losses"], out["ties"]) == (wins, losses, 12 - wins - losses)
+    if wins + losses:
+        assert out["p"] == pytest.approx(scipy_stats.binomtest(wins, wins + losses, 0.5).pvalue, abs=1e-12)

@@ -18,7 +18,7 @@ from torch import nn
 from ..engine.checks import check_int, check_number, model_dtype
 from ..engine.kernel import model_device
 
-__all__ = ["microstimulate", "unit_activation", "class_inhibition", "random_inhibition"]
+__all__ = ["microstimulate", "unit_activation", "class_inhibition", "random_inhibition", "paired_sign_test"]
 
 
 def _has_bias(m: nn.Module) -> bool:
@@ -168,13 +168,15 @@ def unit_activation(model: nn.Module, layer: str, images: torch.Tensor, *, batch
     return total / len(images)
 
 
-def class_inhibition(activation: torch.Tensor, k: float, *, scale: float = 1.0) -> torch.Tensor:
+def class_inhibition(activation: torch.Tensor, k: float, *, scale: float = 1.0, normalize: bool = True) -> torch.Tensor:
     """The paper's bias change inhibiting one class: ``-scale * k * a / a.max()``, for :func:`microstimulate`.
 
     Args:
         activation: ``(U,)`` finite mean activations over one class (:func:`unit_activation`), max > 0.
         k: the strength (the paper: 0..10; negative values excite).
         scale: the layer's scale (the paper: conv1 0.1, conv2 1, fc1 0.01); default 1.
+        normalize: divide by ``a.max()`` (the paper does for its conv layers, not for fc1, where the change is
+            ``-0.01 * k * a``); default True.
 
     Returns:
         float64 tensor shaped like ``activation``, on CPU.
@@ -191,6 +193,8 @@ def class_inhibition(activation: torch.Tensor, k: float, *, scale: float = 1.0) 
         raise ValueError("activation must be a non-empty tensor of finite real values")
     k, scale = check_number("k", k), check_number("scale", scale)
     a = activation.detach().double().cpu()
+    if not normalize:
+        return -scale * k * a
     if not float(a.max()) > 0:
         raise ValueError(f"activation.max() must be > 0 to normalise by it; got {float(a.max())!r}")
     return -scale * k * a / a.max()
@@ -224,3 +228,41 @@ def random_inhibition(delta: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     out = torch.empty_like(flat)
     out[order] = flat[order.roll(-1)]  # unit order[i] gets the value of unit order[i + 1]
     return out.reshape(delta.shape)
+
+
+def paired_sign_test(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Exact two-sided sign test of paired values (e.g. per class: the threshold shift of the class units
+    against that of the random units), robust to infinite values (an abolished response: a shift of +inf).
+
+    Pairs where either value is NaN are left out; equal pairs (``inf`` and ``inf`` included) are ties and
+    left out of the test. ``p`` is the exact binomial probability, under no difference, of a split at least as
+    uneven as the observed one (two-sided, ``min(1, 2 * P(X <= min(wins, losses)))``).
+
+    Args:
+        a, b: float tensors of the same shape, one value per pair.
+
+    Returns:
+        dict: ``n`` (pairs tested), ``wins`` (a > b), ``losses`` (a < b), ``ties``, ``median`` (median of
+        ``a - b`` over the defined pairs, the lower middle value; ``inf`` when a's infinite values decide it),
+        ``p``.
+
+    Example:
+        >>> out = paired_sign_test(torch.tensor([1.0, 2, 3, 4, 5, 6]), torch.zeros(6))
+        >>> out["wins"], round(out["p"], 4)
+        (6, 0.0312)
+    """
+    a, b = torch.as_tensor(a, dtype=torch.float64).flatten(), torch.as_tensor(b, dtype=torch.float64).flatten()
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must pair up: {tuple(a.shape)} and {tuple(b.shape)}")
+    ok = ~(torch.isnan(a) | torch.isnan(b))
+    a, b = a[ok], b[ok]
+    wins, losses = int((a > b).sum()), int((a < b).sum())
+    ties = len(a) - wins - losses
+    diff = torch.where(a == b, torch.zeros_like(a), a - b)      # inf - inf is a tie, not NaN
+    median = float(diff.sort().values[(len(diff) - 1) // 2]) if len(diff) else math.nan
+    n = wins + losses
+    if n == 0:
+        return {"n": 0, "wins": 0, "losses": 0, "ties": ties, "median": median, "p": 1.0}
+    k = min(wins, losses)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+    return {"n": n, "wins": wins, "losses": losses, "ties": ties, "median": median, "p": min(1.0, 2 * tail)}

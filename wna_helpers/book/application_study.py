@@ -20,14 +20,16 @@ from ..applications.attacks import (blend_attack, ci_directions, mean_image_dire
 from ..config import Profile
 from ..zoo.data import load_dataset
 from ..paper.recipes import minmax_scale
-from ..applications.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
+from ..applications.microstimulation import (class_inhibition, microstimulate, paired_sign_test, random_inhibition,
+                                             unit_activation)
 from ..methods.psychometrics import fit_psychometric, psychometric_curve
 from .results_cache import cached
 from .studies import Subject, study_ci_convergence
 from ..methods.two_class import two_class_ci
 
-__all__ = ["ATTACK_KINDS", "MICRO_LAYERS", "MICRO_SCALES", "TWO_CLASS_PAIRS", "TWO_CLASS_WEIGHTS", "study_attacks",
-           "study_microstimulation", "study_two_class", "attack_images", "threshold_shifts"]
+__all__ = ["ATTACK_KINDS", "MICRO_LAYERS", "MICRO_SCALES", "MICRO_NORMALISED", "TWO_CLASS_PAIRS", "TWO_CLASS_WEIGHTS", "study_attacks",
+           "study_microstimulation", "study_two_class", "attack_images", "threshold_shifts", "class_shifts",
+           "paired_shifts"]
 
 #: The attack directions compared, in the book's order: the CI (minus the mean noise image), the logit CI,
 #: the class's mean training image (minus the mean of all), and a random direction (the control).
@@ -35,6 +37,9 @@ ATTACK_KINDS: tuple[str, ...] = ("ci", "logit", "mean", "random")
 #: Layers of ``paper_cnn`` inhibited in the microstimulation study and the paper's scale of each.
 MICRO_LAYERS: tuple[str, ...] = ("conv1", "conv2", "fc1")
 MICRO_SCALES: dict[str, float] = {"conv1": 0.1, "conv2": 1.0, "fc1": 0.01}
+#: Whether the paper divides a layer's class activations by their maximum before scaling (its conv layers do,
+#: fc1 does not: ``bias -= 0.01 * k * a``).
+MICRO_NORMALISED: dict[str, bool] = {"conv1": True, "conv2": True, "fc1": False}
 #: The two classes of the two-class design: the paper's 5 vs 6 on MNIST; T-shirt/top vs shirt on Fashion-MNIST.
 TWO_CLASS_PAIRS: dict[str, tuple[int, int]] = {"mnist": (5, 6), "fashion_mnist": (0, 6)}
 #: The signal weights of the two-class design (the paper's).
@@ -101,8 +106,9 @@ def study_microstimulation(s: Subject, *, refresh: bool = False, progress: bool 
     of c's psychometric threshold, against inhibiting randomly chosen units as much.
 
     For every class c: ``a`` = each unit's mean activation (after ReLU; conv: per channel) over 1,000
-    training images of c; the inhibition is ``-scale * k * a / max(a)`` added to the layer's bias (the
-    paper's recipe and scales, :data:`MICRO_SCALES`), and the control assigns the same values to
+    training images of c; the inhibition is ``-scale * k * a / max(a)`` added to the layer's bias (``-scale * k * a``
+    for fc1: the paper's recipe and scales, :data:`MICRO_SCALES`, :data:`MICRO_NORMALISED`), and the control
+    assigns the same values to
     randomly permuted units. Curves: ``(1 - w) * U[0, 1] + w * (test image of c)``, share called c, at
     ``profile.micro_weights`` with ``profile.micro_trials`` stimuli per weight (the same stimuli in every
     condition); logistic fits with bootstrap intervals (:func:`~wna_helpers.methods.psychometrics.fit_psychometric`).
@@ -114,7 +120,7 @@ def study_microstimulation(s: Subject, *, refresh: bool = False, progress: bool 
     """
     prof, model, dataset = s.profile, s.model, s.dataset
     ks = [float(k) for k in prof.micro_ks if k > 0]
-    params = s.params(study="microstimulation", layers=MICRO_LAYERS, scales=MICRO_SCALES)
+    params = s.params(study="microstimulation", layers=MICRO_LAYERS, scales=MICRO_SCALES, normalised=MICRO_NORMALISED)
 
     def compute() -> dict[str, object]:
         train = load_dataset(dataset, "train", limit=prof.train_subset)
@@ -137,7 +143,7 @@ def study_microstimulation(s: Subject, *, refresh: bool = False, progress: bool 
             for c in range(num_classes):
                 act = unit_activation(model, layer, train.images[train.labels == c][:1000])
                 for k in ks:
-                    delta = class_inhibition(act, k, scale=MICRO_SCALES[layer])
+                    delta = class_inhibition(act, k, scale=MICRO_SCALES[layer], normalize=MICRO_NORMALISED[layer])
                     for kind, d in (("class", delta), ("random", random_inhibition(delta, seed=prof.seed + c))):
                         with microstimulate(model, {layer: d}):
                             s = curve(c)
@@ -154,6 +160,32 @@ def study_microstimulation(s: Subject, *, refresh: bool = False, progress: bool 
                 "base_hi": base_fit[:, 2], "shares": as_t(shares, True), "thresholds": as_t(th),
                 "threshold_lo": as_t(lo), "threshold_hi": as_t(hi)}
     return cached("microstim", params, compute, refresh=refresh)
+
+
+def class_shifts(micro: dict[str, object], layer: str, k: float, kind: str = "class") -> tuple[torch.Tensor, torch.Tensor]:
+    """Per class, the shift of the fitted threshold (inhibited minus uninhibited) of one condition, as
+    :func:`threshold_shifts` counts it: ``+inf`` for an abolished response, ``-inf`` for a threshold more than one
+    weight range below the weights, NaN for a class left out (its uninhibited threshold lies that far out).
+
+    Returns:
+        ``(shift, abolished)``: float64 ``(K,)`` and bool ``(K,)``.
+    """
+    shares = micro["shares"][layer, k, kind]  # type: ignore[index]
+    w = micro["weights"]  # type: ignore[index]
+    lo_w, hi_w = float(w.min()) - 1.0, float(w.max()) + 1.0  # a fit further out is an unsupported extrapolation
+    base, th = micro["base_threshold"], micro["thresholds"][layer, k, kind]  # type: ignore[index]
+    abolished = (shares.amax(1) < 0.5) | (th > hi_w)
+    shift = torch.where(abolished, torch.full_like(th, math.inf), th - base)
+    shift = torch.where(~abolished & (th < lo_w), torch.full_like(th, -math.inf), shift)
+    left_out = (base < lo_w) | (base > hi_w) | torch.isnan(th)
+    return torch.where(left_out, torch.full_like(th, math.nan), shift), abolished
+
+
+def paired_shifts(micro: dict[str, object], layer: str, k: float) -> dict[str, float]:
+    """The class units against the random units of the same class, paired: the exact sign test of the per-class
+    threshold shifts (:func:`~wna_helpers.applications.microstimulation.paired_sign_test`; an abolished response
+    is the largest shift, two abolished ones a tie)."""
+    return paired_sign_test(class_shifts(micro, layer, k, "class")[0], class_shifts(micro, layer, k, "random")[0])
 
 
 def threshold_shifts(micro: dict[str, object], layer: str, k: float, kind: str = "class", *, n_boot: int = 2000,
@@ -176,16 +208,8 @@ def threshold_shifts(micro: dict[str, object], layer: str, k: float, kind: str =
         abolished), ``abolished`` (classes among ``classes`` whose response was abolished), ``classes`` (with
         a defined shift).
     """
-    shares = micro["shares"][layer, k, kind]  # type: ignore[index]
-    w = micro["weights"]  # type: ignore[index]
-    lo_w, hi_w = float(w.min()) - 1.0, float(w.max()) + 1.0  # a fit further out is an unsupported extrapolation
-    base, th = micro["base_threshold"], micro["thresholds"][layer, k, kind]  # type: ignore[index]
-    abolished = (shares.amax(1) < 0.5) | (th > hi_w)
-    shift = torch.where(abolished, torch.full_like(th, math.inf), th - base)
-    shift = torch.where(~abolished & (th < lo_w), torch.full_like(th, -math.inf), shift)
-    left_out = (base < lo_w) | (base > hi_w) | torch.isnan(th)
-    shift = torch.where(left_out, torch.full_like(th, math.nan), shift)
-    n_abolished = int((abolished & ~left_out).sum())  # among the classes reported, not the ones left out
+    shift, abolished = class_shifts(micro, layer, k, kind)
+    n_abolished = int((abolished & ~torch.isnan(shift)).sum())  # among the classes reported, not the ones left out
     s = shift[~torch.isnan(shift)]
     if len(s) == 0:
         return {"median": math.nan, "lo": math.nan, "hi": math.nan, "abolished": n_abolished, "classes": 0}

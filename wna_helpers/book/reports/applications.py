@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from ...methods.ci import ClassificationImages
 from ...methods.sta import pearson
 from ...methods.two_class import TwoClassCI
-from ..application_study import ATTACK_KINDS, MICRO_LAYERS, TWO_CLASS_PAIRS, threshold_shifts
+from ...methods.ci_compare import holm_adjust
+from ..application_study import ATTACK_KINDS, MICRO_LAYERS, TWO_CLASS_PAIRS, paired_shifts, threshold_shifts
 from ..chapter import Chapter
 from ..criteria import ATTACK_MARGIN, FINAL_SHARE, FWER, HALF, SHARE_YLIM
 from ..plots import plot_class_histograms, plot_curve_grid, plot_image_rows
@@ -219,8 +220,11 @@ def shift_rows(micro: Micro) -> list[dict[str, object]]:
         for layer in mi["layers"]:
             for k in mi["ks"]:
                 c, r = threshold_shifts(mi, layer, k, "class"), threshold_shifts(mi, layer, k, "random")
+                pair = paired_shifts(mi, layer, k)
                 rows.append({"dataset": dataset_label(d), "layer": layer, "k": f"{k:g}", "cls": cell(c),
-                             "ab": c["abolished"], "rnd": cell(r), "ab_r": r["abolished"], "n": c["classes"]})
+                             "ab": c["abolished"], "rnd": cell(r), "ab_r": r["abolished"], "n": c["classes"],
+                             "pair": f"{format_shift(pair['median'])}: {pair['wins']} of {pair['n']} higher "
+                                     f"(p = {pair['p']:.3f})"})
     return rows
 
 
@@ -230,25 +234,33 @@ def shift_table(micro: Micro) -> list[str]:
              "bootstrap interval over classes, and the classes whose response the inhibition abolished (the curve "
              "stays below 0.5 at every weight, or the fit puts its threshold more than one weight range beyond "
              "w = 1: shift ∞, which is why the median is reported). A class whose uninhibited threshold already "
-             "lies that far out (the noise alone goes to it) is left out of its row (column 'classes'). "
-             "The paper shows figures only: conv2 shifts the curves far to the right, fc1 moderately, conv1 barely.")
+             "lies that far out (the noise alone goes to it) is left out of its row (column 'classes'). The last "
+             "column pairs each class's shift with the random units' shift for the same class: the median difference, "
+             "how many classes shift more under their own units, and the exact two-sided sign test (uncorrected; the "
+             "verdict below corrects it). The paper shows figures only: conv2 shifts the curves far to the right, fc1 "
+             "moderately, conv1 barely.")
     return [prose, markdown_table(shift_rows(micro), {
         "dataset": "dataset", "layer": "layer", "k": "k", "cls": "class units", "ab": "abolished",
-        "rnd": "random units (control)", "ab_r": "abolished (control)", "n": "classes"})]
+        "rnd": "random units (control)", "ab_r": "abolished (control)", "n": "classes",
+        "pair": "class − random units, paired"})]
 
 
 def micro_verdict(micro: Micro) -> str:
-    """Per dataset at the largest k: the layers by median shift, largest first, and those whose class units'
-    interval lies above the random control's; the paper's order."""
+    """Per dataset at the largest k: the layers by median shift, largest first, and those whose class units shift
+    the threshold beyond the random units of the same classes: the paired sign test (:func:`paired_shifts`),
+    Holm-corrected over the layers, at :data:`~wna_helpers.book.criteria.FWER`; the paper's order."""
     parts = []
     for d, mi in micro.items():
         kmax = mi["ks"][-1]
-        shift = {(l, kind): threshold_shifts(mi, l, kmax, kind) for l in MICRO_LAYERS for kind in ("class", "random")}
-        order = sorted(MICRO_LAYERS, key=lambda l: -shift[l, "class"]["median"])
-        beats = [l for l in MICRO_LAYERS if shift[l, "class"]["lo"] > shift[l, "random"]["hi"]]
+        shift = {l: threshold_shifts(mi, l, kmax, "class") for l in MICRO_LAYERS}
+        order = sorted(MICRO_LAYERS, key=lambda l: -shift[l]["median"])
+        tests = {l: paired_shifts(mi, l, kmax) for l in MICRO_LAYERS}
+        adjusted = holm_adjust(torch.tensor([tests[l]["p"] for l in MICRO_LAYERS], dtype=torch.float64)).tolist()
+        beats = [f"{l} ({tests[l]['wins']} of {tests[l]['n']} classes, Holm p = {p:.3f})"
+                 for l, p in zip(MICRO_LAYERS, adjusted) if p <= FWER and tests[l]["wins"] > tests[l]["losses"]]
         parts.append(f"{dataset_label(d)} at k = {kmax:g}: layers by median shift, largest first: {', '.join(order)}; "
-                     f"the class units shift the threshold beyond the random control (intervals apart) in "
-                     f"{', '.join(beats) or 'no layer'}.")
+                     f"the class units shift the threshold more than random units of the same classes (paired sign "
+                     f"test, Holm over the {len(MICRO_LAYERS)} layers, FWER {FWER:g}) in {'; '.join(beats) or 'no layer'}.")
     return "**Verdict.** " + " ".join(parts) + " The paper's order was conv2, fc1, conv1."
 
 
