@@ -12,7 +12,8 @@ from torch import nn
 
 import wna_helpers as wna
 from wna_helpers import paper
-from wna_helpers.paper import PAPER_WEIGHTS, compare, gamma_curves, minmax_scale, paper_numbers, paper_templates
+from wna_helpers.paper import (PAPER_WEIGHTS, colormap_roundtrip, compare, gamma_curves, minmax_scale, paper_numbers,
+                               paper_templates)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -274,12 +275,17 @@ def test_gamma_curves_labelled_images_nan_pattern_and_batches():
     pats[3] = float("nan")
     weights = [0.0, 0.25, 0.5, 1.0]
     out = gamma_curves(Counting(), pats, base, weights, base_labels=labels)
-    assert torch.isnan(out["share"][:, 3]).all() and torch.isnan(out["share_other"][:, 3]).all()
+    # a class without a pattern: NaN at w > 0; at w = 0 its share of the base inputs is measured all the same
+    assert torch.isnan(out["share"][1:, 3]).all() and torch.isnan(out["share_other"][1:, 3]).all()
     assert out["has_pattern"].tolist() == [True, True, True, False]
     exp = _expected(base, weights)
-    assert torch.allclose(out["share"][:, :3], exp[:, :3])
-    assert torch.allclose(out["mean"], exp[:, :3].mean(1))
     freq = torch.bincount(labels, minlength=K).double() / len(base)
+    assert out["share"][0, 3] == pytest.approx(float(freq[3])) and out["share_other"][0, 3] == 0.0
+    assert torch.allclose(out["share"][:, :3], exp[:, :3])
+    assert torch.allclose(out["mean_with_pattern"], exp[:, :3].mean(1))
+    # the paper's score: the mean over all K classes, the class without a pattern a miss at w > 0
+    assert out["mean"][0] == pytest.approx(1.0 / K)  # every base input is called some class
+    assert torch.allclose(out["mean"][1:], exp[1:, :3].sum(1) / K)
     assert torch.allclose(out["share"][0, :3], freq[:3])  # images already of class c count as hits
     assert torch.equal(out["share_other"][0, :3], torch.zeros(3, dtype=torch.float64))
     assert torch.equal(out["share_other"][-1, :3], torch.ones(3, dtype=torch.float64))
@@ -295,7 +301,7 @@ def test_gamma_curves_labelled_images_nan_pattern_and_batches():
     # batch-size invariance
     small = gamma_curves(Counting(), pats, base, weights, base_labels=labels, batch_size=3)
     big = gamma_curves(Counting(), pats, base, weights, base_labels=labels, batch_size=1000)
-    for key in ("share", "share_other", "mean", "mean_other"):
+    for key in ("share", "share_other", "mean", "mean_with_pattern", "mean_other"):
         assert torch.equal(small[key].nan_to_num(-1), big[key].nan_to_num(-1)), key
     assert torch.equal(small["share"].nan_to_num(-1), out["share"].nan_to_num(-1))
 
@@ -413,3 +419,59 @@ def test_every_histogram_adds_up_to_its_n():
             assert round(max(h["counts"]) / h["n"], 3) == top["share"] and h["counts"].index(max(h["counts"])) == top["class"]
     fashion = [h for h in p["white_noise"]["histograms"] if h["source"]["notebooks"] == ["FashionMNIST.ipynb"]][0]
     assert {"Pullover": 13249, "Sandal": 11, "Coat": 11} == {x["name"]: x["count"] for x in fashion["next"] if "count" in x}
+
+
+# ---------------------------------------------------------------- the paper's recipes, as its code ran them
+
+
+def test_gamma_mean_counts_a_class_without_a_pattern_as_a_miss():
+    """The paper's score is the mean over all K classes: on noise at w = 0 it is exactly 1/K, whatever the
+    patterns; a class without a pattern cannot be pulled towards and counts 0 at w > 0."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 4))
+    patterns = torch.eye(4).view(4, 1, 2, 2)
+    patterns[2] = float("nan")
+    out = gamma_curves(model, patterns, torch.rand(500, 1, 2, 2), [0.0, 0.5, 1.0])
+    assert out["mean"][0].item() == pytest.approx(0.25, abs=1e-12)
+    assert not torch.isnan(out["share"][0]).any() and torch.isnan(out["share"][1:, 2]).all()
+    has = out["has_pattern"]
+    assert torch.allclose(out["mean"][1:], torch.nan_to_num(out["share"][1:]).sum(1) / 4)
+    assert torch.allclose(out["mean_with_pattern"], out["share"][:, has].mean(1))
+
+
+def test_colormap_roundtrip_reads_the_png_as_the_paper_did():
+    import matplotlib
+    x = torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
+    rgba = torch.tensor(matplotlib.colormaps["viridis"](x.numpy()), dtype=torch.float64)
+    assert torch.allclose(colormap_roundtrip(x), rgba.mean(-1))                       # the alpha channel counts
+    assert torch.allclose(colormap_roundtrip(x, channels="rgb"), rgba[..., :3].mean(-1))
+    red = colormap_roundtrip(x, channels="red")
+    assert torch.allclose(red, rgba[..., 0]) and not bool((red.diff() > 0).all())    # not monotone in viridis
+    with pytest.raises(ValueError, match="channels"):
+        colormap_roundtrip(x, channels="green")
+
+
+def test_weighted_cis_are_the_top_output_weighted_means():
+    from wna_helpers.paper import weighted_classification_images
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x = torch.rand(60, 1, 2, 2)
+    ci = weighted_classification_images(model, 60, noise=wna.Images(x), input_shape=(1, 2, 2), progress=False)
+    with torch.no_grad():
+        p, pred = torch.softmax(model(x).double(), 1).max(1)
+    for c in range(3):
+        sel = pred == c
+        if sel.any():
+            want = (p[sel, None] * x[sel].reshape(-1, 4).double()).sum(0) / p[sel].sum()
+            assert torch.allclose(ci.images[c].flatten(), want, atol=1e-12)
+        else:
+            assert torch.isnan(ci.images[c]).all()
+    assert int(ci.counts.sum()) == 60 and ci.stimulus["weighting"] == "top softmax output"
+    # one constant output for every sample: equal weights cancel, the weighted CI is the plain mean
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([2.0, 0.0, 0.0]))
+    plain = wna.classification_images(model, 4096, noise="uniform", input_shape=(1, 2, 2), progress=False)
+    heavy = weighted_classification_images(model, 4096, noise="uniform", input_shape=(1, 2, 2), progress=False)
+    assert torch.equal(plain.counts, heavy.counts) and plain.counts.tolist() == [4096, 0, 0]
+    assert torch.allclose(plain.images, heavy.images, atol=1e-12, equal_nan=True)

@@ -15,14 +15,15 @@ from ..config import Profile
 from ..zoo.data import class_names, load_dataset
 from .noise_study import noise_kind, template_accuracy
 from .overview import train_class_means
-from ..paper import PAPER_WEIGHTS, cite, colormap_roundtrip, compare, feed_back, gamma_curves, minmax_scale, paper_numbers
+from ..paper import (PAPER_WEIGHTS, cite, colormap_roundtrip, compare, feed_back, gamma_curves, minmax_scale,
+                     paper_numbers, weighted_classification_images)
 from .report import dataset_label
 from .results_cache import cached
 from ..zoo.snapshots import model_at, training_snapshots
 from ..engine.stimuli import Uniform
 from .studies import Subject, side_samples, study_ci, subject
 
-__all__ = ["GAMMA_CURVES", "colormap_roundtrip", "gamma_patterns", "gamma_base", "study_gamma_curve", "ci_templates_accuracy",
+__all__ = ["GAMMA_CURVES", "colormap_roundtrip", "study_weighted_ci", "gamma_patterns", "gamma_base", "study_gamma_curve", "ci_templates_accuracy",
            "study_snapshots", "side_by_side"]
 
 #: The paper's four gamma curves: name -> (base, pattern), as in the paper's data file.
@@ -36,6 +37,16 @@ def _kind_n(arch: str, kind: str, prof: Profile) -> int:
     return prof.noise_samples(arch) if kind == prof.noise else side_samples(arch, prof)
 
 
+def study_weighted_ci(s: Subject, *, refresh: bool = False) -> ClassificationImages:
+    """The CIs of the paper's later cells for the trained model ``s``: the profile's main number of uniform-noise
+    samples, each weighted by the model's top softmax output (:func:`~wna_helpers.paper.weighted_classification_images`),
+    cached."""
+    n = s.profile.noise_samples(s.arch, s.device)
+    return cached("wci", s.params(noise=Uniform().describe(), n=n, weighting="top softmax output"),
+                  lambda: weighted_classification_images(s.model, n, noise=Uniform(), run=s.run(False)),
+                  refresh=refresh)
+
+
 def gamma_patterns(s: Subject, *, pattern: str = "ci", ci_kind: str = "uniform",
                    colormap: str | None = None) -> torch.Tensor:
     """The patterns P_c of the gamma curves of the trained model ``s``, min-max scaled to [0, 1] as the paper did.
@@ -43,7 +54,8 @@ def gamma_patterns(s: Subject, *, pattern: str = "ci", ci_kind: str = "uniform",
     Args:
         s: the trained model (:func:`~wna_helpers.book.studies.subject`).
         pattern: ``"ci"`` (the CIs of ``ci_kind`` noise: the main run's for the main noise, the noise
-            study's n otherwise) or ``"mean"`` (the class means of the training images).
+            study's n otherwise), ``"weighted_ci"`` (uniform-noise CIs weighted by the top output, as the paper's
+            folders held them: :func:`study_weighted_ci`) or ``"mean"`` (the class means of the training images).
         ci_kind: a :data:`~wna_helpers.book.noise_study.NOISE_KINDS` name; default ``"uniform"``.
         colormap: also pass the patterns through the paper's colour-map round trip
             (:func:`colormap_roundtrip`, e.g. ``"viridis"``); default None (min-max scaled only).
@@ -55,8 +67,10 @@ def gamma_patterns(s: Subject, *, pattern: str = "ci", ci_kind: str = "uniform",
         pats = train_class_means(s.dataset)
     elif pattern == "ci":
         pats = study_ci(s, noise=noise_kind(ci_kind, s.dataset), n_samples=_kind_n(s.arch, ci_kind, s.profile)).images
+    elif pattern == "weighted_ci":
+        pats = study_weighted_ci(s).images
     else:
-        raise ValueError(f"pattern must be 'ci' or 'mean', got {pattern!r}")
+        raise ValueError(f"pattern must be 'ci', 'weighted_ci' or 'mean', got {pattern!r}")
     return colormap_roundtrip(pats, colormap) if colormap else minmax_scale(pats)
 
 
@@ -74,7 +88,8 @@ def gamma_base(dataset: str, prof: Profile, *, base: str = "noise") -> tuple[tor
 
 
 def study_gamma_curve(s: Subject, *, curve: str = "noise_ci", ci_kind: str = "uniform", colormap: str | None = None,
-                      weights: Sequence[float] = PAPER_WEIGHTS, refresh: bool = False) -> dict[str, torch.Tensor]:
+                      weights: Sequence[float] = PAPER_WEIGHTS, weighted: bool = False,
+                      refresh: bool = False) -> dict[str, torch.Tensor]:
     """One of the paper's gamma curves for the trained model ``s``, cached.
 
     Args:
@@ -82,9 +97,11 @@ def study_gamma_curve(s: Subject, *, curve: str = "noise_ci", ci_kind: str = "un
         curve: a key of :data:`GAMMA_CURVES`: ``"noise_ci"``, ``"images_ci"``, ``"noise_mean"`` or
             ``"images_mean"``.
         ci_kind: the noise the CIs come from (``"ci"`` curves only); default ``"uniform"``.
-        colormap: the paper's colour-map round trip of the patterns (:func:`colormap_roundtrip`);
-            default None.
+        colormap: the paper's colour-map round trip of the patterns (:func:`colormap_roundtrip`, the mean over
+            the four RGBA channels); default None.
         weights: default the paper's 0, 0.1, ..., 1.
+        weighted: the CI curves with uniform-noise CIs weighted by the top output (:func:`study_weighted_ci`, as
+            the paper's folders held them) instead of plain means; default False.
 
     Returns:
         :func:`~wna_helpers.paper.gamma_curves`' dict (``share``, ``mean``, and for image bases
@@ -94,9 +111,13 @@ def study_gamma_curve(s: Subject, *, curve: str = "noise_ci", ci_kind: str = "un
         raise ValueError(f"unknown gamma curve {curve!r}; the curves are {list(GAMMA_CURVES)}")
     prof = s.profile
     base, pattern = GAMMA_CURVES[curve]
-    kind = ci_kind if pattern == "ci" else None
+    if weighted and pattern == "ci":
+        if ci_kind != "uniform":
+            raise ValueError("weighted CIs come from uniform noise, as the paper's did; leave ci_kind='uniform'")
+        pattern = "weighted_ci"
+    kind = ci_kind if pattern in ("ci", "weighted_ci") else None
     w = [float(v) for v in weights]
-    params = s.params(curve=curve, ci_kind=kind, weights=w, inputs=prof.gamma_inputs,
+    params = s.params(curve=curve, ci_kind=kind, weights=w, inputs=prof.gamma_inputs, pattern=pattern,
                       ci_n=_kind_n(s.arch, kind, prof) if kind else None, colormap=colormap)
 
     def compute() -> dict[str, torch.Tensor]:
@@ -256,14 +277,16 @@ def _gabor_rows(sides: dict[str, _Side], P: dict, tolerance: float) -> list[dict
 
 
 def _template_rows(sides: dict[str, _Side], P: dict, tolerance: float) -> list[dict[str, str]]:
-    """Gabor-noise CIs as templates, with the paper's RMS recipe."""
+    """Gabor-noise CIs as templates, with the paper's recipe for each dataset (RMS images on MNIST, plain means on
+    Fashion-MNIST)."""
     rows = []
     for e in [e for e in P["templates"]["accuracy"] if e["dataset"] in sides]:
         d = e["dataset"]
         split, ci = load_dataset(d, e["split"]), sides[d].ci("gabor")
-        acc = template_accuracy(ci, split.images, split.labels, recipe="rms")
+        acc = template_accuracy(ci, split.images, split.labels, recipe=e["recipe"])  # the paper's own per dataset
+        image = "RMS" if e["recipe"] == "rms" else "mean"
         rows.append(_row(
-            "templates", f"{dataset_label(d)}: Gabor-CI templates (RMS, min-max, L2, dot product) on the "
+            "templates", f"{dataset_label(d)}: Gabor-CI templates ({image}, min-max, L2, dot product) on the "
             f"{e['split']} set", f"{e['accuracy']:.1%}", f"{acc:.1%}",
             _verdict(compare(acc, e["accuracy"], tolerance=tolerance)["reproduced"], acc >= 2 * e["chance"]), e,
             f"above twice chance, as the paper claims, {100 * (acc - e['accuracy']):+.1f} points from its number; our "
@@ -301,9 +324,14 @@ def _gamma_rows(sides: dict[str, _Side], P: dict, curve_tolerance: float) -> lis
         if GAMMA_CURVES[name][1] == "ci":
             rt = study_gamma_curve(s, curve=name, colormap="viridis")["mean"]
             rt_diff = compare(rt, paper, tolerance=curve_tolerance)["max_abs_diff"]
-            why = (f"the paper added its CIs after a colour-map round trip (viridis PNG, mean over RGB), which "
-                   f"halves their contrast; with that round trip ours give {float(rt[5]):.3f} / {float(rt[8]):.3f} "
-                   f"(largest difference {rt_diff:.3f})")
+            lo, hi = colormap_roundtrip(torch.tensor([[0.0, 1.0]])).flatten().tolist()
+            exact = study_gamma_curve(s, curve=name, colormap="viridis", weighted=True)["mean"]
+            exact_diff = compare(exact, paper, tolerance=curve_tolerance)["max_abs_diff"]
+            why = (f"the paper added its CIs after a colour-map round trip (viridis RGBA PNG, mean over its four "
+                   f"channels), which maps [0, 1] onto [{lo:.2f}, {hi:.2f}]; with that round trip ours give "
+                   f"{float(rt[5]):.3f} / {float(rt[8]):.3f} (largest difference {rt_diff:.3f}); with CIs weighted by "
+                   f"the top output as well, as its folders held them, {float(exact[5]):.3f} / {float(exact[8]):.3f} "
+                   f"(largest difference {exact_diff:.3f})")
         rows.append(_row(
             "gamma curves", f"{dataset_label(g['dataset'])}: {c['what'].split(':')[0]}, share called c at w = 0.5 / 0.8",
             f"{float(paper[5]):.3f} / {float(paper[8]):.3f}",

@@ -25,7 +25,8 @@ def gamma_curves(model: nn.Module, patterns: torch.Tensor, base: torch.Tensor,
     noise or test images, as the paper used) are mixed with ``P_c`` and the share the model
     assigns to c is recorded. The paper (``RF_MNIST.ipynb`` cells 64-92) averages this over the
     ten classes and counts base images already of class c as hits, so with images the score at
-    ``w = 0`` is the class frequency; ``share_other`` (with ``base_labels``) leaves those out.
+    ``w = 0`` is the class frequency; ``share_other`` (with ``base_labels``) leaves those out. A class
+    without a pattern cannot be pulled towards: it counts as a miss in ``mean`` (the average over all K).
     At ``w = 0`` all classes share one forward pass; at ``w = 1`` every stimulus is ``P_c``, so one
     forward of the patterns decides the whole column (exactly what the mixed pass would give).
 
@@ -42,8 +43,10 @@ def gamma_curves(model: nn.Module, patterns: torch.Tensor, base: torch.Tensor,
         progress: show a ``tqdm`` bar; default False.
 
     Returns:
-        dict of tensors: ``weights`` float64 ``(W,)``; ``share`` float64 ``(W, K)``;
-        ``mean`` float64 ``(W,)`` over the classes with a pattern; ``has_pattern`` bool ``(K,)``;
+        dict of tensors: ``weights`` float64 ``(W,)``; ``share`` float64 ``(W, K)`` (NaN for a class without a
+        pattern at w > 0; at w = 0 every class's share of the base inputs); ``mean`` float64 ``(W,)`` over all K
+        classes, a class without a pattern counting as a miss (the paper's score: at w = 0 on noise exactly
+        1/K); ``mean_with_pattern`` float64 ``(W,)`` over the classes with a pattern; ``has_pattern`` bool ``(K,)``;
         and, with ``base_labels``, ``share_other`` float64 ``(W, K)`` (the share among base inputs
         whose label is not c; NaN where there are none), ``mean_other`` float64 ``(W,)`` and
         ``n_other`` int64 ``(K,)``.
@@ -74,12 +77,17 @@ def gamma_curves(model: nn.Module, patterns: torch.Tensor, base: torch.Tensor,
         for m, flag in flags.items():
             m.training = flag
     nan = torch.tensor(float("nan"), dtype=torch.float64)
-    share = torch.where(has, hits.cpu().double() / n, nan)
-    out = {"weights": w, "share": share, "mean": share[:, has].mean(1), "has_pattern": has}
+    measured = has[None, :] | (w == 0.0)[:, None]              # w = 0 needs no pattern: the base inputs alone
+    share = torch.where(measured, hits.cpu().double() / n, nan)
+    # the paper's score: the mean over all K classes, a class without a pattern counting as a miss
+    out = {"weights": w, "share": share, "mean": torch.nan_to_num(share, nan=0.0).mean(1),
+           "mean_with_pattern": share[:, has].mean(1), "has_pattern": has}
     if base_labels is not None:
         n_other = n - torch.bincount(base_labels.cpu().long(), minlength=k)
         ok = has & (n_other > 0)
-        share_other = torch.where(ok, hits_other.cpu().double() / n_other.clamp_min(1).double(), nan)
+        share_other_all = torch.where(measured & (n_other > 0), hits_other.cpu().double() / n_other.clamp_min(1).double(),
+                                      nan)
+        share_other = torch.where(ok[None, :] | (w == 0.0)[:, None], share_other_all, nan)
         none = torch.full((len(w),), float("nan"), dtype=torch.float64)
         out.update(share_other=share_other, n_other=n_other,
                    mean_other=share_other[:, ok].mean(1) if bool(ok.any()) else none)
@@ -123,6 +131,7 @@ def _count_hits(model: nn.Module, patterns: torch.Tensor, base: torch.Tensor, wl
     device, dtype = model_device(model), model_dtype(model)
     classes = torch.nonzero(has).flatten().tolist()
     cls_dev = torch.tensor(classes, device=device)
+    every = torch.arange(k, device=device)
     pats = torch.nan_to_num(patterns.to(dtype)).to(device)
     labels = base_labels.to(device).long() if base_labels is not None else None
     mixed = [i for i, v in enumerate(wl) if 0.0 < v < 1.0]
@@ -139,12 +148,13 @@ def _count_hits(model: nn.Module, patterns: torch.Tensor, base: torch.Tensor, wl
     for i in range(0, n, batch_size):  # batches of base inputs, not a loop per sample
         a = base[i:i + batch_size].to(device, dtype)
         other = (labels[i:i + batch_size, None] != cls_dev[None, :]) if labels is not None else None
-        if zeros:  # w = 0: the stimuli are the base inputs for every class: one pass
-            hit = model(a).argmax(1)[:, None] == cls_dev[None, :]  # (B, classes)
+        if zeros:  # w = 0: the stimuli are the base inputs for every class (with a pattern or not): one pass
+            hit = model(a).argmax(1)[:, None] == every[None, :]  # (B, K)
+            every_other = (labels[i:i + batch_size, None] != every[None, :]) if labels is not None else None
             for wi in zeros:
-                hits[wi, cls_dev] += hit.sum(0)
-                if other is not None:
-                    hits_other[wi, cls_dev] += (hit & other).sum(0)
+                hits[wi] += hit.sum(0)
+                if every_other is not None:
+                    hits_other[wi] += (hit & every_other).sum(0)
             bar.update(1)
         for wi in mixed:
             v = wl[wi]

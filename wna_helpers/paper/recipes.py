@@ -8,7 +8,8 @@ from torch import nn
 
 from ..engine.kernel import model_device
 
-__all__ = ["minmax_scale", "paper_templates", "template_classify", "feed_back", "bias_curve", "colormap_roundtrip"]
+__all__ = ["minmax_scale", "paper_templates", "template_classify", "feed_back", "bias_curve", "colormap_roundtrip",
+           "ROUNDTRIP_CHANNELS"]
 
 
 def minmax_scale(images: torch.Tensor) -> torch.Tensor:
@@ -176,20 +177,32 @@ def bias_curve(model: nn.Module, inputs: torch.Tensor, direction: torch.Tensor, 
     return torch.tensor(out, dtype=torch.float64)
 
 
-def colormap_roundtrip(images: torch.Tensor, colormap: str = "viridis") -> torch.Tensor:
+#: How the paper's code read a colour-mapped CI back from its PNG: the mean over the four RGBA channels (its
+#: feed-back and gamma-curve cells; matplotlib writes RGBA, so alpha = 1 enters the mean), the mean over RGB, or
+#: the red channel alone (its attack cell, ``pattern[..., 0]``, which is not monotone in viridis).
+ROUNDTRIP_CHANNELS = ("rgba", "rgb", "red")
+
+
+def colormap_roundtrip(images: torch.Tensor, colormap: str = "viridis", *, channels: str = "rgba") -> torch.Tensor:
     """What the paper's code fed back and added to images instead of a CI: the CI min-max scaled,
-    coloured with ``colormap`` (saved as a PNG) and read back as the mean over R, G and B. For
-    viridis that maps [0, 1] onto about [0.20, 0.68], not linearly. NaN images stay NaN.
+    coloured with ``colormap`` (saved as an RGBA PNG) and read back as ``channels``
+    (:data:`ROUNDTRIP_CHANNELS`; default ``"rgba"``, the mean over R, G, B and alpha = 1, as its feed-back and
+    gamma-curve cells read it). For viridis the RGB mean maps [0, 1] onto about [0.20, 0.68], not linearly;
+    the red channel is not even monotone. NaN images stay NaN.
 
     Returns:
         float64 of the shape of ``images`` (one channel per image channel).
+
+    Raises:
+        ValueError: an unknown ``channels``.
     """
     import matplotlib
 
+    if channels not in ROUNDTRIP_CHANNELS:
+        raise ValueError(f"channels must be one of {list(ROUNDTRIP_CHANNELS)}, got {channels!r}")
     x = minmax_scale(images.double())
-    rgb = matplotlib.colormaps[colormap](torch.nan_to_num(x).numpy())[..., :3].mean(-1)
-    out = torch.from_numpy(rgb).to(torch.float64)
+    rgba = matplotlib.colormaps[colormap](torch.nan_to_num(x).numpy())
+    read = {"rgba": rgba.mean(-1), "rgb": rgba[..., :3].mean(-1), "red": rgba[..., 0]}[channels]
+    out = torch.from_numpy(read).to(torch.float64)
     out[torch.isnan(x)] = float("nan")
     return out
-
-
