@@ -196,21 +196,25 @@ def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
         xc = (xs - mean).to(memory_format=fmt)                 # the layout of act: no conversion inside the call
         grad = torch.ops.aten.convolution_backward(am, xc, stub, None, list(jump), [0, 0], [1, 1], False,
                                                    [0, 0], 1, [False, True, False])[1]
-        # float32 within the block (the same call's bias gradient would come free, but it sums in sequence:
-        # 6e-6 relative error against 3e-6 of a matrix-vector product)
-        asum = channel_sums(am).double()
+        # float32 within a sample, float64 across (the same call's bias gradient would come free, but it sums the
+        # whole block in sequence: 6e-6 relative error)
+        asum = channel_sums(am)
         num += grad.reshape(k, d).double() + mean.double() * asum[:, None]
         den += asum
     return num, den
 
 
 def channel_sums(act: torch.Tensor) -> torch.Tensor:
-    """``act.sum((0, 2, 3))`` of a ``(B, K, H, W)`` tensor; as one matrix-vector product when it is channels-last
-    (on a CPU faster than the reduction over the non-contiguous dimensions)."""
+    """``act.sum((0, 2, 3))`` of a ``(B, K, H, W)`` tensor as float64: each sample's sum in the tensor's dtype (one
+    batched matrix-vector product when it is channels-last, on a CPU faster than the reduction over the
+    non-contiguous dimensions), the samples added in float64, so the float32 sums never run over more than one
+    sample's positions."""
     rows = act.permute(0, 2, 3, 1)
     if rows.is_contiguous():
-        return (act.new_ones(1, rows.numel() // act.shape[1]) @ rows.reshape(-1, act.shape[1])).squeeze(0)
-    return act.sum((0, 2, 3))
+        b, h, w, k = rows.shape
+        per = act.new_ones(1, h * w) @ rows.reshape(b, h * w, k)            # (B, 1, K)
+        return per.squeeze(1).double().sum(0)
+    return act.sum((2, 3)).double().sum(0)
 
 
 #: Terms (samples x positions) each float32 product of the STC's window moments sums before float64 takes over.
