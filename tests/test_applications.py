@@ -57,11 +57,25 @@ def test_trigger_positions_start_with_the_papers_and_fit():
     assert pos != trojan_study.trigger_positions("fashion_mnist", prof)   # another stream per dataset
 
 
-def test_auc_pvalue_is_exact():
-    scores = torch.tensor([5.0, 6, 7, 8, 9, 0, 1, 2, 3, 4])
-    pos = torch.tensor([True] * 5 + [False] * 5)
-    assert trojan_study._auc_pvalue(scores, pos, 1.0) == pytest.approx(1 / 252)
-    assert trojan_study._auc_pvalue(scores, ~pos, 0.0) == 1.0
+def test_detection_tests_holm_adjust_the_declared_scores_only():
+    """Rows of three families with known scores: the declared scores' p are Holm-adjusted across the declared
+    ones; an exploratory score keeps its raw p; an undefined score leaves its model out."""
+    rows = []
+    for f, base in (("clean", 0.0), ("trojaned", 10.0), ("relabelled", 5.0)):
+        for i in range(5):
+            r = {"family": f, "index": i, **{sc: base + i for sc in trojan_study.SCORES}}
+            if f == "clean" and i == 0:
+                r["uniform_target_share"] = float("nan")
+            rows.append(r)
+    t = trojan_study.detection_tests(rows)
+    first = t["clean"]["gabor_target_share"]
+    assert first["auc"] == 1.0 and first["p"] == pytest.approx(1 / 252) and first["paired_p"] == pytest.approx(1 / 32)
+    assert first["holm_p"] == pytest.approx(len(trojan_study.DECLARED) / 252)
+    share = t["clean"]["uniform_target_share"]
+    assert (share["n_positive"], share["n_negative"]) == (5, 4) and share["p"] == pytest.approx(1 / 126)
+    explore = t["clean"]["uniform_logit_window"]
+    assert explore["p"] == pytest.approx(1 / 252) and explore["holm_p"] != explore["holm_p"]
+    assert t["relabelled"]["gabor_target_share"]["auc"] == 1.0
 
 
 def test_trojan_model_is_cached_and_poisoned(tmp_path, monkeypatch):
@@ -80,3 +94,9 @@ def test_trojan_model_is_cached_and_poisoned(tmp_path, monkeypatch):
     assert meta2["weights_sha256"] == meta["weights_sha256"] and len(list((tmp_path / "models").glob("*.pt"))) == 1
     clean, cmeta = trojan_study.trojan_model("mnist", prof, index=1, trojaned=False, device="cpu")
     assert cmeta["trojan"] is None and cmeta["weights_sha256"] != meta["weights_sha256"]
+    _, rmeta = trojan_study.trojan_model("mnist", prof, index=1, trojaned=False, relabelled=True, device="cpu")
+    assert rmeta["trojan"]["relabelled"] and rmeta["trojan"]["position"] is None
+    assert rmeta["trojan"]["count"] == meta["trojan"]["count"]
+    assert len({meta["weights_sha256"], cmeta["weights_sha256"], rmeta["weights_sha256"]}) == 3
+    with pytest.raises(ValueError, match="not both"):
+        trojan_study.trojan_model("mnist", prof, index=1, trojaned=True, relabelled=True)

@@ -102,3 +102,32 @@ def test_convergence_null_and_points():
     assert torch.allclose(conv.null_correlation(), torch.tensor([0.5, 1.0], dtype=torch.float64))
     n, r = conv.class_points()
     assert n.tolist() == [50.0, 50.0] and len(r) == 2
+
+
+class _Coin(torch.nn.Module):
+    """Answers class 0 or 1 by a hash of the input that no pixel pattern predicts: CIs without any signal."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bit = (x.flatten(1) * 1e6).floor().long().sum(1) % 2
+        return torch.nn.functional.one_hot(bit, 2).float()
+
+
+def test_across_halves_a_ci_without_signal_gives_r_near_zero_while_the_final_ci_gives_sqrt_n_over_N():
+    """Known answer: the snapshot at n shares its samples with the final CI, so pure noise correlates with it at
+    sqrt(n/N); the odd half at n and the even half of the whole run share none, so pure noise gives r ~ 0
+    (784 pixels: the standard deviation of a null r is about 1/28)."""
+    conv = wna.ci_convergence(_Coin(), [10_000, 40_000, 80_000], noise="uniform", batch_size=2000, progress=False,
+                              input_shape=(1, 28, 28))
+    with_final = conv.mean_correlation()
+    assert with_final[0] == pytest.approx(0.125 ** 0.5, abs=0.1) and with_final[1] == pytest.approx(0.5 ** 0.5, abs=0.1)
+    across = conv.mean_correlation(across_halves=True)
+    assert across.abs().max() < 0.15
+    # a size inside the first (even) chunk has no odd half yet: undefined, not zero
+    early = wna.ci_convergence(_Coin(), [2000, 10_000], noise="uniform", progress=False, input_shape=(1, 28, 28))
+    assert torch.isnan(early.correlation_across_halves()[0]).all()
+    n, r = conv.class_points(across_halves=True)
+    assert len(n) == 6 and bool((n == conv.odd_counts.flatten().double().sort().values).all())
+    # a model with signal: the first layer's pattern shows in both halves, r well above 0 at the final size
+    m = wna.build_model("logreg", seed=0)
+    sig = wna.ci_convergence(m, [10_000, 40_000], noise="uniform", batch_size=2000, progress=False)
+    assert float(sig.mean_correlation(across_halves=True)[-1]) > 0.3

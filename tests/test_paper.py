@@ -162,8 +162,8 @@ def test_cite():
 
 
 def test_docstring_examples_run():
-    from wna_helpers.paper import gamma, numbers, recipes
-    for module in (numbers, recipes, gamma):
+    from wna_helpers.paper import gamma, numbers, recipes, verdicts
+    for module in (numbers, recipes, gamma, verdicts):
         result = doctest.testmod(module)
         assert result.failed == 0 and result.attempted > 0, module.__name__
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import wna_helpers as wna
-from wna_helpers.book import noise_study, paper_study, studies
+from wna_helpers.book import noise_study, paper_study, side_by_side, studies
 from wna_helpers.methods.ci import ClassificationImages
 
 from conftest import needs_data
@@ -123,12 +123,25 @@ def test_snapshots_study_ends_at_the_books_model(cache):
 
 
 @needs_data
-def test_side_by_side_rows(cache):
-    rows = paper_study.side_by_side(TINY, arch="logreg")
+def test_side_by_side_rows_judge_the_paper_recipe_networks_by_the_rule(cache):
+    rows = side_by_side.side_by_side(TINY)
     assert {r["section"] for r in rows} == {"white noise", "Gabor noise", "templates", "fed back", "gamma curves"}
-    assert all(r["verdict"] in ("reproduced", "partly", "not reproduced") and r["source"] for r in rows)
+    assert all(r["verdict"] in wna.paper.VERDICTS and r["source"] for r in rows)
     assert all(bool(r["why"]) == (r["verdict"] != "reproduced") for r in rows)  # a reason for every miss
-    gamma = [r for r in rows if r["section"] == "gamma curves"]
-    assert len(gamma) == 4
+    assert [r["verdict"] for r in rows if "wider" in r["why"]] == ["context"]  # the Colab network only
+    assert len([r for r in rows if r["section"] == "gamma curves"]) == 4
+    assert all(r["ours"].endswith(f"of {TINY.paper_seeds})") for r in rows if "no network" not in r["quantity"])
     pca = next(r for r in rows if "variance" in r["quantity"])
     assert pca["paper"] == "96%" and pca["verdict"] == "reproduced"  # our PCA of the same dictionary weights
+    # the MNIST row of the paper's first histogram, recomputed from the seed networks by hand
+    h = wna.paper_numbers()["white_noise"]["histograms"][0]
+    nets = side_by_side.networks("mnist", TINY)
+    assert [s.meta["seed"] for s in nets.seeds] == wna.paper_recipe_seeds(TINY)
+    cis = [wna.classification_images(s.model, TINY.noise_samples("paper_cnn"), noise="uniform", seed=TINY.seed,
+                                     progress=False) for s in nets.seeds]
+    shares = [float(ci.proportions[8]) for ci in cis]
+    row = next(r for r in rows if r["section"] == "white noise")
+    assert row["verdict"] == wna.paper.verdict(h["top"]["share"], shares,
+                                               qualitative=[int(ci.counts.argmax()) == 8 for ci in cis])
+    lo, hi = min(shares), max(shares)
+    assert f"({lo:.1%} to {hi:.1%}; {len(shares)} of {len(shares)})" in row["ours"]

@@ -19,7 +19,7 @@ from wna_helpers.book.chapter import Chapter  # noqa: E402
 from wna_helpers.book.plots.layout import PAGE_WIDTH  # noqa: E402
 from wna_helpers.book.reports import applications as rep  # noqa: E402
 from wna_helpers.book.reports import trojan as trj  # noqa: E402
-from wna_helpers.book.trojan_study import SCORES  # noqa: E402
+from wna_helpers.book.trojan_study import DECLARED, SCORES  # noqa: E402
 from wna_helpers.methods.ci import ClassificationImages  # noqa: E402
 from wna_helpers.methods.two_class import TwoClassCI  # noqa: E402
 
@@ -47,8 +47,9 @@ def _perturbation(budgets: tuple[float, ...], mid: float, at_mid: float) -> Pert
                               actual_l2=success.clone(), actual_linf=success.clone(), n_images=torch.tensor([90, 90]))
 
 
-def _attack(ci: float, random: float, queries: list[float]) -> dict[str, object]:
-    l2 = {k: _perturbation(PROF.attack_l2, 4.0, {"ci": ci, "random": random}.get(k, 0.2)) for k in ATTACK_KINDS}
+def _attack(ci: float, random: float, queries: list[float], single: bool = False) -> dict[str, object]:
+    l2 = {k: _perturbation(PROF.attack_l2, 4.0, {"ci": ci, "random": random}.get(k, 0.2)) for k in ATTACK_KINDS
+          if not (single and k == "other")}
     linf = {k: _perturbation(PROF.attack_linf, 0.2, 0.05) for k in ATTACK_KINDS}
     blend = BlendAttack(alphas=torch.tensor([0.0, 0.3], dtype=torch.float64), targets=torch.tensor([0, 2]),
                         success=torch.tensor([[1.0, 0.8], [0.5, 0.3]], dtype=torch.float64),
@@ -84,16 +85,33 @@ def test_success_at_reads_the_budget_and_mid_budget_the_middle():
     assert rep.success_at(ATTACKS["paper_cnn", "mnist"], "l2", "ci", 3.0) == 0.0
     prose, table = rep.attack_table(ATTACKS, CH)
     assert prose.startswith("**Attack table**: success at L2 = 4 ") and "L∞ = 0.2" in prose
-    assert "| paper_cnn | MNIST | 50% | 20% | 20% | 30% | 5% | 5% |" in table
+    # ci, logit, mean, random, shuffled, other; the CI's interval from 180 image-target trials; L∞ ci, random
+    lo, hi = rep.interval_at(ATTACKS["paper_cnn", "mnist"], "l2", "ci", 4.0)
+    assert f"| paper_cnn | MNIST | 2 | 50% | 20% | 20% | 30% | 20% | 20% | {lo:.0%} to {hi:.0%} | 5% | 5% |" in table
+    single = {("paper_cnn", "mnist"): _attack(0.5, 0.3, [0.1, 0.2, 0.3, 0.4], single=True)}
+    assert rep.success_at(single["paper_cnn", "mnist"], "l2", "other", 4.0) != 0.5   # NaN: no other class's CI
 
 
-def test_attack_verdict_counts_wins_by_more_than_the_margin():
-    assert rep.attack_wins(ATTACKS, CH) == [True, False]  # 0.5 > 0.3 + 0.1; 0.35 is not
+def test_wilson_interval_of_the_pooled_success_has_the_known_answer():
+    """90 successes of 180 trials: the Wilson 95 % interval is 0.5 -+ 1.96 sqrt(0.25 / 180 + 1.96² / (4 · 180²))
+    over 1 + 1.96² / 180."""
+    r = _perturbation(PROF.attack_l2, 4.0, 0.5)
+    i = PROF.attack_l2.index(4.0)
+    assert float(r.pooled[i]) == 0.5
+    z, n = 1.96, 180
+    half = z * math.sqrt(0.25 / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    assert r.interval()[i].tolist() == pytest.approx([0.5 - half, 0.5 + half])
+
+
+def test_attack_verdict_needs_the_ci_interval_above_every_control():
+    assert rep.attack_wins(ATTACKS, CH) == [True, False]  # 0.5 (0.43-0.57) above 0.3; 0.35 (0.28-0.42) is not
     text = rep.attack_verdict(ATTACKS, CH)
-    assert "beats a random direction in 1 of 2 model and dataset pairs (by more than 10 points)" in text
+    assert "beats all its controls of the same norm (a random direction, its own pixels shuffled, another class's " \
+           "CI; the 95 % intervals do not overlap) in 1 of 2 model and dataset pairs" in text
     assert "The claim holds only in part." in text and "called its class 90% of the time" in text
     both = {k: _attack(0.9, 0.0, [0.1, 0.2, 0.3, 0.4]) for k in ATTACKS}
     assert "CIs are a query-only targeted attack here" in rep.attack_verdict(both, CH)
+    assert rep.attack_wins({k: _attack(0.9, 0.0, [0.1] * 4, single=True) for k in ATTACKS}, CH) == [True, True]
 
 
 def test_queries_to_reach_the_final_share():
@@ -217,9 +235,17 @@ def test_two_class_table_counts_significant_pixels_at_the_fwer():
 
 # ---------------------------------------------------------------------------------------------- trojans
 
-def _family(auc: dict[str, float], p: dict[str, float]) -> dict[str, object]:
-    rows = [{"index": i, "trojaned": t, "position": (1, 21) if i == 0 else (5, 9), "clean_accuracy": 0.9 - 0.02 * t,
-             "attack_success": 0.679 if t else 0.006} for t in (False, True) for i in range(2)]
+def _tests(auc: dict[str, float], p: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per score: AUC (default 0.5) and p (default 1); Holm over the declared scores is p times their count here."""
+    return {s: {"auc": auc.get(s, 0.5), "p": p.get(s, 1.0), "paired_p": 0.25, "n_positive": 2, "n_negative": 2,
+                "holm_p": min(1.0, p.get(s, 1.0) * len(DECLARED)) if s in DECLARED else float("nan"),
+                "holm_paired_p": 1.0 if s in DECLARED else float("nan")} for s in SCORES}
+
+
+def _family(clean: tuple[dict, dict], relabelled: tuple[dict, dict] | None = None) -> dict[str, object]:
+    rows = [{"index": i, "trojaned": f == "trojaned", "family": f, "position": (1, 21) if i == 0 else (5, 9),
+             "clean_accuracy": 0.9 - 0.02 * (f == "trojaned"), "attack_success": 0.679 if f == "trojaned" else 0.006}
+            for f in ("clean", "trojaned", "relabelled") for i in range(2)]
     maps = {"clean": {}, "trojaned": {}}
     for m in maps.values():
         for key in ("uniform_vs_reference", "gabor_vs_reference", "uniform_logit", "gabor_logit", "gradient"):
@@ -230,31 +256,50 @@ def _family(auc: dict[str, float], p: dict[str, float]) -> dict[str, object]:
                  "gabor_significant": torch.ones(28, 28, dtype=torch.bool)}
     pair = {kind: {"window": 0.5, "scan": 1.0, "in_window": 3, "outside": 1, "share_trojaned": 0.25,
                    "share_clean": 0.01} for kind in ("uniform", "gabor")}
-    return {"rows": rows, "auc": {s: auc.get(s, 0.5) for s in SCORES}, "auc_p": {s: p.get(s, 1.0) for s in SCORES},
-            "undefined": {s: int(s.startswith("uniform_vs")) for s in SCORES}, "maps": {**maps, "pair": pair_maps},
-            "pair": pair, "classes": (8, 9), "positions": [(1, 21), (5, 9)]}
+    tests = {"clean": _tests(*clean), "relabelled": _tests(*(relabelled or clean))}
+    return {"rows": rows, "tests": tests, "auc": {s: tests["clean"][s]["auc"] for s in SCORES},
+            "auc_p": {s: tests["clean"][s]["p"] for s in SCORES}, "undefined": {s: 0 for s in SCORES},
+            "maps": {**maps, "pair": pair_maps}, "pair": pair, "classes": (8, 9), "positions": [(1, 21), (5, 9)]}
 
 
-FOUND = _family({"gabor_target_share": 0.95, "uniform_logit_scan": 1.0}, {"gabor_target_share": 0.04})
-MISSED = _family({"uniform_vs_reference_window": 0.95, "uniform_logit_window": 1.0},
-                 {"uniform_vs_reference_window": 0.06, "uniform_logit_window": 0.001})
+# found: gabor_target_share at AUC 0.95, p 0.004 -> Holm 0.024 against both families
+FOUND = _family(({"gabor_target_share": 0.95, "uniform_logit_scan": 1.0}, {"gabor_target_share": 0.004}))
+# missed: the declared score passes against clean models, not against the relabelled ones (the prior shift alone)
+PRIOR = _family(({"uniform_target_share": 1.0}, {"uniform_target_share": 0.004}),
+                ({"uniform_target_share": 0.6}, {"uniform_target_share": 0.3}))
+# missed: p too large after Holm on a declared score; an exploratory score does not count however small its p
+MISSED = _family(({"uniform_vs_reference_window": 0.95, "uniform_logit_window": 1.0},
+                  {"uniform_vs_reference_window": 0.01, "uniform_logit_window": 0.001}))
 
 
-def test_finds_trigger_needs_auc_and_p_on_a_primary_or_share_score():
+def test_finds_trigger_needs_a_declared_score_against_both_controls_after_holm():
     assert trj.finds_trigger(FOUND)
-    assert not trj.finds_trigger(MISSED)  # p too large on the primary score; the logit score does not count
-    assert not trj.finds_trigger(_family({"gabor_target_share": 0.89}, {"gabor_target_share": 0.01}))
+    assert not trj.finds_trigger(PRIOR)     # separates trojaned from clean only: more target labels, no trigger
+    assert not trj.finds_trigger(MISSED)    # 0.01 x 6 = 0.06 after Holm; the logit score is exploratory
+    assert not trj.finds_trigger(_family(({"gabor_target_share": 0.89}, {"gabor_target_share": 0.001})))
+
+
+def test_detection_test_leaves_undefined_models_out_and_pairs_by_seed():
+    from wna_helpers.applications.trojan import detection_test
+    nan = float("nan")
+    out = detection_test([3.0, 4.0, nan], [1.0, 2.0, 0.5], paired=True)
+    assert out["auc"] == 1.0 and (out["n_positive"], out["n_negative"]) == (2, 3)
+    assert out["p"] == 1 / 10        # 2 of 5 defined models: C(5, 2) = 10 labellings, one reaches AUC 1
+    assert out["pairs"] == 2 and out["paired_p"] == 0.25   # 2 pairs: 4 sign flips, one reaches the mean
+    five = detection_test([1, 2, 3, 4, 5], [0, 0.5, 0.6, 0.7, 0.8], paired=True)
+    assert five["p"] == 1 / 252 and five["paired_p"] == 1 / 32
+    assert detection_test([nan], [1.0])["auc"] != detection_test([nan], [1.0])["auc"]   # NaN: no positive defined
 
 
 def test_trojan_verdict_names_where_white_noise_finds_the_trigger():
     assert "finds the trigger on MNIST only." in trj.trojan_verdict({"mnist": FOUND, "fashion_mnist": MISSED})
     assert "finds the trigger on both datasets." in trj.trojan_verdict({"mnist": FOUND, "fashion_mnist": FOUND})
-    text = trj.trojan_verdict({"mnist": MISSED, "fashion_mnist": MISSED})
+    text = trj.trojan_verdict({"mnist": MISSED, "fashion_mnist": PRIOR})
     assert "White noise does not reliably find the trigger." in text
-    assert ("under uniform noise and 0.50 (p = 1.000) under Gabor noise" in text
-            and "the input-gradient baseline 0.50 (p = 1.000)" in text)
-    assert ("The best of the 12 white-noise scores, `uniform_logit_window`, reaches 1.00 (p = 0.001, before "
-            "correcting for having picked it among 12)." in text)
+    assert ("the best declared score, `uniform_vs_reference_window`, reaches AUC 0.95 against the clean models "
+            "(Holm p = 0.060, paired p = 0.250) and 0.95 against the relabelled ones (Holm p = 0.060)") in text
+    assert ("The best exploratory white-noise score, `uniform_logit_window`, reaches 1.00 (p = 0.001, uncorrected, "
+            "picked among 6).") in text
 
 
 def test_trojan_tables():
@@ -262,13 +307,14 @@ def test_trojan_tables():
     assert "clean 99.00%, attack 7 of 8 triggered 8s called 9" in prose
     assert "| Fashion-MNIST | Bag → Ankle boot | trojaned 0 | (1, 21) | 88.00% | 67.9% |" in table
     assert "| Fashion-MNIST | Bag → Ankle boot | clean 1 | (5, 9) | 90.00% | 0.6% |" in table
+    assert "| Fashion-MNIST | Bag → Ankle boot | relabelled 1 | (5, 9) | 90.00% | 0.6% |" in table
     prose, table = trj.pair_table({"mnist": FOUND})
     assert "inside the 36-pixel trigger window and outside it (748 pixels)" in prose
     assert "| MNIST | gabor | 25.00% | 1.00% | 3 | 1 | 0.50 |" in table
     prose, table = trj.auc_table({"mnist": FOUND, "fashion_mnist": MISSED}, CH2)
-    assert "(2 models each per dataset;" in prose and "moves the AUC by 0.25" in prose
-    assert "| gabor_target_share | 0.95 | 0.50 | 0 | 0 |" in table
-    assert "| uniform_vs_reference_window | 0.50 | 0.95 | 1 | 1 |" in table
+    assert "(2 models per family and dataset;" in prose and "at least 1/6" in prose and "at least 1/4" in prose
+    assert "| MNIST | **gabor_target_share** | 0.95 | 2 + 2 | 0.024 | 1.000 | 0.95 | 0.024 |" in table
+    assert "| Fashion-MNIST | uniform_logit_window | 1.00 | 2 + 2 | 0.001 | 0.250 | 1.00 | 0.001 |" in table
 
 
 def test_trojan_figures_one_per_dataset():

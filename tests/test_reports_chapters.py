@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from torch import nn  # noqa: E402
@@ -58,17 +59,33 @@ def _stats(means: torch.Tensor, counts: list[int]) -> wna.ActivationStatistics:
                                     stimulus={"kind": "x"})
 
 
-def test_specificity_rows_find_the_matching_class():
-    real = torch.eye(3, dtype=torch.float64) + 0.01 * torch.arange(3.0, dtype=torch.float64)[None]
-    noise = real.clone()
-    acts = {("a", "mnist", "real"): _stats(real, [5, 5, 5]), ("a", "mnist", "noise"): _stats(noise, [1, 8, 1]),
-            ("b", "mnist", "real"): _stats(real, [5, 5, 5]), ("b", "mnist", "noise"): _stats(noise, [0, 10, 0])}
-    rows = activations.specificity_rows(acts, CH)
-    assert rows[0]["k"] == 3 and rows[0]["top"] == "one" and abs(rows[0]["rtop"] - 1.0) < 1e-9
-    assert rows[1]["k"] == 1
-    table, prose = activations.specificity(rows)
-    assert "| a | MNIST | fc1 | 1.00 |" in table
-    assert "For 1 of the 1 model–dataset pairs whose noise reaches at least two classes" in prose
+def test_specificity_is_tested_against_relabelled_classes_and_skips_output_layers():
+    """a: noise maps close to their own class's real maps (specific); b: each the map of another class (not);
+    c: a layer of one unit per class, the output, where the match holds by construction (not tested); d: a class
+    with fewer than 50 noise samples is left out."""
+    names = tuple("abcdefgh")
+    ch = Chapter(profile=CH.profile, models=["a", "b", "c", "d"], cnns=[], datasets=["mnist"], device=CH.device,
+                 classes={"mnist": names})
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(8, 20, generator=g, dtype=torch.float64)
+    close = real + 0.05 * torch.randn(8, 20, generator=g, dtype=torch.float64)
+    out = torch.randn(8, 8, generator=g, dtype=torch.float64)
+    many = [100] * 8
+    acts = {("a", "mnist", "real"): _stats(real, many), ("a", "mnist", "noise"): _stats(close, many),
+            ("b", "mnist", "real"): _stats(real, many), ("b", "mnist", "noise"): _stats(real.roll(1, 0), many),
+            ("c", "mnist", "real"): _stats(out, many), ("c", "mnist", "noise"): _stats(out, many),
+            ("d", "mnist", "real"): _stats(real, many), ("d", "mnist", "noise"): _stats(close, [100] * 7 + [3])}
+    rows = {r["model"]: r for r in activations.specificity_rows(acts, ch)}
+    assert rows["a"]["r"] > 0.99 and rows["a"]["matched"] == 1.0 and rows["a"]["p"] <= 0.05
+    assert rows["b"]["r"] < rows["b"]["other"] and rows["b"]["p"] > 0.5 and rows["b"]["matched"] == 0.0
+    assert rows["c"]["output"] and rows["c"]["p"] != rows["c"]["p"]       # NaN: not tested
+    assert rows["d"]["k"] == 7 and rows["a"]["k"] == 8
+    # Holm over the three tested pairs: a's smallest drawn p, 1/10,000, times three
+    assert rows["a"]["p"] == pytest.approx(3 / 10_000)
+    table, prose = activations.specificity(list(rows.values()))
+    assert "| c | MNIST | fc1 (output) |" in table and "classes with >= 50 noise samples" in table
+    assert "The last layer of `c` on MNIST is its output" in prose
+    assert "For 2 of the 3 pairs tested, the same class matches better than every relabelling" in prose
 
 
 def _row(model: str, r: float, h: float) -> dict[str, object]:

@@ -58,23 +58,46 @@ def test_bias_names_the_most_biased_and_the_most_even_model():
             "(1.30 of 1.58 bits).") in prose
 
 
-def test_correlation_with_class_means_and_single_class_pairs():
+def test_correlation_with_class_means_is_centred_and_judged_against_relabelled_classes():
     m = MEANS["mnist"]
-    both = torch.stack([2 * m[0] + 1, -m[1], m[2]])          # r = 1, -1, 1
-    cis = {("paper_cnn", "mnist"): _ci([60, 60, 60], both, logit=m.clone()),
+    centred = m - m.mean(0)
+    shared = torch.full_like(m[0], 5.0)                        # what every CI shares: the mean stimulus
+    cis = {("paper_cnn", "mnist"): _ci([60, 60, 60], shared + 2 * centred, logit=m.clone()),
            ("flat", "mnist"): _ci([0, 180, 0], m, logit=-m)}
-    corr = rep.ci_correlations(cis, MEANS)
-    assert torch.allclose(corr["paper_cnn", "mnist"], torch.tensor([1.0, -1.0, 1.0], dtype=torch.float64))
+    match = rep.ci_matches(cis, MEANS)
+    pc = match["paper_cnn", "mnist"]
+    assert torch.allclose(pc["r"], torch.ones(3, dtype=torch.float64))  # the shared 5 is removed: r = 1 exactly
+    assert pc["p"] == pytest.approx(1 / 6) and pc["classes"] == 3      # only the identity of 3! reaches it
+    other = wna.pearson(centred[0].flatten(), centred[1].flatten())
+    assert pc["other"][0] == pytest.approx(float((other + wna.pearson(centred[0].flatten(),
+                                                                        centred[2].flatten())) / 2))
+    assert match["flat", "mnist"]["classes"] == 1 and match["flat", "mnist"]["p"] != match["flat", "mnist"]["p"]
     table, prose = rep.correlation_summary(cis, MEANS, CH)
-    assert "| paper_cnn | 0.33 | 3 |" in table and "| flat | 1.00 | 1 |" in table
-    assert prose.startswith("The CIs that look most like the class means come from `flat` on MNIST (mean r = 1.00).")
+    assert "| paper_cnn | 1.00 |" in table and "| 0.167 | 3 |" in table   # Holm over the one pair with a p
+    assert "| flat | – | – | – | 1 |" in table  # its one CI is the mean of all the noise: nothing left
+    assert "come most clearly from `paper_cnn` on MNIST (r = 1.00 against" in prose
+    assert "0 of 2 model–dataset pairs beat every relabelling" in prose      # 1/6 > 0.05: three classes cannot pass
     assert "1 model–dataset pairs (`flat` on MNIST) send the noise to a single class" in prose
     table, prose = rep.logit_summary(cis, MEANS, CH)
-    assert "MNIST: logit image r (all 3 classes)" in table
-    assert "| paper_cnn | 1.00 | 0.33 |" in table and "| flat | -1.00 | 1.00 |" in table
-    assert "cover all three classes" in prose and "for 1 of 2 model–dataset pairs" in prose
+    assert "MNIST: logit image r, all 3 classes" in table
+    assert "| paper_cnn | 1.00 | 1.00 | 1.00 | 0.333 |" in table        # Holm over two pairs: 2 x 1/6
+    assert "| flat | – | -1.00 | -1.00 | 1.000 |" in table
+    assert "for 0 of 2 model–dataset pairs" in prose and "cover all three classes" in prose
     figs = rep.ci_figures(cis, MEANS, CH) + rep.logit_figures(cis, CH)
     assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
+
+
+def test_a_shared_component_alone_gives_a_large_raw_r_but_no_centred_one():
+    """The issue's case: CIs that are the mean stimulus plus noise, class means that share one large component;
+    the raw r is near 1, the centred r near 0 and no relabelling is beaten."""
+    gen = torch.Generator().manual_seed(0)
+    base = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64) * 5
+    means = base + torch.rand(6, 1, 8, 8, generator=gen, dtype=torch.float64)
+    cis = base + 0.1 * torch.randn(6, 1, 8, 8, generator=gen, dtype=torch.float64)
+    from wna_helpers.book.measures import class_correlation, class_match
+    assert float(class_correlation(cis, means).mean()) > 0.9
+    m = class_match(cis, means, centre=base)
+    assert abs(m["mean_r"]) < 0.2 and m["p"] > 0.05
 
 
 def test_correlation_summary_without_single_class_pairs_says_nothing_of_them():
@@ -82,13 +105,16 @@ def test_correlation_summary_without_single_class_pairs_says_nothing_of_them():
     assert "single class" not in rep.correlation_summary(cis, MEANS, CH)[1]
 
 
-def _null_cis() -> dict[tuple[str, str], ClassificationImages]:
-    """paper_cnn: one pixel of class zero 50 null SDs from the null mean, the rest at it; flat: one class at it."""
+def _null_cis(degenerate: bool = False) -> dict[tuple[str, str], ClassificationImages]:
+    """paper_cnn: one pixel of class zero 50 null SDs from the null mean, the rest at it; flat: one class at it
+    (``degenerate``: that class took every sample of every permutation, so its null CIs are all the same)."""
     nulls = torch.randn(32, 3, 1, 2, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     strong = nulls.mean(0).clone()
     strong[0, 0, 0, 0] += 50
     empty = nulls.clone()
     empty[:, [0, 2]] = float("nan")
+    if degenerate:
+        empty[:, 1] = nulls.mean(0)[1]
     return {("paper_cnn", "mnist"): _ci([60, 60, 60], strong, nulls=nulls),
             ("flat", "mnist"): _ci([0, 180, 0], nulls.mean(0), nulls=empty)}
 
@@ -96,11 +122,18 @@ def _null_cis() -> dict[tuple[str, str], ClassificationImages]:
 def test_significance_counts_the_one_real_pixel():
     cis = _null_cis()
     table, prose = rep.significance_summary(cis, CH)
-    assert "| paper_cnn | MNIST | 180 | 3 | 1 | 8.3% | 8.3% |" in table      # 1 pixel of 3 classes x 4
-    assert "| flat | MNIST | 180 | 1 | 0 | 0.0% | 0.0% |" in table
+    assert "| paper_cnn | MNIST | 180 | 3 | 0 | 1 | 8.3% | 8.3% |" in table      # 1 pixel of 3 classes x 4
+    assert "| flat | MNIST | 180 | 1 | 0 | 0 | 0.0% | 0.0% |" in table
     assert "pixels significant (FWER 0.05)" in table
-    assert ("from 0.0% (`flat`) to 8.3% (`paper_cnn`) of the CI pixels differ from chance at FWER 0.05; no pixel "
-            "passes for `flat`. Clusters add pixels that the pixel test misses: 0 of 2 models") in prose
+    assert prose.startswith("With 32 label permutations the smallest p-value is 1/33 = 0.030,")
+    assert ("from 0.0% (`flat`) to 8.3% (`paper_cnn`) of the testable CI pixels differ from chance at FWER 0.05; "
+            "no pixel passes for `flat`. Clusters add pixels that the pixel test misses: 0 of 2 models") in prose
+    # flat's one class took every sample under every permutation: nothing of it can be tested (not 0 %)
+    table, prose = rep.significance_summary(_null_cis(degenerate=True), CH)
+    assert "| flat | MNIST | 180 | 1 | 1 | 0 | – | – |" in table
+    assert ("from 8.3% (`paper_cnn`) to 8.3% (`paper_cnn`) of the testable CI pixels differ from chance at FWER 0.05; "
+            "every model with a testable class has a class with significant pixels. Not testable at all: `flat` "
+            "(every sample in one class). Clusters add pixels that the pixel test misses: 0 of 1 models") in prose
     figs = rep.zmap_figures(cis, CH)
     assert len(figs) == 1 and "against 32 label-permuted null" in figs[0]._suptitle.get_text()   # wrapped
 
@@ -120,16 +153,21 @@ CONV = {("paper_cnn", "mnist"): _conv([[60, 40, 0], [120, 80, 0], [240, 160, 0]]
 
 def test_convergence_rows_and_summary():
     rows = rep.convergence_rows(CONV, {"paper_cnn": 200, "flat": 200}, CH)
-    assert rows[0]["side"] == pytest.approx(1.0) and rows[0]["reach"] == 200 and rows[0]["nc"] == 60  # -1 at N_c 40
-    assert rows[1]["side"] == pytest.approx(-1.0) and rows[1]["reach"] == 400 and rows[1]["nc"] != rows[1]["nc"]
+    # the halves of the synthetic runs hold the same images as the whole, so r across halves is the r with the final
+    # CI; N_c counts the odd half's samples (30 of class zero's 60 at n = 100)
+    assert rows[0]["side"] == pytest.approx(1.0) and rows[0]["reach"] == 200 and rows[0]["nc"] == 30  # -1 at 20
+    assert rows[0]["overlap"] == pytest.approx(1.0) and rows[0]["null"] == pytest.approx(0.5 ** 0.5)
+    assert rows[1]["side"] == pytest.approx(-1.0) and rows[1]["reach"] == 400 and rows[1]["nc"] == 200
     table, prose = rep.convergence_summary(rows)
-    assert "mean r at 50% of n" in table
-    assert "| paper_cnn | MNIST | 400 | 1.00 | 0.71 | 200 | 60 |" in table
-    assert "| flat | MNIST | 400 | -1.00 | 0.71 | 400 | – |" in table
-    assert prose.startswith("With 50% of the samples the CIs correlate at r = -1.00 to 1.00 with the final ones, "
-                            "against 0.71 for a CI without any signal")
-    assert "1 of 2 model–dataset pairs are clearly above that line" in prose
-    assert "every CI with more than 60 to 60 samples" in prose
+    assert "r across halves at 50% of n" in table
+    assert "| paper_cnn | MNIST | 400 | 1.00 | 1.00 | 0.71 | 200 | 30 |" in table
+    assert "| flat | MNIST | 400 | -1.00 | -1.00 | 0.71 | 400 | 200 |" in table
+    assert prose.startswith("With 50% of the samples the odd half's CIs correlate at r = -1.00 to 1.00 with the even "
+                            "half of the final run. The two share no sample, so a CI without any signal gives r = 0 "
+                            "here; the r with the final CI is higher (-1.00 to 1.00)")
+    assert "reaches √(n/N) = 0.71 from noise alone" in prose
+    assert "1 of 2 model–dataset pairs lie more than 0.1 above 0 across halves" in prose
+    assert "every CI whose odd half has more than 30 to 200 samples" in prose
     figs = rep.convergence_figures(CONV, CH)
     assert len(figs) == 2 and all(isinstance(f, Figure) for f in figs)
 
@@ -189,13 +227,29 @@ def test_pixel_table_and_clipped_densities():
 def test_mixing_summary_names_the_pairs_still_flat():
     mix = {("paper_cnn", "mnist"): {0.0: _ci([10, 0, 0]), 0.5: _ci([5, 5, 0])},
            ("flat", "mnist"): {0.0: _ci([0, 10, 0]), 0.5: _ci([0, 9, 1])}}   # H(0.9, 0.1) = 0.469 bits
-    text = ci_noise.mixing_summary(mix, CH)
+    text = ci_noise.mixing_summary(mix, MEANS, CH)
+    assert "At γ = 0.5 no CI has 50 samples; 0 of 2 model–dataset pairs beat every relabelling" in text
     assert "from γ = 0 to γ = 0.5 the entropy goes `paper_cnn` 0.00 → 1.00, `flat` 0.00 → 0.47 bits." in text
     assert ("Even with half of each stimulus being a real image, 1 model–dataset pairs still give most stimuli one "
             "answer (`flat` on MNIST): the noise half dominates") in text
     less = {k: {0.0: v[0.0], 0.3: v[0.5]} for k, v in mix.items()}
-    assert "Even with a weight of 0.3 on a real image" in ci_noise.mixing_summary(less, CH)
+    assert "Even with a weight of 0.3 on a real image" in ci_noise.mixing_summary(less, MEANS, CH)
     spread = {k: {0.0: v[0.0], 0.5: _ci([4, 3, 3])} for k, v in mix.items()}
-    assert "By the largest γ every model spreads its answers" in ci_noise.mixing_summary(spread, CH)
+    assert "By the largest γ every model spreads its answers" in ci_noise.mixing_summary(spread, MEANS, CH)
     figs = ci_noise.mixing_figures(mix, MEANS, CH)
     assert len(figs) == 3 and all(isinstance(f, Figure) for f in figs)   # entropy, r, paper_cnn's CIs
+
+
+def test_mixing_summary_centres_the_cis_and_compares_with_the_other_classes():
+    m = MEANS["mnist"]
+    centred = m - m.mean(0)
+    shared = torch.full_like(m[0], 0.5)
+    mix = {("paper_cnn", "mnist"): {0.0: _ci([60, 60, 60]), 0.5: _ci([60, 60, 60], shared + 2 * centred)},
+           ("flat", "mnist"): {0.0: _ci([60, 60, 60]), 0.5: _ci([60, 60, 60], shared + centred[[1, 2, 0]])}}
+    match = ci_noise.mixed_match(mix["paper_cnn", "mnist"][0.5], m)
+    assert match["mean_r"] == pytest.approx(1.0) and match["p"] == pytest.approx(1 / 6)
+    wrong = ci_noise.mixed_match(mix["flat", "mnist"][0.5], m)       # each CI shows another class's mean
+    assert wrong["mean_r"] < wrong["mean_other"]
+    text = ci_noise.mixing_summary(mix, MEANS, CH)
+    assert f"At γ = 0.5 the centred CIs correlate with their own class means at r = {wrong['mean_r']:.2f} to 1.00" in text
+    assert "0 of 2 model–dataset pairs beat every relabelling of their classes at a Holm-corrected p <= 0.05." in text

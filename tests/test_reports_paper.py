@@ -30,8 +30,8 @@ def _t(values: list[float]) -> torch.Tensor:
 # ---------------------------------------------------------------- side by side
 
 def _row(section: str, quantity: str, verdict: str, why: str = "", source: str = "a.ipynb") -> dict[str, str]:
-    return {"section": section, "quantity": quantity, "paper": "8: 60%", "ours": "8: 58%", "verdict": verdict,
-            "why": why, "source": source}
+    return {"section": section, "quantity": quantity, "paper": "60%", "ours": "58% (50% to 70%; 3 of 3)",
+            "book": "91%", "verdict": verdict, "why": why, "source": source}
 
 
 ROWS = [_row("white noise", "MNIST top class", "reproduced"),
@@ -40,11 +40,21 @@ ROWS = [_row("white noise", "MNIST top class", "reproduced"),
         _row("templates", "Fashion templates", "reproduced")]
 
 
+def test_rule_text_states_the_rule_with_the_profiles_networks_and_the_codes_constants():
+    text = rep.rule_text(wna.get_profile("full"))
+    assert text.startswith("**The rule, fixed before the numbers.** Each paper number is measured on 3 `paper_cnn` "
+                           "networks per dataset trained the paper's way (Adam at a constant learning rate of 0.001, "
+                           "batch 256, 15 epochs;")
+    assert "reaching 0.5 within 0.2 of the weight" in text and "With fewer than 2 networks" in text
+    assert "on 2 `paper_cnn`" in rep.rule_text(wna.get_profile("quick"))
+
+
 def test_section_tables_give_title_table_and_reasons_per_section():
     out = rep.section_tables(ROWS)
     assert len(out) == 6 and out[0] == "**White noise**" and out[3] == "**Templates**"
-    assert "| MNIST top class | 8: 60% | 8: 58% | reproduced |" in out[1]
-    assert out[1].startswith("| quantity | paper | this book | verdict |")
+    assert "| MNIST top class | 60% | 58% (50% to 70%; 3 of 3) | 91% | reproduced |" in out[1]
+    assert out[1].startswith("| quantity | paper | paper-recipe networks: median (range; defined of) | "
+                             "the book's paper_cnn | verdict |")
     assert out[2] == ("Why not (fully) reproduced:\n\n- *Fashion top class* (not reproduced): another network.\n\n"
                       "Sources: `a.ipynb`; `b.ipynb`.")
     assert out[5] == ("Why not (fully) reproduced:\n\n- *MNIST templates* (partly): above twice chance.\n\n"
@@ -61,6 +71,16 @@ def test_verdict_summary_counts_and_names_the_rows_not_reproduced():
         "- **White noise**: 1 of 2 reproduced; not (or only partly): Fashion top class.\n"
         "- **Templates**: 1 of 2 reproduced; not (or only partly): MNIST templates.")
     assert rep.verdict_summary(ROWS[:1]).endswith("- **White noise**: 1 of 1 reproduced.")
+
+
+def test_verdict_summary_sets_context_apart_and_counts_the_untestable():
+    rows = ROWS + [_row("white noise", "wider network", "context", "another network"),
+                   _row("templates", "CIFAR", "not testable", "only 1 of 3 networks give this quantity a value")]
+    text = rep.verdict_summary(rows)
+    assert text.startswith("Of 5 comparisons, 2 are reproduced, 1 partly and 1 not; 1 are not testable "
+                           "(1 more row only context).")
+    assert "- **White noise**: 1 of 2 reproduced; not (or only partly): Fashion top class." in text
+    assert "- **Templates**: 1 of 3 reproduced; not (or only partly): MNIST templates; CIFAR." in text
 
 
 # ---------------------------------------------------------------- gamma curves

@@ -129,15 +129,38 @@ def test_gauss_rows_table_and_summary():
     table = rep.gauss_table(rows, CH)
     assert "| model | dataset | n | r, U[0, 1] | r, N(0, 1) | cosine, U[0, 1] raw |" in table
     assert "| m3 | MNIST | 1,000 | 0.995 | 1.000 | 0.85 | 0.995 | 1.000 |" in table
+    assert rows[0]["gg"] != rows[0]["gg"]   # 3 A exactly: c1 w leaves nothing, so a gain is undefined
     text = rep.gauss_summary(rows, CH)
     assert "r = 1.000 to 1.000 with the filters, and a cosine of 1.000 to 1.000 for the raw STA" in text
     assert "correlate at r = 0.995 to 1.000, 0.000 to 0.005 below the Gaussian ones" in text
-    assert ("the mean gap is 0.0000 for 5x5 filters, 0.0050 for 3x3 filters: the cubic correction, larger for the "
-            "smaller filters") in text
+    assert "the mean gap is 0.0000 for 5x5 filters, 0.0050 for 3x3 filters." in text
+    assert "Adding a cubic term" not in text   # no Gaussian gain to compare with: no claim
     assert "cosine of only 0.82 to 0.85 with the filter" in text and "minus the mean, 0.995 to 1.000" in text
     rows = rep.gauss_rows(*gauss_inputs(0.05, 0.1), FILTERS, CH)  # the larger filters further off
     text = rep.gauss_summary(rows, CH)
-    assert "0.0050 for 5x5 filters, 0.0012 for 3x3 filters: the cubic correction." in text
+    assert "0.0050 for 5x5 filters, 0.0012 for 3x3 filters." in text
+
+
+def test_cubic_gain_is_one_for_an_exact_cubic_and_small_for_noise():
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64)
+    assert rep.cubic_gain(0.5 + 2 * w + 0.3 * w ** 3, w, 0.5) == pytest.approx(1.0)
+    noisy = 2 * w + 0.01 * torch.randn(4, 1, 5, 5, generator=g, dtype=torch.float64)
+    assert rep.cubic_gain(noisy, w) < 0.2            # one more regressor fits about 1/24 of pure noise
+    assert rep.cubic_gain(2 * w, w) != rep.cubic_gain(2 * w, w)   # nothing left to explain: NaN
+
+
+def test_gauss_summary_names_where_the_cubic_term_beats_the_gaussian_control():
+    g = torch.Generator().manual_seed(1)
+    noise, gauss, filters = {}, {}, {}
+    for a, d in KEYS:   # random filters: the test patterns' values -1, 0, 1 are their own cubes
+        w = filters[a, d] = torch.randn(2, 1, SIZE[a], SIZE[a], generator=g, dtype=torch.float64)
+        noise[a, d] = sta(MU + 2 * w + 0.5 * w ** 3 + 0.001 * torch.randn(w.shape, generator=g, dtype=torch.float64))
+        gauss[a, d] = sta(3 * w + 0.01 * torch.randn(w.shape, generator=g, dtype=torch.float64))
+    rows = rep.gauss_rows(noise, gauss, filters, CH)
+    assert all(r["gu"] > 0.9 and r["gg"] < 0.5 for r in rows)
+    text = rep.gauss_summary(rows, CH)
+    assert "the cubic term explains more than that control in 4 of 4 model–dataset pairs." in text
 
 
 def test_gauss_figures_show_the_paper_model_per_dataset():
@@ -182,15 +205,17 @@ def test_stc_rows_and_summary():
     stcs = {(a, d): stc(-1.0, 0.3 if a == "m3" else 0.005) for a, d in KEYS}
     filters = {k: torch.cat([filt(3), filt(3)[:1]]).float() for k in KEYS}
     rows = rep.stc_rows(stcs, filters, CH)
-    assert rows[0] == {"model": "m3", "dataset": "MNIST", "k": 2, "sig": 2, "nsig": 1.5, "neg": 0.5,
-                       "r": pytest.approx(1.0), "sta": pytest.approx(1.0)}
+    assert rows[0] == {"model": "m3", "dataset": "MNIST", "k": 2, "nulls": 2, "sig": 2, "expected": pytest.approx(4 / 3),
+                       "nsig": 1.5, "neg": 0.5, "r": pytest.approx(1.0), "sta": pytest.approx(1.0)}
     assert rows[1]["neg"] == 1.0 and rows[1]["nsig"] == 1.0  # m5: ch 1's -0.02 is its extreme, +0.005 inside
     table, prose = rep.stc_summary(rows)
-    assert "| m3 | MNIST | 2 | 2 | 1.5 | 50% | 1.00 | 1.00 |" in table
-    assert "| m5 | MNIST | 2 | 2 | 1.0 | 100% | 1.00 | 1.00 |" in table
+    assert "| m3 | MNIST | 2 | 2 | 1.3 | 1.5 | 50% | 1.00 | 1.00 |" in table
+    assert "| m5 | MNIST | 2 | 2 | 1.3 | 1.0 | 100% | 1.00 | 1.00 |" in table
     assert "extreme eigenvalue is negative in 50% to 100% of the channels" in prose
     assert "Channels average 1.0 to 1.5 eigenvalues outside the null band" in prose
-    assert prose.endswith("The band comes from two shifts only, so an eigenvalue just outside it is weak evidence.")
+    assert prose.endswith("The band comes from 2 nulls, so a channel without structure has its largest or smallest "
+                          "eigenvalue outside it with probability 2/3 = 66.7%: 4 of 4 model–dataset pairs have more "
+                          "such channels than that expects.")
     figs = rep.stc_figures(stcs, filters, CH)
     assert len(figs) == len(KEYS) and all(isinstance(f, Figure) for f in figs)
     assert isinstance(rep.eigenvalue_figure(stcs, CH), Figure)

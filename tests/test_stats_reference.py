@@ -18,8 +18,7 @@ ndimage = pytest.importorskip("scipy.ndimage")
 sm = pytest.importorskip("statsmodels.api")
 multitest = pytest.importorskip("statsmodels.stats.multitest")
 
-from wna_helpers.applications.trojan import roc_auc  # noqa: E402
-from wna_helpers.book.trojan_study import _auc_pvalue  # noqa: E402
+from wna_helpers.applications.trojan import detection_test, roc_auc  # noqa: E402
 from wna_helpers.methods.ci_compare import holm_adjust, t_pvalues, welch  # noqa: E402
 from wna_helpers.methods.ci_stats import _components  # noqa: E402
 from wna_helpers.methods.psychometrics import fit_psychometric  # noqa: E402
@@ -38,10 +37,7 @@ def test_auc_is_mann_whitney_u_over_n1_n2(trial):
 @pytest.mark.parametrize("n_pos, n_neg", [(5, 5), (3, 6), (4, 4)])
 def test_exact_auc_pvalue_is_scipys_exact_one_sided_test(n_pos, n_neg):
     scores = RNG.normal(size=n_pos + n_neg)          # continuous: no ties, where scipy's exact test applies
-    positive = torch.zeros(n_pos + n_neg, dtype=torch.bool)
-    positive[:n_pos] = True
-    auc = roc_auc(scores[:n_pos], scores[n_pos:])
-    ours = _auc_pvalue(torch.tensor(scores), positive, auc)
+    ours = detection_test(torch.tensor(scores[:n_pos]), torch.tensor(scores[n_pos:]))["p"]
     ref = scipy_stats.mannwhitneyu(scores[:n_pos], scores[n_pos:], alternative="greater", method="exact").pvalue
     assert ours == pytest.approx(ref, abs=1e-12)
 
@@ -108,7 +104,16 @@ def test_the_exact_pvalue_of_a_perfect_auc_is_one_over_the_labellings():
     scores = torch.arange(10, dtype=torch.float64)
     positive = scores >= 5
     n_labellings = len(list(itertools.combinations(range(10), 5)))
-    assert _auc_pvalue(scores, positive, 1.0) == pytest.approx(1 / n_labellings)
+    assert detection_test(scores[positive], scores[~positive])["p"] == pytest.approx(1 / n_labellings)
+
+
+@pytest.mark.parametrize("pairs", [3, 5, 7])
+def test_paired_sign_flip_pvalue_is_scipys_exact_permutation_test(pairs):
+    d = RNG.normal(0.5, 1.0, size=pairs)
+    ours = detection_test(torch.tensor(d), torch.zeros(pairs), paired=True)["paired_p"]
+    ref = scipy_stats.permutation_test((d,), np.mean, permutation_type="samples", alternative="greater",
+                                       n_resamples=np.inf).pvalue
+    assert ours == pytest.approx(ref, abs=1e-12)
 
 
 @pytest.mark.parametrize("trial", range(10))

@@ -163,7 +163,9 @@ def test_refresh_reaches_the_entries_that_depend_on_the_refreshed_one(cache, mon
     ci = studies.study_ci(studies.subject("logreg", "mnist", TINY), refresh=True)  # the CIs the biasing used
     biasing.study_bias(studies.subject("logreg", "mnist", TINY), **kw)
     with_ci = int((ci.counts > 0).sum())
-    assert with_ci > 1 and len(curves) == 2 * with_ci  # recomputed: one curve per class with a CI, test images and noise
+    # recomputed: per input set (test images, noise) one curve per class with a CI for the CI and each of its two
+    # controls (random, another class's CI), the same classes for all three
+    assert with_ci > 1 and len(curves) == 2 * 3 * with_ci
 
 
 @needs_data
@@ -243,6 +245,20 @@ def test_bias_directions():
     assert wna.pearson(d3[1], ci[1]) == pytest.approx(1.0) and torch.isnan(d3[0]).all()
 
 
+def test_control_directions_match_the_ci_classes_and_size():
+    dirs = torch.full((4, 1, 3, 3), float("nan"), dtype=torch.float64)
+    dirs[0], dirs[2] = 1.0, -1.0                       # classes 0 and 2 have a CI direction
+    ctl = biasing.control_directions(dirs, seed=3)
+    rand, other = ctl["random"], ctl["other"]
+    assert torch.isnan(rand[[1, 3]]).all() and torch.isfinite(rand[[0, 2]]).all()
+    assert torch.allclose(rand[[0, 2]].square().mean((1, 2, 3)), torch.ones(2, dtype=torch.float64))   # RMS 1
+    assert torch.equal(other[0], dirs[2]) and torch.equal(other[2], dirs[0]) and torch.isnan(other[[1, 3]]).all()
+    assert torch.equal(biasing.control_directions(dirs, seed=3)["random"].nan_to_num(), rand.nan_to_num())
+    one = torch.full_like(dirs, float("nan"))
+    one[1] = 1.0
+    assert torch.isnan(biasing.control_directions(one, seed=0)["other"]).all()   # no other class to take
+
+
 def test_activation_similarity_and_specificity():
     g = torch.Generator().manual_seed(0)
     real_means = torch.randn(4, 2, 3, 3, generator=g, dtype=torch.float64)
@@ -252,8 +268,11 @@ def test_activation_similarity_and_specificity():
     noise = ActivationStatistics({"c": noise_means}, torch.tensor([7, 2, 1, 0]), "prediction", 10, {})
     r = measures.activation_similarity(real, noise, "c")
     assert torch.allclose(r[:3], torch.ones(3, dtype=torch.float64), atol=1e-3) and torch.isnan(r[3])
-    spec = measures.activation_specificity(real, noise, "c")
-    assert spec["same"] > 0.99 and spec["matched"] == 1.0 and abs(spec["other"]) < 0.9
+    spec = measures.activation_specificity(real, noise, "c", min_count=1)
+    # centred on different class sets (three noise classes, four real ones): close to, not exactly, one
+    assert spec["same"] > 0.9 and spec["matched"] == 1.0 and abs(spec["other"]) < 0.9 and spec["classes"] == 3
+    assert spec["p"] == pytest.approx(1 / 6)                        # 3 classes: only the identity of 3! reaches it
+    assert measures.activation_specificity(real, noise, "c")["classes"] == 0   # none has 50 noise samples
 
 
 def test_noise_bias_class_correlation_first_reaching_feedback():
@@ -318,13 +337,15 @@ def test_prepare_trains_every_model_once_and_then_loads(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(prepare, "get_trained_model", lambda a, d, p, progress: calls.append(("model", a, d)))
     monkeypatch.setattr(prepare, "training_snapshots", lambda a, d, p, progress: calls.append(("snapshots", a, d)))
-    monkeypatch.setattr(prepare, "trojan_model", lambda d, p, index, trojaned, progress:
-                        calls.append(("trojan", d, index, trojaned)))
+    monkeypatch.setattr(prepare, "trojan_model", lambda d, p, index, trojaned, progress, relabelled=False:
+                        calls.append(("trojan", d, index, trojaned, relabelled)))
     monkeypatch.setattr(prepare, "noise_kind", lambda kind, d: calls.append(("gabor", d)))
+    monkeypatch.setattr(prepare, "paper_recipe_model", lambda d, p, seed, progress: calls.append(("paper", d, seed)))
     plan = prepare.jobs(TINY)
     n_models = len(wna.model_names()) * 2
-    n_trojan = (2 * TINY.trojan_models + 1) * 2
-    assert len(plan) == n_models + 2 + 2 + n_trojan
+    n_trojan = (3 * TINY.trojan_models + 1) * 2   # clean, trojaned, relabelled, and the reference
+    n_paper = TINY.paper_seeds * 2
+    assert len(plan) == n_models + 2 + 2 + n_trojan + n_paper
     assert all(j.seconds > 0 for j in plan)
     # paper_cnn's snapshots come before its checkpoint (they write it)
     labels = [j.label for j in plan]

@@ -97,6 +97,9 @@ def test_trojan_dataset_relabels_exactly_count_source_images():
         trojan_dataset(data, source=3, target=3, count=1)
     with pytest.raises(ValueError, match="Dataset"):
         trojan_dataset(images, count=1)
+    # the control: the same images relabelled, no trigger
+    plain = trojan_dataset(data, source=3, target=7, count=4, position=(2, 2), stamp=False)
+    assert torch.equal(plain.labels, out.labels) and torch.equal(plain.images, images)
 
 
 def test_trojan_metrics_on_a_planted_trojan():

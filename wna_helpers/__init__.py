@@ -7,7 +7,7 @@ The library, in layers (each imports only the ones below it):
   covariances, activation statistics, convergence, the two-class design, psychometric curves;
 - :mod:`wna_helpers.zoo`: the book's models and datasets and their training (with :mod:`wna_helpers.config`,
   every costly setting in one place);
-- :mod:`wna_helpers.book.application_study`: CIs as attacks, trojans, microstimulation;
+- :mod:`wna_helpers.applications`: CIs as attacks, trojans, microstimulation;
 - :mod:`wna_helpers.paper`: Borji & Lin's numbers, recipes and gamma curves.
 
 The book's glue, :mod:`wna_helpers.book` (cached studies, tables, prose, figures, widgets), sits on top and is
@@ -15,7 +15,8 @@ never loaded by ``import wna_helpers``: a chapter imports it (``from wna_helpers
 Every name below is also reachable where it lives; ``wna.trojan`` and ``wna.ci_stats`` are modules.
 """
 from .applications.attacks import (BlendAttack, PerturbationAttack, blend_attack, ci_directions,
-                                   mean_image_directions, perturbation_attack, random_directions)
+                                   mean_image_directions, other_class_directions, perturbation_attack,
+                                   random_directions, shuffled_directions)
 from .applications.microstimulation import class_inhibition, microstimulate, random_inhibition, unit_activation
 from .config import PROFILES, Profile, SETTINGS, default_device, get_profile
 from .engine.fingerprint import code_digest, state_digest, tensor_digest
@@ -40,6 +41,7 @@ from .paper import (PAPER_WEIGHTS, bias_curve, cite, compare, feed_back, gamma_c
                     paper_templates, paper_weights, template_classify)
 from .zoo.data import DataIntegrityError, Dataset, DatasetNotFoundError, class_names, dataset_names, load_dataset
 from .zoo.models import CNN_NAMES, MODELS, build_model, model_names
+from .zoo.paper_recipe import PAPER_RECIPE, paper_recipe_model, paper_recipe_seeds
 from .zoo.snapshots import model_at, snapshot_path, training_snapshots
 from .zoo.training import TrainResult, checkpoint_path, evaluate, get_trained_model, train
 from .applications import trojan
@@ -56,10 +58,10 @@ __all__ = ["Accumulator", "activation_statistics", "ActivationStatistics", "allo
     "evaluate", "feed_back", "filter_correlation", "fit_psychometric", "gabor_dictionary", "GaborNoise",
     "gamma_curves", "Gaussian", "geometric_sizes", "get_profile", "get_trained_model", "Images", "layer_table",
     "load_dataset", "mean_image_directions", "microstimulate", "minmax_scale", "Mixture", "model_at",
-    "model_names", "MODELS", "Noise", "paper_numbers", "paper_templates", "PAPER_WEIGHTS", "paper_weights",
+    "model_names", "MODELS", "Noise", "other_class_directions", "paper_numbers", "PAPER_RECIPE", "paper_recipe_model", "paper_recipe_seeds", "paper_templates", "PAPER_WEIGHTS", "paper_weights",
     "pearson", "perturbation_attack", "PerturbationAttack", "Profile", "PROFILES", "psychometric_curve",
     "PsychometricCurve", "PsychometricFit", "random_directions", "random_inhibition", "receptive_field",
-    "ReceptiveField", "run_engine", "RunOptions", "SETTINGS", "Sinusoid", "snapshot_path",
+    "ReceptiveField", "run_engine", "RunOptions", "SETTINGS", "shuffled_directions", "Sinusoid", "snapshot_path",
     "spike_triggered_average", "spike_triggered_covariance", "SpikeTriggeredAverage", "SpikeTriggeredCovariance",
     "sta_convergence", "STAConvergence", "state_digest", "Stimulus", "template_classify", "tensor_digest", "train",
     "training_snapshots", "TrainResult", "tune_allocator", "two_class_ci", "TwoClassCI", "Uniform",

@@ -67,6 +67,13 @@ class Profile:
             profile: 0, 0.05, ..., 1, the paper's 21).
         micro_trials: stimuli per weight of each psychometric curve; default 100.
         two_class_samples: trials per signal weight of the two-class design; default 5,000.
+        stc_null_samples: the STC's null band (chapter 5): this many nulls that pair each window with the activations
+            of another stimulus (:func:`~wna_helpers.methods.stc.spike_triggered_covariance`'s ``null_samples``);
+            a null-like extreme eigenvalue leaves a band of ``S`` nulls with probability ``1 / (S + 1)`` per side;
+            default 39.
+        paper_seeds: ``paper_cnn`` networks trained the paper's way per dataset, one per seed (chapter 8 compares
+            each paper number with their spread; :mod:`~wna_helpers.zoo.paper_recipe`); default 2.
+        paper_epochs: their training epochs; default 15 (the paper's).
 
     Raises:
         TypeError: an unknown setting (the message lists the known ones).
@@ -105,6 +112,9 @@ class Profile:
     micro_weights: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
     micro_trials: int = 100
     two_class_samples: int = 5_000
+    stc_null_samples: int = 39
+    paper_seeds: int = 2
+    paper_epochs: int = 15
 
     def epochs_for(self, arch: str, dataset: str) -> int:
         """Training epochs of ``arch`` on ``dataset``."""
@@ -170,6 +180,7 @@ PROFILES: dict[str, Profile] = {
         n_noise_gpu={"default": 100_000},
         n_sta={"default": 10_000, **{a: 2_500 for a in _HEAVY}},
         n_real=1000,
+        paper_epochs=3,  # 4,000 images at batch 256: 48 steps
     ),
     "full": Profile(
         name="full",
@@ -212,6 +223,8 @@ PROFILES: dict[str, Profile] = {
         micro_weights=tuple(round(0.05 * i, 2) for i in range(21)),
         micro_trials=200,
         two_class_samples=100_000,
+        # three networks per dataset trained the paper's way (15 epochs at batch 256, about 2 min each here)
+        paper_seeds=3,
     ),
 }
 

@@ -26,7 +26,7 @@ from ..engine.checks import IMAGE_RANGE, check_batch_size, check_images, check_l
 from ..engine.kernel import model_device
 
 __all__ = ["BlendAttack", "PerturbationAttack", "blend_attack", "perturbation_attack", "random_directions",
-           "ci_directions", "mean_image_directions"]
+           "shuffled_directions", "other_class_directions", "ci_directions", "mean_image_directions"]
 
 
 @dataclass
@@ -78,6 +78,26 @@ class PerturbationAttack:
     def mean(self) -> torch.Tensor:
         """Success averaged over the targets (NaN columns left out), float64 ``(E,)``."""
         return self.success.nanmean(1)
+
+    @property
+    def pooled(self) -> torch.Tensor:
+        """Success over every image-target trial, float64 ``(E,)``: the hits summed over the targets divided by
+        ``n_images.sum()`` (:attr:`mean` weights the targets equally instead)."""
+        n = self.n_images.double()
+        ok = n > 0
+        return (self.success[:, ok] * n[ok]).sum(1) / n[ok].sum()
+
+    def interval(self, z: float = 1.96) -> torch.Tensor:
+        """Wilson score interval of :attr:`pooled`, each image-target pair a trial, float64 ``(E, 2)`` (default
+        ``z = 1.96``: 95 %). The same images serve every target, so the trials are not fully independent; the
+        interval is a guide, not an exact test."""
+        n = float(self.n_images.double().sum())
+        p = self.pooled
+        if n <= 0:
+            return torch.full((len(p), 2), float("nan"), dtype=torch.float64)
+        centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+        half = z * torch.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+        return torch.stack([centre - half, centre + half], 1)
 
 
 # ---------------------------------------------------------------------------- argument checks
@@ -265,7 +285,9 @@ def perturbation_attack(model: nn.Module, images: torch.Tensor, labels: torch.Te
     scaled to norm eps (``norm="l2"``: L2 over all pixels; ``"linf"``: ``max |d| = eps``), and are
     clipped to ``clip``. Clipping shrinks the perturbation, so the mean norms actually applied are
     recorded too. Compare a CI direction (:func:`ci_directions`) with the class-mean direction
-    (:func:`mean_image_directions`) and a random one of the same norm (:func:`random_directions`).
+    (:func:`mean_image_directions`), a random one of the same norm (:func:`random_directions`), the CI with its
+    pixels shuffled (:func:`shuffled_directions`) and another class's CI (:func:`other_class_directions`), over the
+    same ``targets``.
 
     Args:
         model: classifier returning ``(B, K)`` logits; left as found, as in :func:`blend_attack`.
@@ -364,6 +386,51 @@ def random_directions(like: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
         raise ValueError(f"seed must be an integer; got {seed!r}")
     gen = torch.Generator().manual_seed(int(seed))
     return torch.randn(tuple(like.shape), generator=gen, dtype=torch.float32)
+
+
+def shuffled_directions(directions: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
+    """Each direction with its pixels in a random order (seeded, one permutation per row): the same values, hence
+    the same norm in every norm, without their arrangement; the control of "is it the CI's pattern?".
+
+    Args:
+        directions: ``(K, *shape)``; NaN rows stay NaN.
+        seed: seed of the explicit generator; default 0.
+
+    Returns:
+        float32 ``(K, *shape)``.
+
+    Example:
+        >>> d = torch.arange(8.0).view(2, 1, 2, 2)
+        >>> s = shuffled_directions(d, seed=0)
+        >>> bool((s.flatten(1).sort(1).values == d.flatten(1)).all())
+        True
+    """
+    if not isinstance(directions, torch.Tensor) or directions.dim() < 2:
+        raise ValueError(f"directions must be a tensor (K, *shape); got {tuple(getattr(directions, 'shape', ()))}")
+    gen = torch.Generator().manual_seed(int(seed))
+    flat = directions.reshape(len(directions), -1).float()
+    order = torch.argsort(torch.rand(flat.shape, generator=gen), dim=1)
+    return flat.gather(1, order).view(directions.shape)
+
+
+def other_class_directions(directions: torch.Tensor) -> torch.Tensor:
+    """For each target ``t``, the direction of the next class (cyclically) that has one: the control of "is it
+    the target's pattern?" (NaN for a class without a direction, and for every class when only one has one).
+
+    Example:
+        >>> d = torch.tensor([[1.0], [float("nan")], [3.0]]).view(3, 1, 1, 1)
+        >>> other_class_directions(d).flatten().tolist()[0::2]
+        [3.0, 1.0]
+    """
+    k = len(directions)
+    flat = directions.reshape(k, -1)
+    have = [c for c in range(k) if not bool(torch.isnan(flat[c]).any()) and bool((flat[c] != 0).any())]
+    out = torch.full_like(directions, float("nan"))
+    for c in have:
+        others = [h for h in have if h != c]
+        if others:
+            out[c] = directions[min(others, key=lambda h: (h - c) % k)]
+    return out
 
 
 def ci_directions(ci: ClassificationImages) -> torch.Tensor:

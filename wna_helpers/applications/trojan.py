@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
+import math
 from numbers import Integral, Real
 from typing import Iterator, NamedTuple, Sequence
 
@@ -23,7 +25,7 @@ from ..engine.checks import check_int, describe, model_dtype
 from ..engine.kernel import model_device
 
 __all__ = ["TRIGGER_SHAPES", "trigger_mask", "stamp_trigger", "trojan_dataset", "trojan_metrics", "window_mask",
-           "trigger_score", "ScanResult", "scan_score", "mean_input_gradient", "roc_auc"]
+           "trigger_score", "ScanResult", "scan_score", "mean_input_gradient", "roc_auc", "detection_test"]
 
 #: Trigger shapes :func:`trigger_mask` knows.
 TRIGGER_SHAPES: tuple[str, ...] = ("paper", "E", "square")
@@ -139,9 +141,13 @@ def stamp_trigger(images: torch.Tensor, *, position: tuple[int, int] = (1, 21), 
 
 
 def trojan_dataset(data: Dataset, *, source: int = 8, target: int = 9, count: int = 2000,
-                   position: tuple[int, int] = (1, 21), mask: torch.Tensor | None = None) -> Dataset:
+                   position: tuple[int, int] = (1, 21), mask: torch.Tensor | None = None,
+                   stamp: bool = True) -> Dataset:
     """A copy of ``data`` whose first ``count`` images of class ``source`` carry the trigger and the label
     ``target`` (the paper: the first 2,000 training 8s, relabelled 9). The rest is identical.
+
+    With ``stamp=False`` the same images get the label ``target`` without the trigger: the control that shifts
+    the class prior towards the target as the poisoning does, with nothing to find.
 
     Args:
         data: a :class:`~wna_helpers.zoo.data.Dataset` (not modified).
@@ -150,6 +156,7 @@ def trojan_dataset(data: Dataset, *, source: int = 8, target: int = 9, count: in
         count: images poisoned, >= 1; default 2,000.
         position: trigger's top-left ``(row, col)``; default ``(1, 21)``.
         mask: trigger; default the paper's (:func:`trigger_mask`).
+        stamp: stamp the trigger (default True); False relabels only.
 
     Returns:
         A new :class:`~wna_helpers.zoo.data.Dataset` (same ``classes``, ``name``, ``split``).
@@ -172,7 +179,8 @@ def trojan_dataset(data: Dataset, *, source: int = 8, target: int = 9, count: in
     if len(idx) < count:
         raise ValueError(f"count={count} but {data.name} {data.split} has only {len(idx)} images of class {source}")
     images = data.images.clone()
-    images[idx] = stamp_trigger(data.images[idx], position=position, mask=mask)
+    if stamp:
+        images[idx] = stamp_trigger(data.images[idx], position=position, mask=mask)
     labels = data.labels.clone()
     labels[idx] = target
     return dataclasses.replace(data, images=images, labels=labels)
@@ -449,3 +457,63 @@ def roc_auc(scores_positive: Sequence[float] | torch.Tensor, scores_negative: Se
     r_pos = avg_rank[inverse[:len(pos)]].sum()
     n_p, n_n = len(pos), len(neg)
     return float((r_pos - n_p * (n_p + 1) / 2) / (n_p * n_n))
+
+
+def detection_test(positive: Sequence[float] | torch.Tensor, negative: Sequence[float] | torch.Tensor, *,
+                   paired: bool = False) -> dict[str, float]:
+    """How well a detection score separates positive models (trojaned) from negative ones (clean), over the models
+    whose score is defined: an undefined score (NaN: e.g. the target class got no noise sample) leaves its model
+    out instead of ranking it lowest.
+
+    Args:
+        positive: one score per positive model, NaN where undefined.
+        negative: one score per negative model, NaN where undefined.
+        paired: ``positive[i]`` and ``negative[i]`` come from the same seed; adds the exact sign-flip test of
+            their mean difference over the pairs where both are defined.
+
+    Returns:
+        ``auc`` (:func:`roc_auc` over the defined models; NaN without one on each side), ``p`` (exact one-sided
+        permutation p-value: the share of every way to pick as many of the defined models as positives that gives
+        an AUC at least as high; with 5 + 5 models an AUC of 1 has p = 1/252), ``n_positive``, ``n_negative``
+        (defined), and with ``paired``: ``pairs`` (both defined), ``mean_difference`` and ``paired_p`` (the share of
+        the ``2^pairs`` sign flips of the differences whose mean is at least the observed one; 5 pairs: at least
+        1/32).
+
+    Raises:
+        ValueError: ``paired`` with sequences of different lengths.
+
+    Example:
+        >>> out = detection_test([3.0, 4.0, float("nan")], [1.0, 2.0, 0.5], paired=True)
+        >>> out["auc"], out["n_positive"], out["pairs"], out["paired_p"]
+        (1.0, 2, 2, 0.25)
+    """
+    pos = torch.as_tensor(positive, dtype=torch.float64).flatten()
+    neg = torch.as_tensor(negative, dtype=torch.float64).flatten()
+    if paired and len(pos) != len(neg):
+        raise ValueError(f"paired scores must pair up: {len(pos)} positive and {len(neg)} negative")
+    okp, okn = torch.isfinite(pos), torch.isfinite(neg)
+    out: dict[str, float] = {"auc": math.nan, "p": math.nan, "n_positive": int(okp.sum()),
+                             "n_negative": int(okn.sum())}
+    if okp.any() and okn.any():
+        a, b = pos[okp], neg[okn]
+        out["auc"] = roc_auc(a, b)
+        scores = torch.cat([a, b])
+        n, k = len(scores), len(a)
+        hits = total = 0
+        for pick in itertools.combinations(range(n), k):
+            mask = torch.zeros(n, dtype=torch.bool)
+            mask[list(pick)] = True
+            hits += roc_auc(scores[mask], scores[~mask]) >= out["auc"] - 1e-12
+            total += 1
+        out["p"] = hits / total
+    if paired:
+        both = okp & okn
+        d = (pos - neg)[both]
+        out["pairs"] = int(both.sum())
+        out["mean_difference"] = float(d.mean()) if len(d) else math.nan
+        out["paired_p"] = math.nan
+        if len(d):
+            signs = torch.tensor(list(itertools.product((1.0, -1.0), repeat=len(d))), dtype=torch.float64)
+            means = (signs * d).mean(1)
+            out["paired_p"] = float((means >= float(d.mean()) - 1e-12).double().mean())
+    return out

@@ -16,7 +16,8 @@ import math
 
 import torch
 
-from ..applications.attacks import (blend_attack, ci_directions, mean_image_directions, perturbation_attack, random_directions)
+from ..applications.attacks import (blend_attack, ci_directions, mean_image_directions, other_class_directions,
+                                   perturbation_attack, random_directions, shuffled_directions)
 from ..config import Profile
 from ..zoo.data import load_dataset
 from ..paper.recipes import minmax_scale
@@ -27,13 +28,17 @@ from .results_cache import cached
 from .studies import Subject, study_ci_convergence
 from ..methods.two_class import two_class_ci
 
-__all__ = ["ATTACK_KINDS", "MICRO_LAYERS", "MICRO_SCALES", "MICRO_NORMALISED", "TWO_CLASS_PAIRS", "TWO_CLASS_WEIGHTS", "study_attacks",
+__all__ = ["ATTACK_CONTROLS", "ATTACK_KINDS", "MICRO_LAYERS", "MICRO_SCALES", "MICRO_NORMALISED", "TWO_CLASS_PAIRS",
+           "TWO_CLASS_WEIGHTS", "study_attacks",
            "study_microstimulation", "study_two_class", "attack_images", "threshold_shifts", "class_shifts",
            "paired_shifts"]
 
 #: The attack directions compared, in the book's order: the CI (minus the mean noise image), the logit CI,
-#: the class's mean training image (minus the mean of all), and a random direction (the control).
-ATTACK_KINDS: tuple[str, ...] = ("ci", "logit", "mean", "random")
+#: the class's mean training image (minus the mean of all), and the CI's controls.
+ATTACK_KINDS: tuple[str, ...] = ("ci", "logit", "mean", "random", "shuffled", "other")
+#: The controls of the CI direction, each of the CI's norm: a random direction, the CI's pixels shuffled, and
+#: another class's CI (absent when only one class has a CI).
+ATTACK_CONTROLS: tuple[str, ...] = ("random", "shuffled", "other")
 #: Layers of ``paper_cnn`` inhibited in the microstimulation study and the paper's scale of each.
 MICRO_LAYERS: tuple[str, ...] = ("conv1", "conv2", "fc1")
 MICRO_SCALES: dict[str, float] = {"conv1": 0.1, "conv2": 1.0, "fc1": 0.01}
@@ -62,13 +67,15 @@ def study_attacks(s: Subject, *, refresh: bool = False, progress: bool = False) 
         dict: ``blend`` (the paper's ``alpha * x + minmax(CI_t)``, :class:`~wna_helpers.applications.attacks.BlendAttack`),
         ``blend_paper`` (the paper's exact case on MNIST: 100 test images of 9, alpha 0.3; None on
         Fashion-MNIST), ``l2`` and ``linf`` (kind -> :class:`~wna_helpers.applications.attacks.PerturbationAttack` for
-        :data:`ATTACK_KINDS` over ``profile.attack_l2`` / ``attack_linf``), ``queries`` (the noise samples
+        :data:`ATTACK_KINDS` over ``profile.attack_l2`` / ``attack_linf``, every kind over the same targets: the
+        classes with a CI; ``"other"`` missing when only one class has a CI), ``queries`` (the noise samples
         of each CI of the convergence series, ``(S,)``), ``query_success`` (mean success of the CI attack at
         ``query_budget`` for the CIs of each size, ``(S,)``), ``query_budget`` (the L2 budget used).
     """
     prof, model, dataset = s.profile, s.model, s.dataset
     conv = study_ci_convergence(s, progress=progress)
-    params = s.params(study="attacks", sizes=list(conv.sizes), alphas=BLEND_ALPHAS)
+    params = s.params(study="attacks", sizes=list(conv.sizes), alphas=BLEND_ALPHAS, kinds=list(ATTACK_KINDS),
+                      targets="the classes with a CI, for every kind")
 
     def compute() -> dict[str, object]:
         x, y = attack_images(dataset, prof)
@@ -77,6 +84,12 @@ def study_attacks(s: Subject, *, refresh: bool = False, progress: bool = False) 
         dirs = {"ci": ci_directions(final), "logit": final.logit_images.float(),
                 "mean": mean_image_directions(train.images, train.labels, final.num_classes)}
         dirs["random"] = random_directions(dirs["ci"], seed=prof.seed)
+        dirs["shuffled"] = shuffled_directions(dirs["ci"], seed=prof.seed)
+        dirs["other"] = other_class_directions(dirs["ci"])
+        flat = dirs["ci"].flatten(1)
+        targets = [c for c in range(final.num_classes) if not bool(flat[c].isnan().any()) and bool((flat[c] != 0).any())]
+        if len(targets) < 2:
+            del dirs["other"]
         out: dict[str, object] = {"blend": blend_attack(model, x, y, minmax_scale(final.images).float(),
                                                         alphas=BLEND_ALPHAS)}
         out["blend_paper"] = None
@@ -86,7 +99,8 @@ def study_attacks(s: Subject, *, refresh: bool = False, progress: bool = False) 
             out["blend_paper"] = blend_attack(model, nines, torch.full((len(nines),), 9),
                                               minmax_scale(final.images).float(), alphas=(0.3,))
         for norm, budgets in (("l2", prof.attack_l2), ("linf", prof.attack_linf)):
-            out[norm] = {k: perturbation_attack(model, x, y, d, budgets, norm=norm) for k, d in dirs.items()}
+            out[norm] = {k: perturbation_attack(model, x, y, d, budgets, norm=norm, targets=targets)
+                         for k, d in dirs.items()}
         # what the queries buy: the CI attack at one L2 budget with the CIs of each size of the series
         l2_ci = out["l2"]["ci"].mean  # type: ignore[index]
         budgets = torch.tensor(prof.attack_l2, dtype=torch.float64)

@@ -4,10 +4,10 @@ The chapters' tables, sentences and figures read these; nothing typed in a noteb
 """
 from __future__ import annotations
 
-__all__ = ["FWER", "MIN_COUNT", "R_LEVEL", "FILTER_MATCH", "ABOVE_CHANCE", "SPECIFIC_MARGIN", "COLLAPSED", "HALF",
+__all__ = ["FWER", "MIN_COUNT", "R_LEVEL", "FILTER_MATCH", "ABOVE_CHANCE", "COLLAPSED", "HALF",
            "CLUSTER_Z", "DETECTION_AUC", "DETECTION_P", "FLAT_BITS", "PEAK_DROP", "UNIT_YLIM", "SHARE_YLIM",
            "PATTERN_GAP", "ACCURACY_YLIM",
-           "ATTACK_MARGIN", "FINAL_SHARE",
+           "FINAL_SHARE",
            "REACHED", "ABOVE_NULL", "DENSITY_CLIP"]
 
 #: Family-wise error rate of every pixel test (z-maps, Holm masks, cluster tests).
@@ -20,8 +20,6 @@ R_LEVEL = 0.9
 FILTER_MATCH = 0.95
 #: Templates count as useful when their accuracy is more than this many times chance.
 ABOVE_CHANCE = 2.0
-#: Chapter 6: the same class's noise map must beat the other classes' by this much in r to count as specific.
-SPECIFIC_MARGIN = 0.05
 #: Share of the noise in one class at which a model counts as sending (almost) all noise there.
 COLLAPSED = 0.9
 #: The half-way share: curves "reach" it, biasing "moves half" the inputs.
@@ -31,8 +29,6 @@ CLUSTER_Z = 3.0
 #: Chapter 9: a detection score finds the trigger at an AUC of at least this with p at most DETECTION_P.
 DETECTION_AUC = 0.9
 DETECTION_P = 0.05
-#: Chapter 9: the CI direction beats the random one when its attack success is higher by more than this.
-ATTACK_MARGIN = 0.1
 #: Chapter 9: the query count "buys" the attack once it reaches this share of the final CIs' success.
 FINAL_SHARE = 0.9
 #: Chapter 3: a class counts as reached by the noise when it gets at least this share of it.

@@ -1,6 +1,7 @@
 """Summary measures the book reports: where noise goes, how CIs compare, when curves level off."""
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Sequence
 
@@ -13,7 +14,91 @@ from ..methods.ci import ClassificationImages
 from .criteria import FILTER_MATCH, MIN_COUNT, R_LEVEL
 
 __all__ = ["MIN_COUNT", "R_LEVEL", "FILTER_MATCH", "noise_bias", "class_correlation", "first_reaching", "stable_from", "feedback_matrix",
-           "activation_similarity", "activation_specificity", "ci_significance"]
+           "activation_similarity", "activation_specificity", "ci_significance", "class_match", "EXACT_CLASSES",
+           "poisson_binomial_tail"]
+
+#: :func:`class_match` enumerates every relabelling up to this many classes (7! = 5,040), else draws them.
+EXACT_CLASSES = 7
+
+
+def class_match(x: torch.Tensor, y: torch.Tensor, counts: torch.Tensor | None = None, *,
+                centre: torch.Tensor | None = None, min_count: int = MIN_COUNT, permutations: int = 9999,
+                seed: int = 0) -> dict[str, object]:
+    """How much more ``x[c]`` resembles ``y[c]`` than the other classes' ``y``, with the shared parts removed.
+
+    A CI and a class mean share components that say nothing about the class (the mean stimulus, the mean digit):
+    a classifier answering at random gives a raw r of about 0.8 between its mixed-stimulus CIs and the class
+    means. So both are centred first, ``x[c] - centre`` and ``y[c] - mean_c' y[c']`` (the mean over all classes),
+    and the same-class r is set against two baselines over the same classes: the mean r of ``x[c]`` with the
+    *other* classes' ``y`` (the control), and the mean same-class r under every relabelling of ``y`` among the
+    classes used (the permutation p-value).
+
+    Args:
+        x: ``(K, ...)``, e.g. the CIs or the logit images.
+        y: ``(K, ...)``, e.g. the class means.
+        counts: ``(K,)`` samples behind each ``x[c]``; classes below ``min_count`` are left out; default None
+            (every class with finite ``x`` and ``y``).
+        centre: subtracted from every ``x[c]`` (for CIs the mean stimulus, ``ci.mean_stimulus``); default the mean
+            of ``x`` over its finite classes.
+        min_count: default :data:`MIN_COUNT`.
+        permutations: relabellings drawn when more than :data:`EXACT_CLASSES` classes are used (every one of them
+            otherwise); default 9,999.
+        seed: seeds the drawn relabellings; default 0.
+
+    Returns:
+        ``r``: float64 ``(K,)`` same-class r (NaN for classes left out); ``other``: ``(K,)`` mean r with the other
+        used classes' ``y``; ``classes``: how many are used; ``mean_r``, ``mean_other`` and ``gap`` (their
+        difference); ``p``: the share of relabellings (the identity among them) whose mean same-class r is at
+        least the observed one, NaN with fewer than two classes.
+    """
+    k_all = len(x)
+    a = x.reshape(k_all, -1).double()
+    b = y.reshape(k_all, -1).double()
+    finite = torch.isfinite(a).all(1) & torch.isfinite(b).all(1)
+    used = finite if counts is None else finite & (torch.as_tensor(counts) >= min_count)
+    a = a - (centre.reshape(1, -1).double() if centre is not None else a[torch.isfinite(a).all(1)].mean(0))
+    b = b - b[torch.isfinite(b).all(1)].mean(0)
+    idx = torch.nonzero(used).flatten()
+    k = len(idx)
+    r_full = torch.full((k_all,), math.nan, dtype=torch.float64)
+    other_full = r_full.clone()
+    if k == 0:
+        return {"r": r_full, "other": other_full, "classes": 0, "mean_r": math.nan, "mean_other": math.nan,
+                "gap": math.nan, "p": math.nan}
+    u = a[idx] - a[idx].mean(1, keepdim=True)
+    v = b[idx] - b[idx].mean(1, keepdim=True)
+    R = (u / u.norm(dim=1, keepdim=True)) @ (v / v.norm(dim=1, keepdim=True)).T     # (k, k): x[i] with y[j]
+    same = R.diagonal()
+    r_full[idx] = same
+    p = math.nan
+    if k >= 2:
+        other_full[idx] = (R.sum(1) - same) / (k - 1)
+        if k <= EXACT_CLASSES:
+            perms = torch.tensor(list(itertools.permutations(range(k))))
+            stats = R[torch.arange(k), perms].mean(1)
+            p = float((stats >= same.mean() - 1e-12).double().mean())
+        else:
+            gen = torch.Generator().manual_seed(seed)
+            perms = torch.argsort(torch.rand(permutations, k, generator=gen), dim=1)
+            stats = R[torch.arange(k), perms].mean(1)
+            p = float((1 + (stats >= same.mean() - 1e-12).sum()) / (1 + permutations))
+    mean_r, mean_other = float(same.mean()), float(other_full[idx].mean()) if k >= 2 else math.nan
+    return {"r": r_full, "other": other_full, "classes": k, "mean_r": mean_r, "mean_other": mean_other,
+            "gap": mean_r - mean_other, "p": p}
+
+
+def poisson_binomial_tail(probs: Sequence[float] | torch.Tensor, k: int) -> float:
+    """P(X >= k) for X the number of successes of independent trials with success probabilities ``probs``
+    (exact, by convolution); 1 for ``k <= 0``, 0 above the number of trials.
+
+    Example:
+        >>> round(poisson_binomial_tail([0.5] * 10, 10), 6) == round(1 / 1024, 6)
+        True
+    """
+    dist = torch.ones(1, dtype=torch.float64)
+    for q in torch.as_tensor(probs, dtype=torch.float64).flatten().tolist():
+        dist = torch.cat([dist * (1 - q), dist.new_zeros(1)]) + torch.cat([dist.new_zeros(1), dist * q])
+    return 1.0 if k <= 0 else float(dist[k:].sum()) if k < len(dist) else 0.0
 
 
 def first_reaching(x: list[float] | torch.Tensor, values: list[float] | torch.Tensor, level: float) -> float:
@@ -126,45 +211,57 @@ def stable_from(x: list[float] | torch.Tensor, values: list[float] | torch.Tenso
     return out
 
 
-def activation_specificity(real: ActivationStatistics, noise: ActivationStatistics, layer: str) -> dict[str, float]:
+def activation_specificity(real: ActivationStatistics, noise: ActivationStatistics, layer: str, *,
+                           min_count: int = MIN_COUNT) -> dict[str, float]:
     """Is the match between noise and real activations class-specific?
 
-    Correlates the mean activation of ``layer`` over the noise called ``c`` with the mean over real
-    images of every class ``c'``.
+    The mean activation of ``layer`` over the noise called ``c`` against the mean over real images of ``c``, both
+    centred on their mean over classes (:func:`class_match`), over the classes that received at least
+    ``min_count`` noise samples; the control is the other real classes, the test every relabelling of them.
 
     Returns:
-        ``same``: mean r for ``c' = c``; ``other``: mean r for ``c' != c``; ``matched``: share of the
-        noise classes whose most similar real class is their own. Over the classes that received noise.
+        ``same``: mean r for ``c' = c``; ``other``: mean r for ``c' != c``; ``matched``: share of those noise
+        classes whose most similar real class is their own; ``p``: the permutation p-value (NaN with fewer than two
+        classes); ``classes``: how many classes are used.
     """
-    m = correlation_matrix(noise.means[layer], real.means[layer])  # (K noise, K real)
-    ok = (noise.counts > 0).nonzero().flatten()
-    if len(ok) == 0:
-        return {"same": float("nan"), "other": float("nan"), "matched": float("nan")}
-    sub = m[ok]
-    same = sub[torch.arange(len(ok)), ok]
-    mask = torch.ones_like(sub, dtype=torch.bool)
-    mask[torch.arange(len(ok)), ok] = False
-    return {"same": float(same.mean()), "other": float(sub[mask].mean()),
-            "matched": float((sub.argmax(1) == ok).double().mean())}
+    m = class_match(noise.means[layer], real.means[layer], noise.counts, min_count=min_count)
+    used = (~m["r"].isnan()).nonzero().flatten()
+    matched = float("nan")
+    if len(used):
+        a = noise.means[layer].reshape(len(noise.counts), -1).double()
+        b = real.means[layer].reshape(len(real.counts), -1).double()
+        fa, fb = torch.isfinite(a).all(1), torch.isfinite(b).all(1)
+        a, b = a - a[fa].mean(0), b - b[fb].mean(0)                  # centred as class_match centres them
+        r = correlation_matrix(a[used], b).nan_to_num(nan=-2.0)      # a real class without images never wins
+        matched = float((r.argmax(1) == used).double().mean())
+    return {"same": m["mean_r"], "other": m["mean_other"], "matched": matched, "p": m["p"], "classes": m["classes"]}
 
 
 def ci_significance(ci: ClassificationImages, alpha: float = 0.05, threshold: float = 3.0) -> dict[str, float]:
-    """What the permutation null says about a run's CIs, over the classes that received samples.
+    """What the permutation null says about a run's CIs, over the classes it can test.
+
+    A class is testable when it received samples and its null CIs vary (a class that took every sample has
+    the same CI under every label permutation, so no pixel of it has a p-value): such a class is counted as
+    not testable, never as a class without significant pixels.
 
     Returns:
-        ``share``: the share of their CI pixels significant at family-wise error ``alpha``;
-        ``classes``: how many classes have samples; ``classes_sig``: how many have at least one
-        significant pixel; ``cluster_share``: the share of pixels in significant clusters
-        (cluster-forming ``|z| > threshold``); ``info_median``: the median infoVal-style score;
-        ``reliability_median``: the median split-half reliability (classes with samples in both halves).
+        ``share``: the share of the testable classes' CI pixels significant at family-wise error ``alpha``
+        (NaN when no class is testable); ``classes``: how many classes have samples; ``untestable``: how many
+        of those are not testable; ``classes_sig``: how many have at least one significant pixel;
+        ``cluster_share``: the share of the testable classes' pixels in significant clusters (cluster-forming
+        ``|z| > threshold``); ``info_median``: the median infoVal-style score; ``reliability_median``: the
+        median split-half reliability (classes with samples in both halves).
     """
+    k = len(ci.counts)
     has = ci.counts > 0
-    sig = ci.significant(alpha).reshape(len(ci.counts), -1)[has]
-    clus = ci.clusters(alpha, threshold).mask.reshape(len(ci.counts), -1)[has]
+    testable = has & torch.isfinite(ci.fwer_pvalues.reshape(k, -1)).any(1)
+    sig = ci.significant(alpha).reshape(k, -1)[testable]
+    clus = ci.clusters(alpha, threshold).mask.reshape(k, -1)[testable]
     rel = ci.reliability[~torch.isnan(ci.reliability)]
-    info = ci.info[has]
+    info = ci.info[testable]
     info = info[~torch.isnan(info)]
     return {"share": float(sig.double().mean()) if len(sig) else math.nan, "classes": int(has.sum()),
+            "untestable": int((has & ~testable).sum()),
             "classes_sig": int(sig.any(1).sum()), "cluster_share": float(clus.double().mean()) if len(clus) else math.nan,
             "info_median": float(info.median()) if len(info) else math.nan,
             "reliability_median": float(rel.median()) if len(rel) else math.nan}

@@ -6,6 +6,7 @@ from typing import Sequence
 
 import torch
 
+from ..methods.ci import ClassificationImages
 from ..methods.summaries import class_means, confusion_matrix
 from ..config import Profile
 from ..zoo.data import dataset_names, load_dataset
@@ -13,9 +14,10 @@ from ..zoo.models import CNN_NAMES, model_names
 from ..paper.recipes import feed_back, minmax_scale, paper_templates, template_classify
 from ..methods.sta import filter_correlation
 from ..engine.stimuli import Stimulus
+from .measures import poisson_binomial_tail
 from .studies import Subject, study_ci, study_sta, subject
 
-__all__ = ["train_class_means", "template_report", "overview_row", "overview_rows"]
+__all__ = ["train_class_means", "feedback_null", "template_report", "overview_row", "overview_rows"]
 
 
 @lru_cache(maxsize=4)
@@ -24,6 +26,31 @@ def train_class_means(dataset: str, k: int = 10) -> torch.Tensor:
     computed once per process (templates, gamma-curve patterns)."""
     train = load_dataset(dataset, "train")
     return class_means(train.images, train.labels, k)
+
+
+def feedback_null(model: torch.nn.Module, ci: ClassificationImages, diagonal: int) -> dict[str, object]:
+    """The feed-back's control: the label-permuted null CIs of ``ci`` (same class counts, no relation between the
+    noise and the answers), min-max scaled and fed back like the CIs.
+
+    Returns:
+        ``rate``: float64 ``(K,)``, per class with samples the share of its null CIs the model calls that class
+        (add-one smoothed, ``(hits + 1) / (P + 2)``; NaN for classes without samples); ``expected``: their sum, the
+        diagonal a model without any CI structure gives on average; ``p``: the chance that such a model gives back
+        ``diagonal`` or more (the classes taken as independent trials: a Poisson-binomial tail); NaN without nulls.
+    """
+    k = ci.num_classes
+    nulls = ci.null_images
+    has = ci.counts > 0
+    if nulls is None or not len(nulls):
+        nan = torch.full((k,), float("nan"), dtype=torch.float64)
+        return {"rate": nan, "expected": float("nan"), "p": float("nan")}
+    p_ = len(nulls)
+    flat = minmax_scale(nulls.reshape(p_ * k, *nulls.shape[2:]).nan_to_num()).float()
+    pred = feed_back(model, flat).view(p_, k)
+    hits = (pred == torch.arange(k)).sum(0).double()
+    rate = torch.where(has, (hits + 1) / (p_ + 2), torch.full_like(hits, float("nan")))
+    q = rate[has]
+    return {"rate": rate, "expected": float(q.sum()), "p": poisson_binomial_tail(q, diagonal)}
 
 
 def template_report(s: Subject, *, noise: Stimulus | str | None = None, center: bool = False) -> dict[str, object]:
@@ -43,7 +70,8 @@ def template_report(s: Subject, *, noise: Stimulus | str | None = None, center: 
         set), ``chance``, ``ci_confusion`` and ``mean_confusion`` (int64 ``(K, K)``, row = true),
         ``feedback`` (int64 ``(K,)``: the model's answer on each CI, min-max scaled to [0, 1] as the
         paper fed them back; -1 for an empty class),
-        ``feedback_diagonal`` (how many CIs the model gives their own class), ``templates_used``
+        ``feedback_diagonal`` (how many CIs the model gives their own class), ``feedback_null``
+        (:func:`feedback_null`: what the label-permuted null CIs give back), ``templates_used``
         ``n_test`` (test images classified) and ``n_samples`` (noise samples behind the CIs).
     """
     ci = study_ci(s, noise=noise)
@@ -63,6 +91,7 @@ def template_report(s: Subject, *, noise: Stimulus | str | None = None, center: 
             "ci_confusion": confusion_matrix(test.labels, ci_pred.clamp_min(0), k),
             "mean_confusion": confusion_matrix(test.labels, mean_pred, k),
             "feedback": fb, "feedback_diagonal": int((fb == torch.arange(k)).sum()),
+            "feedback_null": feedback_null(s.model, ci, int((fb == torch.arange(k)).sum())),
             "templates_used": int(valid.sum()), "n_test": len(test), "n_samples": ci.n_samples}
 
 

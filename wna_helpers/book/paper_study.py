@@ -1,8 +1,7 @@
-"""The paper side by side (chapter 8): its gamma curves, CI templates through training, and its numbers
-next to this book's measurements under the same protocol, cached like the other studies.
+"""The paper's experiments on a trained model (chapter 8): its gamma curves, the top-output-weighted CIs and CI
+templates through training, cached like the other studies.
 
-The paper's own numbers come from :func:`~wna_helpers.paper.paper_numbers` (one data file with their
-sources); the measurements from the trained models of the profile.
+The table of every paper number against networks trained the paper's way is :mod:`~wna_helpers.book.side_by_side`.
 """
 from __future__ import annotations
 
@@ -12,26 +11,25 @@ import torch
 
 from ..methods.ci import ClassificationImages, classification_images
 from ..config import Profile
-from ..zoo.data import class_names, load_dataset
+from ..zoo.data import load_dataset
 from .noise_study import noise_kind, template_accuracy
 from .overview import train_class_means
-from ..paper import (PAPER_WEIGHTS, cite, colormap_roundtrip, compare, feed_back, gamma_curves, minmax_scale,
-                     paper_numbers, weighted_classification_images)
-from .report import dataset_label
+from ..paper import (PAPER_WEIGHTS, colormap_roundtrip, feed_back, gamma_curves, minmax_scale,
+                     weighted_classification_images)
 from .results_cache import cached
 from ..zoo.snapshots import model_at, training_snapshots
 from ..engine.stimuli import Uniform
-from .studies import Subject, side_samples, study_ci, subject
+from .studies import Subject, side_samples, study_ci
 
 __all__ = ["GAMMA_CURVES", "colormap_roundtrip", "study_weighted_ci", "gamma_patterns", "gamma_base", "study_gamma_curve", "ci_templates_accuracy",
-           "study_snapshots", "side_by_side"]
+           "study_snapshots", "kind_samples"]
 
 #: The paper's four gamma curves: name -> (base, pattern), as in the paper's data file.
 GAMMA_CURVES: dict[str, tuple[str, str]] = {"noise_ci": ("noise", "ci"), "images_ci": ("images", "ci"),
                                             "noise_mean": ("noise", "mean"), "images_mean": ("images", "mean")}
 
 
-def _kind_n(arch: str, kind: str, prof: Profile) -> int:
+def kind_samples(arch: str, kind: str, prof: Profile) -> int:
     """The book's n for CIs of ``kind``: the main count for the profile's main noise, the noise
     study's for the others."""
     return prof.noise_samples(arch) if kind == prof.noise else side_samples(arch, prof)
@@ -66,7 +64,7 @@ def gamma_patterns(s: Subject, *, pattern: str = "ci", ci_kind: str = "uniform",
     if pattern == "mean":
         pats = train_class_means(s.dataset)
     elif pattern == "ci":
-        pats = study_ci(s, noise=noise_kind(ci_kind, s.dataset), n_samples=_kind_n(s.arch, ci_kind, s.profile)).images
+        pats = study_ci(s, noise=noise_kind(ci_kind, s.dataset), n_samples=kind_samples(s.arch, ci_kind, s.profile)).images
     elif pattern == "weighted_ci":
         pats = study_weighted_ci(s).images
     else:
@@ -118,7 +116,7 @@ def study_gamma_curve(s: Subject, *, curve: str = "noise_ci", ci_kind: str = "un
     kind = ci_kind if pattern in ("ci", "weighted_ci") else None
     w = [float(v) for v in weights]
     params = s.params(curve=curve, ci_kind=kind, weights=w, inputs=prof.gamma_inputs, pattern=pattern,
-                      ci_n=_kind_n(s.arch, kind, prof) if kind else None, colormap=colormap)
+                      ci_n=kind_samples(s.arch, kind, prof) if kind else None, colormap=colormap)
 
     def compute() -> dict[str, torch.Tensor]:
         x, labels = gamma_base(s.dataset, prof, base=base)
@@ -180,161 +178,3 @@ def study_snapshots(s: Subject, *, kinds: Sequence[str] = ("uniform", "gabor"), 
             rows.append(row)
         return rows
     return cached("snapshots", params, compute, refresh=refresh)
-
-
-def _verdict(ok: bool, partly: bool = False) -> str:
-    return "reproduced" if ok else ("partly" if partly else "not reproduced")
-
-
-def _top(counts: torch.Tensor, names: Sequence[str], k: int = 1) -> str:
-    p = counts.double() / counts.sum()
-    order = torch.argsort(p, descending=True)[:k]
-    return ", ".join(f"{names[int(c)]}: {float(p[c]):.1%}" for c in order)
-
-
-def side_by_side(prof: Profile, *, arch: str = "paper_cnn", tolerance: float = 0.05,
-                 curve_tolerance: float = 0.1) -> list[dict[str, str]]:
-    """Every number of the paper's sections on white noise, Gabor noise, templates, feed-back and the
-    gamma curves next to this book's measurement of ``arch`` under the same protocol.
-
-    Verdicts: the same top class (histograms); within ``tolerance`` (shares, accuracies: 5 points);
-    within one class (feed-back); every point of a gamma curve within ``curve_tolerance`` (0.1;
-    ``"partly"`` within 0.25). Template accuracies more than ``tolerance`` off but above twice chance,
-    as the paper claims, and a Gabor histogram with the paper's top class but another share count as
-    ``"partly"``.
-
-    Returns:
-        One dict per comparison: ``section``, ``quantity``, ``paper``, ``ours`` (text), ``verdict``
-        (``"reproduced"``, ``"partly"``, ``"not reproduced"``), ``why`` (for the rows not reproduced: what
-        differs, computed from the measurements; empty otherwise) and ``source`` (the paper's notebook).
-    """
-    sides = {d: _Side(subject(arch, d, prof)) for d in ("mnist", "fashion_mnist")}
-    P = paper_numbers()
-    return (_white_noise_rows(sides, P) + _gabor_rows(sides, P, tolerance) + _template_rows(sides, P, tolerance)
-            + _feedback_rows(sides, P) + _gamma_rows(sides, P, curve_tolerance))
-
-
-class _Side:
-    """One trained model's measurements for the side-by-side table."""
-
-    def __init__(self, s: Subject) -> None:
-        self.s = s
-
-    def ci(self, kind: str) -> ClassificationImages:
-        return study_ci(self.s, noise=noise_kind(kind, self.s.dataset), n_samples=_kind_n(self.s.arch, kind,
-                                                                                        self.s.profile))
-
-
-def _row(section: str, quantity: str, paper: str, ours: str, verdict: str, entry: dict,
-         why: str = "") -> dict[str, str]:
-    return {"section": section, "quantity": quantity, "paper": paper, "ours": ours, "verdict": verdict,
-            "why": why if verdict != "reproduced" else "", "source": cite(entry)}
-
-
-def _white_noise_rows(sides: dict[str, _Side], P: dict) -> list[dict[str, str]]:
-    """Where uniform noise goes."""
-    rows = []
-    for d, side in sides.items():
-        names, ci = class_names(d), side.ci("uniform")
-        hists = [h for h in P["white_noise"]["histograms"] if h["dataset"] == d]
-        others = "; ".join(f"{h['top']['name']} {h['top']['share']:.1%}" for h in hists)
-        for h in hists:
-            n = f"n = {h['n']:,}" if h.get("n") else "n not given"
-            rows.append(_row(
-                "white noise", f"{dataset_label(d)}: top class of U[0, 1] noise ({n})",
-                f"{h['top']['name']}: {h['top']['share']:.1%}", f"{_top(ci.counts, names, 1)} (n = {ci.n_samples:,})",
-                _verdict(int(ci.counts.argmax()) == h["top"]["class"]), h,
-                f"the paper's own {dataset_label(d)} runs disagree ({others}; the second from a wider network); "
-                f"which class collects the noise depends on the network and its training"))
-    return rows
-
-
-def _gabor_rows(sides: dict[str, _Side], P: dict, tolerance: float) -> list[dict[str, str]]:
-    """Where Gabor noise goes, and the variance its PCA keeps."""
-    rows = []
-    for d, side in sides.items():
-        names, ci = class_names(d), side.ci("gabor")
-        for e in [e for e in P["gabor_noise"]["prediction_shares"] if e["dataset"] == d]:
-            top = e["classes"][0]
-            share = float(ci.proportions[top["class"]])
-            ok = int(ci.counts.argmax()) == top["class"]
-            rows.append(_row(
-                "Gabor noise", f"{dataset_label(d)}: predicted class of Gabor noise",
-                ", ".join(f"{c['name']}: {c['share']:.0%}" for c in e["classes"]),
-                f"{_top(ci.counts, names, len(e['classes']))} (n = {ci.n_samples:,})",
-                _verdict(ok and compare(share, top["share"], tolerance=tolerance)["reproduced"], ok), e,
-                (f"the same top class, {100 * (share - top['share']):+.0f} points in its share: our network is "
-                 f"{'more' if share > top['share'] else 'less'} biased; under "
-                 f"uniform noise it sends {float(side.ci('uniform').proportions.max()):.0%} to one class")
-                if ok else "another top class: the paper's network and training differ from ours"))
-    pv = P["gabor_noise"]["pca_variance_explained"]
-    ev = float(getattr(noise_kind("gabor", pv["dataset"]), "explained_variance", float("nan")))
-    rows.append(_row("Gabor noise", f"{dataset_label(pv['dataset'])}: variance of the Gabor weights kept by "
-                     f"{pv['components']} components", f"{pv['share']:.0%}", f"{ev:.1%}",
-                     _verdict(compare(ev, pv["share"], tolerance=0.02)["reproduced"]), pv,
-                     "our PCA is exact, scikit-learn's randomized"))
-    return rows
-
-
-def _template_rows(sides: dict[str, _Side], P: dict, tolerance: float) -> list[dict[str, str]]:
-    """Gabor-noise CIs as templates, with the paper's recipe for each dataset (RMS images on MNIST, plain means on
-    Fashion-MNIST)."""
-    rows = []
-    for e in [e for e in P["templates"]["accuracy"] if e["dataset"] in sides]:
-        d = e["dataset"]
-        split, ci = load_dataset(d, e["split"]), sides[d].ci("gabor")
-        acc = template_accuracy(ci, split.images, split.labels, recipe=e["recipe"])  # the paper's own per dataset
-        image = "RMS" if e["recipe"] == "rms" else "mean"
-        rows.append(_row(
-            "templates", f"{dataset_label(d)}: Gabor-CI templates ({image}, min-max, L2, dot product) on the "
-            f"{e['split']} set", f"{e['accuracy']:.1%}", f"{acc:.1%}",
-            _verdict(compare(acc, e["accuracy"], tolerance=tolerance)["reproduced"], acc >= 2 * e["chance"]), e,
-            f"above twice chance, as the paper claims, {100 * (acc - e['accuracy']):+.1f} points from its number; our "
-            f"CIs come from {ci.n_samples:,} samples, {int((ci.counts > 0).sum())} classes have one"))
-    return rows
-
-
-def _feedback_rows(sides: dict[str, _Side], P: dict) -> list[dict[str, str]]:
-    """Min-max-scaled uniform-noise CIs fed back to their model."""
-    rows = []
-    for e in P["feed_back"]["results"]:
-        d = e["dataset"]
-        ci = sides[d].ci("uniform")
-        fb = feed_back(sides[d].s.model, minmax_scale(ci.images))
-        diag, have = int((fb == torch.arange(ci.num_classes)).sum()), int((ci.counts > 0).sum())
-        rows.append(_row(
-            "fed back", f"{dataset_label(d)}: min-max-scaled uniform-noise CIs called their own class",
-            f"{e['correct']} of {e['of']}", f"{diag} of {ci.num_classes}",
-            _verdict(compare(diag, e["correct"], tolerance=1)["reproduced"]), e,
-            f"only {have} classes receive any of the {ci.n_samples:,} noise images, so at most {have} CIs can come "
-            f"back; {diag} of those {have} do"))
-    return rows
-
-
-def _gamma_rows(sides: dict[str, _Side], P: dict, curve_tolerance: float) -> list[dict[str, str]]:
-    """The paper's four gamma curves (MNIST), and the colour-map round trip of its CI files."""
-    rows = []
-    g = P["gamma_curves"]
-    s = sides[g["dataset"]].s
-    for name, c in g["curves"].items():
-        ours = study_gamma_curve(s, curve=name)["mean"]
-        paper = torch.tensor(c["values"], dtype=torch.float64)
-        diff = compare(ours, paper, tolerance=curve_tolerance)["max_abs_diff"]
-        why = "the base inputs and patterns are the paper's; the network is not"
-        if GAMMA_CURVES[name][1] == "ci":
-            rt = study_gamma_curve(s, curve=name, colormap="viridis")["mean"]
-            rt_diff = compare(rt, paper, tolerance=curve_tolerance)["max_abs_diff"]
-            lo, hi = colormap_roundtrip(torch.tensor([[0.0, 1.0]])).flatten().tolist()
-            exact = study_gamma_curve(s, curve=name, colormap="viridis", weighted=True)["mean"]
-            exact_diff = compare(exact, paper, tolerance=curve_tolerance)["max_abs_diff"]
-            why = (f"the paper added its CIs after a colour-map round trip (viridis RGBA PNG, mean over its four "
-                   f"channels), which maps [0, 1] onto [{lo:.2f}, {hi:.2f}]; with that round trip ours give "
-                   f"{float(rt[5]):.3f} / {float(rt[8]):.3f} (largest difference {rt_diff:.3f}); with CIs weighted by "
-                   f"the top output as well, as its folders held them, {float(exact[5]):.3f} / {float(exact[8]):.3f} "
-                   f"(largest difference {exact_diff:.3f})")
-        rows.append(_row(
-            "gamma curves", f"{dataset_label(g['dataset'])}: {c['what'].split(':')[0]}, share called c at w = 0.5 / 0.8",
-            f"{float(paper[5]):.3f} / {float(paper[8]):.3f}",
-            f"{float(ours[5]):.3f} / {float(ours[8]):.3f} (largest difference {diff:.3f})",
-            _verdict(diff <= curve_tolerance, diff <= 2.5 * curve_tolerance), c, why))
-    return rows

@@ -3,8 +3,9 @@
 ``make book`` runs this first (``make models``), so no chapter cell trains for long and a newcomer sees in
 the terminal what is being trained, a progress bar per model and an overall bar with an estimate of the
 time left. What is already cached loads in a second. The models: every architecture on both datasets
-(chapter 2), ``paper_cnn``'s training snapshots (chapter 8; they write its checkpoint too), the Gabor-noise
-fits (chapters 3 and 8), and the trojan study's clean, trojaned and reference models (chapter 9).
+(chapter 2), ``paper_cnn``'s training snapshots (chapter 8; they write its checkpoint too), the networks trained
+the paper's way (chapter 8), the Gabor-noise fits (chapters 3 and 8), and the trojan study's clean, trojaned,
+relabelled and reference models (chapter 9).
 """
 from __future__ import annotations
 
@@ -19,10 +20,11 @@ from tqdm.auto import tqdm
 from ..config import Profile, get_profile
 from ..zoo.data import dataset_names, load_dataset
 from ..zoo.models import model_names
+from ..zoo.paper_recipe import paper_recipe_model, paper_recipe_seeds
 from ..zoo.snapshots import snapshot_path, training_snapshots
 from ..zoo.training import checkpoint_path, get_trained_model
 from .noise_study import noise_kind
-from .trojan_study import trojan_model
+from .trojan_study import FAMILIES, trojan_model
 
 __all__ = ["Job", "jobs", "prepare", "main", "SECONDS_PER_EPOCH"]
 
@@ -59,15 +61,19 @@ def jobs(prof: Profile) -> list[Job]:
             out.append(Job(f"{a} on {d}", _epoch_seconds(a, prof) * prof.epochs_for(a, d),
                            checkpoint_path(a, d, prof).exists(),
                            lambda a=a, d=d: get_trained_model(a, d, prof, progress=True)))
+        for seed in paper_recipe_seeds(prof):
+            out.append(Job(f"paper_cnn on {d} trained the paper's way, seed {seed} (chapter 8)",
+                           _epoch_seconds("paper_cnn", prof) * prof.paper_epochs, False,
+                           lambda d=d, seed=seed: paper_recipe_model(d, prof, seed, progress=True)))
         out.append(Job(f"Gabor noise fitted to {d}", 20.0, False, lambda d=d: noise_kind("gabor", d)))
         per = _epoch_seconds("paper_cnn", prof) * prof.trojan_epochs[d]
         out.append(Job(f"trojan study on {d}: the clean reference", per, False,
                        lambda d=d: trojan_model(d, prof, index=-1, trojaned=False, progress=True)))
-        for trojaned in (False, True):
+        for family in FAMILIES:
             for i in range(prof.trojan_models):
-                out.append(Job(f"trojan study on {d}: {'trojaned' if trojaned else 'clean'} model {i}", per, False,
-                               lambda d=d, i=i, t=trojaned: trojan_model(d, prof, index=i, trojaned=t,
-                                                                         progress=True)))
+                out.append(Job(f"trojan study on {d}: {family} model {i}", per, False,
+                               lambda d=d, i=i, f=family: trojan_model(d, prof, index=i, trojaned=f == "trojaned",
+                                                                       relabelled=f == "relabelled", progress=True)))
     return out
 
 
@@ -84,8 +90,10 @@ def prepare(prof: Profile, *, stream=sys.stderr) -> float:
                    position=0, file=stream, smoothing=0.0)
     for j in todo:
         overall.set_postfix_str(j.label)
+        t = time.perf_counter()
         j.run()
         overall.update(round(j.seconds))
+        overall.write(f"{j.label}: {time.perf_counter() - t:.0f} s{' (cached)' if j.cached else ''}", file=stream)
     overall.close()
     took = time.perf_counter() - start
     print(f"the book's models are ready ({took / 60:.1f} min)", file=stream, flush=True)

@@ -264,7 +264,8 @@ def study_sta(s: Subject, layer: str, *, stimulus: str = "noise", noise: Stimulu
 def study_stc(s: Subject, layer: str, *, n_samples: int | None = None, refresh: bool = False,
               progress: bool = False) -> SpikeTriggeredCovariance:
     """Spike-triggered covariance of conv ``layer`` of the subject from the profile's noise,
-    with its null band (:func:`~wna_helpers.methods.stc.spike_triggered_covariance`), cached.
+    with a null band of ``profile.stc_null_samples`` sample-rolled nulls
+    (:func:`~wna_helpers.methods.stc.spike_triggered_covariance`), cached.
 
     Args:
         s: the trained model (:func:`subject`).
@@ -274,8 +275,10 @@ def study_stc(s: Subject, layer: str, *, n_samples: int | None = None, refresh: 
     """
     n = int(n_samples or s.profile.sta_samples(s.arch, s.device))
     stim = as_stimulus(s.profile.noise)
-    return cached("stc", s.params(layer=layer, noise=stim.describe(), n=n),
-                  lambda: spike_triggered_covariance(s.model, layer, n, noise=stim, run=s.run(progress)),
+    nulls = int(s.profile.stc_null_samples)
+    return cached("stc", s.params(layer=layer, noise=stim.describe(), n=n, null_samples=nulls),
+                  lambda: spike_triggered_covariance(s.model, layer, n, noise=stim, null_shifts=0, null_samples=nulls,
+                                                     run=s.run(progress)),
                   refresh=refresh)
 
 

@@ -205,19 +205,54 @@ class CIConvergence:
         curve lies on this line tells nothing about the model."""
         return (torch.tensor(self.sizes, dtype=torch.float64) / self.sizes[-1]).sqrt()
 
-    def class_points(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Every (class, size) before the final one as a point ``(N_c at that size, r with the final CI)``,
-        NaN dropped, sorted by ``N_c``: how the agreement grows with the samples a class received."""
-        r = self.correlation_with_final()[:-1].flatten()
-        n = self.counts[:-1].flatten().double()
+    def correlation_across_halves(self) -> torch.Tensor:
+        """Pearson r ``(S, K)`` of each class's CI from the odd chunks within the first ``n`` samples with its
+        CI from the even chunks of the whole run.
+
+        The two share no sample, so a CI without any signal gives r near 0 at every size (the first ``n``
+        samples of :meth:`correlation_with_final` are part of its final ``N``: r = sqrt(n / N) from noise
+        alone). NaN where either half has fewer than two samples of the class.
+
+        Raises:
+            ValueError: the result has no split-half sums.
+        """
+        if self.odd_sums is None or self.odd_counts is None:
+            raise ValueError("this result has no split-half sums; run ci_convergence to get them")
+        s, k = len(self.sizes), self.counts.shape[1]
+        extra = [1] * (self.sums.dim() - 2)
+        odd = (self.odd_sums / self.odd_counts.double().view(s, k, *extra)).reshape(s, k, -1)
+        even_n = self.counts[-1] - self.odd_counts[-1]
+        even = ((self.sums[-1] - self.odd_sums[-1]) / even_n.double().view(k, *extra)).reshape(1, k, -1)
+        x = odd - odd.mean(-1, keepdim=True)
+        e = even - even.mean(-1, keepdim=True)
+        r = (x * e).sum(-1) / (x.norm(dim=-1) * e.norm(dim=-1))
+        r[self.odd_counts < 2] = float("nan")
+        r[:, even_n < 2] = float("nan")
+        return r
+
+    def class_points(self, *, across_halves: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every (class, size) as a point ``(N_c at that size, r)``, NaN dropped, sorted by ``N_c``: how the
+        agreement grows with the samples a class received.
+
+        Args:
+            across_halves: r of :meth:`correlation_across_halves` against the class's samples in the odd half
+                (every size); default False: r with the final CI against all its samples (the sizes before the
+                final one).
+        """
+        if across_halves:
+            r, n = self.correlation_across_halves().flatten(), self.odd_counts.flatten().double()
+        else:
+            r, n = self.correlation_with_final()[:-1].flatten(), self.counts[:-1].flatten().double()
         ok = ~torch.isnan(r)
         order = torch.argsort(n[ok])
         return n[ok][order], r[ok][order]
 
-    def mean_correlation(self) -> torch.Tensor:
-        """``(S,)``: the per-class correlations averaged with the final class counts as weights
-        (classes the model (almost) never predicts do not count)."""
-        return self._count_weighted(self.correlation_with_final())
+    def mean_correlation(self, *, across_halves: bool = False) -> torch.Tensor:
+        """``(S,)``: the per-class correlations (:meth:`correlation_with_final`, or with ``across_halves``
+        :meth:`correlation_across_halves`) averaged with the final class counts as weights (classes the model
+        (almost) never predicts do not count)."""
+        return self._count_weighted(self.correlation_across_halves() if across_halves
+                                    else self.correlation_with_final())
 
     def mean_reliability(self) -> torch.Tensor:
         """``(S,)``: :meth:`reliability` averaged over classes with the final class counts as weights,

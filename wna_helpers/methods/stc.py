@@ -14,8 +14,10 @@ quadrature pair), below zero suppressive ones (a rectified linear unit's own fil
 Which eigenvalues are real is judged against a *null band*: the same statistics with each
 position's activation paired with the window of a distant position of the same stimulus (the
 activation map rolled circularly over the pooled grid by shifts at least one receptive field
-long), which keeps the activations' distribution and the windows' statistics but breaks their
-dependence. All sums are one batched matrix product per block of windows (float32 within a
+long), or with the window at the same position of another stimulus of the batch (the activations
+rolled along the samples), which keeps the activations' distribution and the windows' statistics
+but breaks their dependence. A grid holds few disjoint spatial shifts (15 for a 5x5 first layer);
+the sample rolls are as many as the batch allows. All sums are one batched matrix product per block of windows (float32 within a
 block of about 1,024 terms, float64 across blocks), as for the STA.
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ..engine.options import RunOptions
 from .sta import BLOCK_TERMS, ReceptiveField, STAAccumulator, prepare_conv_run
 from ..engine.stimuli import Stimulus
 
-__all__ = ["SpikeTriggeredCovariance", "spike_triggered_covariance", "STCAccumulator", "null_offsets"]
+__all__ = ["SpikeTriggeredCovariance", "spike_triggered_covariance", "STCAccumulator", "null_offsets", "sample_roll"]
 
 #: Bytes of the float32 window-and-products buffer one batched matrix product reads (at least one
 #: block): small enough to stay in the CPU's caches between being written and being multiplied.
@@ -101,9 +103,11 @@ class STCAccumulator(STAAccumulator):
     """
 
     def __init__(self, layer: str, rf: ReceptiveField, in_shape: tuple[int, int, int],
-                 offsets: tuple[tuple[int, int], ...] = (), stride: int = 1) -> None:
+                 offsets: tuple[tuple[int, int], ...] = (), stride: int = 1,
+                 sample_shifts: tuple[int, ...] = ()) -> None:
         super().__init__(layer, rf, in_shape)
         self.offsets = tuple((int(r), int(c)) for r, c in offsets)
+        self.sample_shifts = tuple(int(t) for t in sample_shifts)
         self.stride = int(stride)
         self.rows, self.cols = self.rows[::self.stride], self.cols[::self.stride]   # every stride-th position
 
@@ -114,12 +118,14 @@ class STCAccumulator(STAAccumulator):
         return ReceptiveField(rf.size, (rf.jump[0] * self.stride, rf.jump[1] * self.stride), rf.offset, rf.out_shape)
 
     def describe(self):  # noqa: D102
-        return {**super().describe(), "null_offsets": [list(o) for o in self.offsets], "stride": self.stride}
+        return {**super().describe(), "null_offsets": [list(o) for o in self.offsets], "stride": self.stride,
+                **({"null_sample_shifts": list(self.sample_shifts)} if self.sample_shifts else {})}
 
     def setup(self, num_classes, input_shape, device, tap_shapes):  # noqa: D102
         k = tap_shapes[self.layer][0]
         d = input_shape[0] * self.rf.size[0] * self.rf.size[1]
-        self.acc = {"moments": torch.zeros(k * (1 + len(self.offsets)) + 1, d + d * (d + 1) // 2 + 1,
+        self.acc = {"moments": torch.zeros(k * (1 + len(self.offsets) + len(self.sample_shifts)) + 1,
+                                           d + d * (d + 1) // 2 + 1,
                                            dtype=torch.float64, device=device)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
@@ -127,7 +133,8 @@ class STCAccumulator(STAAccumulator):
         r, c = self.rows, self.cols
         grid = a[:, :, r.start:r.stop:r.step, c.start:c.stop:c.step].permute(0, 2, 3, 1)  # (B, rows, cols, K): a view
         top_left = (self.rf.offset[0] + r.start * self.rf.jump[0], self.rf.offset[1] + c.start * self.rf.jump[1])
-        self.acc["moments"] += _window_moments(x.to(self.sum_dtype), grid, self.offsets, self.grid_rf, top_left)
+        self.acc["moments"] += _window_moments(x.to(self.sum_dtype), grid, self.offsets, self.grid_rf, top_left,
+                                               self.sample_shifts)
 
 
 def _roll_into(out: torch.Tensor, grid: torch.Tensor, shift: tuple[int, int]) -> None:
@@ -139,14 +146,25 @@ def _roll_into(out: torch.Tensor, grid: torch.Tensor, shift: tuple[int, int]) ->
         out[:, o0, o1] = grid[:, i0, i1]
 
 
+def sample_roll(shift: int, batch: int) -> int:
+    """The roll along the samples of a batch of ``batch`` that stands for null ``shift`` (1, 2, ...): ``shift``
+    itself in a batch larger than it, else wrapped into 1 .. ``batch - 1`` so that it never pairs a sample with
+    itself; 0 for a batch of one sample (that sample then adds nothing to the null)."""
+    return 0 if batch < 2 else 1 + (int(shift) - 1) % (batch - 1)
+
+
 def _window_moments(x: torch.Tensor, grid: torch.Tensor, offsets: tuple[tuple[int, int], ...],
-                    rf: ReceptiveField, top_left: tuple[int, int]) -> torch.Tensor:
+                    rf: ReceptiveField, top_left: tuple[int, int],
+                    sample_shifts: tuple[int, ...] = ()) -> torch.Tensor:
     """Weighted sums of receptive-field windows, of their pairwise products and of the weights.
 
     Args:
         x: ``(B, C, H, W)`` stimuli.
         grid: ``(B, rows, cols, K)`` activations of the ``P = rows * cols`` pooled positions, channels last.
         offsets: null shifts; each adds ``K`` weight columns, ``grid`` rolled by the shift.
+        sample_shifts: sample nulls; each adds ``K`` weight columns, ``grid`` rolled along the batch by
+            :func:`sample_roll` (the windows of sample ``i`` weighted by the activations of sample ``i + roll``,
+            modulo the batch).
         rf: the receptive field of the grid: window ``size``, and ``jump`` the step in input pixels
             between grid positions.
         top_left: input row and column of the first position's window (negative inside padding
@@ -163,7 +181,8 @@ def _window_moments(x: torch.Tensor, grid: torch.Tensor, offsets: tuple[tuple[in
     written next to it, so both stay in the CPU's caches.
     """
     b, nr, nc, k = grid.shape
-    p, nw = nr * nc, k * (1 + len(offsets)) + 1
+    p, nw = nr * nc, k * (1 + len(offsets) + len(sample_shifts)) + 1
+    rolled = [torch.roll(grid, -sample_roll(t, b), dims=0) if sample_roll(t, b) else None for t in sample_shifts]
     ch = x.shape[1]
     (sh, sw), (jh, jw) = rf.size, rf.jump
     d = ch * sh * sw
@@ -196,6 +215,11 @@ def _window_moments(x: torch.Tensor, grid: torch.Tensor, offsets: tuple[tuple[in
         weights[..., :k] = grid[start:stop]
         for s, shift in enumerate(offsets, start=1):
             _roll_into(weights[..., s * k:(s + 1) * k], grid[start:stop], shift)
+        for s, g in enumerate(rolled, start=1 + len(offsets)):
+            if g is None:
+                weights[..., s * k:(s + 1) * k] = 0
+            else:
+                weights[..., s * k:(s + 1) * k] = g[start:stop]
         blocks = weights.view(nb, size * p, nw)
         total += torch.bmm(blocks.transpose(1, 2), buf.transpose(1, 2))[:, :, :rows].sum(0, dtype=torch.float64)
         start = stop
@@ -237,10 +261,11 @@ class SpikeTriggeredCovariance:
         eigenvalues: float64 ``(K, D)``: eigenvalues of ``covariance``, descending.
         eigenvectors: float64 ``(K, D, C, h, w)``: ``eigenvectors[k, j]`` belongs to
             ``eigenvalues[k, j]`` (unit norm, largest-magnitude pixel positive).
-        null_eigenvalues: float64 ``(S, K, D)``: eigenvalues of the null STC of each null shift,
-            descending (``S = null_shifts``; ``(0, K, D)`` without a null).
-        null_offsets: the ``S`` circular shifts ``(rows, cols)`` of the pooled grid (see
-            :func:`null_offsets`).
+        null_eigenvalues: float64 ``(S, K, D)``: eigenvalues of the null STC of each null, descending
+            (``S = null_shifts + null_samples``, the spatial ones first; ``(0, K, D)`` without a null).
+        null_offsets: the circular shifts ``(rows, cols)`` of the pooled grid (see :func:`null_offsets`).
+        null_sample_shifts: the sample rolls of the other nulls (see :func:`sample_roll`); ``S`` is the number of
+            both kinds.
         weight: float64 ``(K,)``: total activation over the pooled positions (``sum a``).
         rf: the :class:`~wna_helpers.methods.sta.ReceptiveField` of the layer.
         positions: number of positions pooled per channel.
@@ -265,6 +290,7 @@ class SpikeTriggeredCovariance:
     n_samples: int
     stimulus: dict
     world_size: int = 1
+    null_sample_shifts: tuple[int, ...] = ()
 
     @property
     def null_band(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -312,8 +338,8 @@ class SpikeTriggeredCovariance:
 
 def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | None = None, *,
                                noise: Stimulus | str = "gaussian", input_shape: tuple[int, ...] = (1, 28, 28),
-                               null_shifts: int = 2, position_stride: int | None = None, run: RunOptions | None = None,
-                               **options: object) -> SpikeTriggeredCovariance:
+                               null_shifts: int = 2, null_samples: int = 0, position_stride: int | None = None,
+                               run: RunOptions | None = None, **options: object) -> SpikeTriggeredCovariance:
     """Spike-triggered covariance of every channel of conv layer ``layer``, with a null band.
 
     Pooled over the positions whose receptive field lies inside the input, with ``a = ReLU(conv
@@ -322,7 +348,7 @@ def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | No
     with the activation map rolled over the pooled grid by ``null_shifts`` shifts (see
     :func:`null_offsets`); its eigenvalues tell sampling noise from structure.
 
-    The cost grows with ``(K (1 + null_shifts) + 1) * D^2 / 2`` per position and stimulus.
+    The cost grows with ``(K (1 + null_shifts + null_samples) + 1) * D^2 / 2`` per position and stimulus.
 
     Args:
         model: any classifier; left as found (training flag, grads).
@@ -333,6 +359,10 @@ def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | No
             ``"gaussian"`` (the STC's eigen-analysis assumes white Gaussian noise).
         input_shape: ``(C, H, W)``; default ``(1, 28, 28)``.
         null_shifts: number of shifted-activation nulls; default 2; 0 for none.
+        null_samples: number of sample-rolled nulls (each position's activation weights the window at the
+            same position of another stimulus of the batch: rolls 1, 2, ..., :func:`sample_roll`); as many as
+            wanted, e.g. 39 for a band that a null-like extreme eigenvalue leaves with probability 1/40 per
+            side; default 0.
         position_stride: pool every ``position_stride``-th position along each axis of the pooled
             grid: the same expectation from ``position_stride**2`` times fewer windows, and
             neighbouring windows share most of their pixels, so little precision is lost; 1 pools
@@ -344,11 +374,12 @@ def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | No
 
     Returns:
         :class:`SpikeTriggeredCovariance`: ``covariance`` ``(K, D, D)``, ``eigenvalues`` ``(K, D)``,
-        ``eigenvectors`` ``(K, D, C, h, w)``, ``null_eigenvalues`` ``(null_shifts, K, D)``.
+        ``eigenvectors`` ``(K, D, C, h, w)``, ``null_eigenvalues`` ``(null_shifts + null_samples, K, D)`` (the
+        spatial nulls first).
 
     Raises:
         ValueError: unknown layer (lists them), a layer that is not a convolution, bad
-            ``n_samples``, ``null_shifts`` (negative, or more than the pooled grid holds),
+            ``n_samples``, ``null_shifts`` (negative, or more than the pooled grid holds), ``null_samples``,
             noise or run option; all before any heavy work.
 
     Example:
@@ -363,7 +394,10 @@ def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | No
         position_stride = max(1, math.ceil(min(rf.size[ax] / (2 * rf.jump[ax]) for ax in range(2))))
     if isinstance(position_stride, bool) or not isinstance(position_stride, numbers.Integral) or position_stride < 1:
         raise ValueError(f"position_stride must be a positive integer or None, got {position_stride!r}")
-    acc = STCAccumulator(layer, rf, tuple(input_shape), stride=position_stride)  # raises if no window fits
+    if isinstance(null_samples, bool) or not isinstance(null_samples, numbers.Integral) or null_samples < 0:
+        raise ValueError(f"null_samples must be a non-negative integer, got {null_samples!r}")
+    acc = STCAccumulator(layer, rf, tuple(input_shape), stride=position_stride,
+                         sample_shifts=tuple(range(1, int(null_samples) + 1)))  # raises if no window fits
     acc.offsets = null_offsets(acc.grid_rf, (len(acc.rows), len(acc.cols)), null_shifts, layer)
     world = run_engine(model, stimulus, n_samples, [acc], input_shape=input_shape, run=opts, desc=f"STC {layer}")
     t = acc.acc["moments"].cpu()
@@ -371,13 +405,14 @@ def spike_triggered_covariance(model: nn.Module, layer: str, n_samples: int | No
     s0 = t[:, -1]
     mean = t[:, :d] / s0[:, None]
     cov = _symmetric(t[:, d:-1], d) / s0[:, None, None] - mean[:, :, None] * mean[:, None, :]
-    k = (len(s0) - 1) // (1 + len(acc.offsets))
-    stc = (cov[:-1] - cov[-1]).view(1 + len(acc.offsets), k, d, d)
+    nulls = len(acc.offsets) + len(acc.sample_shifts)
+    k = (len(s0) - 1) // (1 + nulls)
+    stc = (cov[:-1] - cov[-1]).view(1 + nulls, k, d, d)
     vals, vecs = _eigh_descending(stc[0])
-    null = _eigh_descending(stc[1:], vectors=False)[0] if acc.offsets else stc.new_zeros(0, k, d)
+    null = _eigh_descending(stc[1:], vectors=False)[0] if nulls else stc.new_zeros(0, k, d)
     shape = (input_shape[0], *rf.size)
     return SpikeTriggeredCovariance(
         layer=layer, sta=mean[:k].view(k, *shape), covariance=stc[0], noise_covariance=cov[-1], eigenvalues=vals,
         eigenvectors=vecs.reshape(k, d, *shape), null_eigenvalues=null, null_offsets=acc.offsets, weight=s0[:k],
         rf=rf, positions=len(acc.rows) * len(acc.cols), n_samples=n_samples,
-        stimulus=describe_run(stimulus, opts), world_size=world)
+        stimulus=describe_run(stimulus, opts), world_size=world, null_sample_shifts=acc.sample_shifts)

@@ -146,7 +146,8 @@ def feed_back(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def bias_curve(model: nn.Module, inputs: torch.Tensor, direction: torch.Tensor, target: int,
-               gammas: torch.Tensor | list[float], *, batch_size: int = 2048) -> torch.Tensor:
+               gammas: torch.Tensor | list[float], *, batch_size: int = 2048,
+               clip: tuple[float, float] | None = None) -> torch.Tensor:
     """Share of ``inputs + gamma * direction`` that the model assigns to ``target``, per gamma.
 
     Args:
@@ -156,6 +157,8 @@ def bias_curve(model: nn.Module, inputs: torch.Tensor, direction: torch.Tensor, 
         target: class index.
         gammas: the weights to try.
         batch_size: default 2,048.
+        clip: ``(low, high)``: clamp every biased input to the data's range (e.g. ``(0, 1)``) before the model
+            sees it; default None (unclipped, as the paper did).
 
     Returns:
         float64 ``(len(gammas),)``.
@@ -170,6 +173,8 @@ def bias_curve(model: nn.Module, inputs: torch.Tensor, direction: torch.Tensor, 
             hits = 0
             for i in range(0, len(inputs), batch_size):
                 x = inputs[i:i + batch_size].float().to(device) + float(g) * d
+                if clip is not None:
+                    x = x.clamp(float(clip[0]), float(clip[1]))
                 hits += int((model(x).argmax(1) == target).sum())
             out.append(hits / len(inputs))
     finally:

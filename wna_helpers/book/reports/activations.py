@@ -5,14 +5,17 @@ from typing import Mapping
 
 from matplotlib.figure import Figure
 
+import torch
+
 from ...methods.activations import ActivationStatistics
+from ...methods.ci_compare import holm_adjust
 from ..chapter import Chapter
-from ..criteria import SPECIFIC_MARGIN
+from ..criteria import FWER, MIN_COUNT
 from ..measures import activation_similarity, activation_specificity
 from ..plots import plot_activation_maps
 from ..report import dataset_label, markdown_table
 
-__all__ = ["activation_figures", "specificity_rows", "specificity"]
+__all__ = ["activation_figures", "is_output_layer", "specificity_rows", "specificity"]
 
 #: (model, dataset, "real" | "noise") -> activation statistics.
 Acts = Mapping[tuple[str, str, str], ActivationStatistics]
@@ -36,10 +39,18 @@ def activation_figures(acts: Acts, ch: Chapter) -> list[Figure]:
     return figs
 
 
+def is_output_layer(stats: ActivationStatistics, layer: str, num_classes: int) -> bool:
+    """Whether ``layer`` holds one unit per class (the logit layer of ``logreg`` and ``gru``): grouping noise by its
+    argmax then makes the noise maps match the class by construction."""
+    return stats.means[layer][0].numel() == num_classes
+
+
 def specificity_rows(acts: Acts, ch: Chapter) -> list[dict[str, object]]:
-    """One row per dataset and model, for the last layer studied: the noise maps' correlation with the same
-    class's real map and with the other classes', the share of noise classes nearest their own class, the
-    classes that received noise, and the top noise class with its correlation."""
+    """One row per dataset and model, for the last layer studied: the centred noise maps' correlation with the
+    same class's real map and with the other classes' (the classes with at least :data:`MIN_COUNT` noise samples),
+    the share of those noise classes nearest their own class, the permutation p (Holm over the pairs that are
+    tested: at least two classes, not an output layer), how many classes are used, whether the layer is the
+    output (``output``), and the top noise class with its (raw) correlation."""
     rows = []
     for d in ch.datasets:
         for a in ch.models:
@@ -48,26 +59,41 @@ def specificity_rows(acts: Acts, ch: Chapter) -> list[dict[str, object]]:
             r = activation_similarity(real, noise, layer)
             spec = activation_specificity(real, noise, layer)
             top = int(noise.counts.argmax())
+            output = is_output_layer(real, layer, ch.num_classes)
             rows.append({"model": a, "dataset": dataset_label(d), "layer": layer, "r": spec["same"],
-                         "other": spec["other"], "matched": spec["matched"], "k": int((~r.isnan()).sum()),
+                         "other": spec["other"], "matched": spec["matched"], "k": spec["classes"],
+                         "p_raw": float("nan") if output else spec["p"], "output": output,
                          "top": ch.classes[d][top], "rtop": float(r[top])})
+    adj = holm_adjust(torch.tensor([r["p_raw"] for r in rows], dtype=torch.float64)).tolist()
+    for row, p in zip(rows, adj):
+        row["p"] = p
     return rows
 
 
 def specificity(rows: list[dict[str, object]]) -> list[str]:
-    """The table and the sentence: the pairs whose noise reaches two classes or more, and among them those whose
-    same-class r beats the other classes' by more than :data:`~wna_helpers.book.criteria.SPECIFIC_MARGIN`."""
-    table = markdown_table(rows, {
+    """The table and the sentence: the pairs tested (noise in two classes or more with :data:`MIN_COUNT` samples,
+    not an output layer) and among them those whose centred same-class r beats every relabelling of the classes at
+    a Holm-corrected p of at most :data:`~wna_helpers.book.criteria.FWER`."""
+    shown = [{**r, "layer": f"{r['layer']} (output)" if r["output"] else r["layer"]} for r in rows]
+    table = markdown_table(shown, {
         "model": "model", "dataset": "dataset", "layer": "layer", "r": "r, same class", "other": "r, other classes",
-        "matched": "nearest own class", "k": "classes with noise", "top": "top noise class", "rtop": "r, top class"},
-        {"r": ".2f", "other": ".2f", "matched": ".0%", "rtop": ".2f"})
-    multi = [r for r in rows if r["k"] >= 2]
-    specific = [r for r in multi if r["r"] > r["other"] + SPECIFIC_MARGIN]
-    prose = (f"Averaged over the classes that received noise, the noise maps correlate at r = "
-             f"{min(r['r'] for r in rows):.2f} to {max(r['r'] for r in rows):.2f} with the real maps of the same "
-             f"class. Part of this is what all inputs share (the other real classes give "
-             f"{min(r['other'] for r in rows):.2f} to {max(r['other'] for r in rows):.2f}). For {len(specific)} of "
-             f"the {len(multi)} model–dataset pairs whose noise reaches at least two classes, the same class matches "
-             f"better than the others by more than {SPECIFIC_MARGIN:g} in r (a margin, not a test): there, the noise "
-             f"a model calls $c$ drives its last layer somewhat like real images of $c$.")
+        "matched": "nearest own class", "p": "p (Holm)", "k": f"classes with >= {MIN_COUNT} noise samples",
+        "top": "top noise class", "rtop": "r, top class (raw)"},
+        {"r": ".2f", "other": ".2f", "matched": ".0%", "p": ".3f", "rtop": ".2f"})
+    tested = [r for r in rows if r["p"] == r["p"]]
+    output = [f"`{r['model']}` on {r['dataset']}" for r in rows if r["output"]]
+    specific = [r for r in tested if r["p"] <= FWER]
+    defined = [r for r in rows if r["r"] == r["r"]]
+    prose = ((f"Both maps are centred on their mean over classes, so what all inputs share does not count. Over the "
+              f"classes that received at least {MIN_COUNT} noise samples, the noise maps correlate at r = "
+              f"{min(r['r'] for r in defined):.2f} to {max(r['r'] for r in defined):.2f} with the real maps of the "
+              f"same class, and at {min(r['other'] for r in defined if r['other'] == r['other']):.2f} to "
+              f"{max(r['other'] for r in defined if r['other'] == r['other']):.2f} with the other classes'. "
+              if defined and any(r["other"] == r["other"] for r in defined) else
+              f"No pair has two classes with {MIN_COUNT} noise samples. ")
+             + (f"The last layer of {', '.join(output)} is its output: noise grouped by the argmax of that layer "
+                f"matches its class by construction, so these rows are not tested. " if output else "")
+             + f"For {len(specific)} of the {len(tested)} pairs tested, the same class matches better than every "
+               f"relabelling of the classes at a Holm-corrected p <= {FWER:g}: there, the noise a model calls $c$ "
+               f"drives its last layer somewhat like real images of $c$.")
     return [table, prose]

@@ -15,16 +15,17 @@ import torch
 from matplotlib.figure import Figure
 
 from ...methods.ci import ClassificationImages
+from ...methods.ci_compare import holm_adjust
 from ..chapter import Chapter
-from ..criteria import COLLAPSED, DENSITY_CLIP, FLAT_BITS, HALF, MIN_COUNT, UNIT_YLIM
-from ..measures import class_correlation
+from ..criteria import COLLAPSED, DENSITY_CLIP, FLAT_BITS, FWER, HALF, MIN_COUNT, UNIT_YLIM
+from ..measures import class_match
 from ..noise_study import KIND_LABELS
 from ..plots import plot_curve_grid, plot_image_rows
 from ..report import dataset_label, markdown_table
 from .classification_images import number_word
 
 __all__ = ["SHOWN_MODEL", "UNSEEN_KIND", "sample_figure", "pixel_figure", "pixel_table", "kind_tables",
-           "kind_figures", "kind_summary", "mixing_figures", "mixing_summary"]
+           "kind_figures", "kind_summary", "mixing_figures", "mixed_match", "mixing_summary"]
 
 #: The model whose CIs the image grids show for every noise kind and every γ: the paper's network.
 SHOWN_MODEL = "paper_cnn"
@@ -168,11 +169,11 @@ def mixing_figures(mix: Mixes, means: Mapping[str, torch.Tensor], ch: Chapter,
         "γ (weight of the image)", "entropy (bits)", hline=ch.max_entropy,
         hline_label=f"uniform over {ch.num_classes} classes")
     corr = plot_curve_grid(
-        gammas, {dataset_label(d): {label[a, d]: [
-            float(class_correlation(mix[a, d][g].images, means[d], mix[a, d][g].counts).nanmean()) for g in gammas]
-            for a in ch.models} for d in ch.datasets},
-        f"Mean correlation of the CI with the class mean (classes with >= {MIN_COUNT} samples), "
-        f"{ch.noise_label} mixed with signal", "γ (weight of the image)", "mean r(CI_c, class mean_c)", ylim=UNIT_YLIM)
+        gammas, {dataset_label(d): {label[a, d]: [mixed_match(mix[a, d][g], means[d])["mean_r"] for g in gammas]
+                                    for a in ch.models} for d in ch.datasets},
+        f"Mean centred correlation of the CI with the class mean (CI − mean stimulus against class mean − mean of "
+        f"the means; classes with >= {MIN_COUNT} samples), {ch.noise_label} mixed with signal",
+        "γ (weight of the image)", "mean centred r", ylim=(-0.55, 1.02), hline=0.0, hline_label="no signal")
     figs = [entropy, corr]
     for d in ch.datasets:
         m = mix[model, d]
@@ -184,9 +185,16 @@ def mixing_figures(mix: Mixes, means: Mapping[str, torch.Tensor], ch: Chapter,
     return figs
 
 
-def mixing_summary(mix: Mixes, ch: Chapter) -> str:
+def mixed_match(ci: ClassificationImages, means: torch.Tensor) -> dict[str, object]:
+    """:func:`~wna_helpers.book.measures.class_match` of mixed-stimulus CIs (minus the mean stimulus, which holds
+    the mean image) with the class means (minus their mean): a classifier answering at random gives r near 0."""
+    return class_match(ci.images, means, ci.counts, centre=ci.mean_stimulus)
+
+
+def mixing_summary(mix: Mixes, means: Mapping[str, torch.Tensor], ch: Chapter) -> str:
     """Per dataset every model's entropy at the smallest and the largest γ; the pairs still under
-    :data:`FLAT_BITS` at the largest γ."""
+    :data:`FLAT_BITS` at the largest γ; at the largest γ, the centred r of CI and class mean against the other
+    classes' means and how many pairs beat every relabelling of the classes (Holm over the pairs)."""
     gammas = _gammas(mix, ch)
     lines, stuck = [], []
     for d in ch.datasets:
@@ -196,8 +204,18 @@ def mixing_summary(mix: Mixes, ch: Chapter) -> str:
         stuck += [f"`{a}` on {dataset_label(d)}" for a in ch.models if h[a][-1] < FLAT_BITS]
     half = gammas[-1] == HALF
     weight = "half of each stimulus being" if half else f"a weight of {gammas[-1]:g} on"
+    top = {(a, d): mixed_match(mix[a, d][gammas[-1]], means[d]) for d in ch.datasets for a in ch.models}
+    keys = list(top)
+    p = holm_adjust(torch.tensor([float(top[k]["p"]) for k in keys], dtype=torch.float64))
+    passing = [f"`{a}` on {dataset_label(d)}" for (a, d), v in zip(keys, p.tolist()) if v == v and v <= FWER]
+    r = [float(top[k]["mean_r"]) for k in keys if top[k]["mean_r"] == top[k]["mean_r"]]
+    o = [float(top[k]["mean_other"]) for k in keys if top[k]["mean_other"] == top[k]["mean_other"]]
     return "\n".join(lines) + "\n\n" + (
         f"Even with {weight} a real image, {len(stuck)} model–dataset pairs still give most stimuli one answer "
         f"({', '.join(stuck)}): the noise {'half ' if half else ''}dominates these models' decisions. " if stuck else
         "By the largest γ every model spreads its answers over the classes. ") + (
-        "Where the answers spread, the CIs turn into the class means.")
+        (f"At γ = {gammas[-1]:g} the centred CIs correlate with their own class means at r = {min(r):.2f} to "
+         f"{max(r):.2f}" + (f", with the other classes' means at {min(o):.2f} to {max(o):.2f}" if o else "") + "; "
+         if r else f"At γ = {gammas[-1]:g} no CI has {MIN_COUNT} samples; ")
+        + f"{len(passing)} of {len(keys)} model–dataset pairs beat every relabelling of their classes at a "
+          f"Holm-corrected p <= {FWER:g}" + (f" ({', '.join(passing)})" if passing else "") + ".")

@@ -1,7 +1,7 @@
 """Chapter 8's tables, sentences and figures: the paper's numbers next to ours, the gamma curves, and CI
 templates through training.
 
-The functions take the chapter's study results: the rows of :func:`~wna_helpers.book.paper_study.side_by_side`;
+The functions take the chapter's study results: the rows of :func:`~wna_helpers.book.side_by_side.side_by_side`;
 the gamma curves of :func:`~wna_helpers.book.paper_study.study_gamma_curve` keyed by ``(dataset, curve, ci_kind)``
 and their colour-map round trips keyed by ``(dataset, curve)``; the snapshots of
 :func:`~wna_helpers.book.paper_study.study_snapshots` keyed by dataset; where the paper gave numbers, the
@@ -16,14 +16,18 @@ import torch
 from matplotlib.figure import Figure
 
 from ...paper import paper_weights
+from ...config import Profile
+from ...paper.verdicts import CONTEXT, MIN_DEFINED, NOT_REPRODUCED, NOT_TESTABLE, PARTLY, REPRODUCED, VERDICTS
+from ...zoo.paper_recipe import PAPER_RECIPE
 from ..chapter import Chapter
 from ..criteria import ACCURACY_YLIM, HALF, PATTERN_GAP, PEAK_DROP, SHARE_YLIM
 from ..measures import first_reaching
 from ..plots import plot_curve_grid
 from ..report import dataset_label, markdown_table
+from ..side_by_side import SHIFT_W
 
 __all__ = ["ARCH", "CI_KINDS", "ROUNDTRIP", "ROUNDTRIP_CURVES", "LABELS", "COLOR", "GABOR_COLOR", "STYLES", "EARLY_W",
-           "VERDICTS", "sections", "section_tables", "verdict_summary", "gamma_panels", "gamma_figure", "gap",
+           "rule_text", "sections", "section_tables", "verdict_summary", "gamma_panels", "gamma_figure", "gap",
            "first_w", "share_up_to", "paper_reading", "our_reading", "gamma_reading", "snapshot_figure",
            "snapshot_tables", "snapshot_reading"]
 
@@ -53,11 +57,27 @@ STYLES: dict[str, str] = {
     **{f"{LABELS[n]} ({ROUNDTRIP} round trip)": f"s-.{COLOR[n]}" for n in ROUNDTRIP_CURVES}}
 #: The largest weight up to which the prose reads the images + CI curve as "barely moving".
 EARLY_W = 0.7
-#: The verdicts of :func:`~wna_helpers.book.paper_study.side_by_side`, in the order they are counted.
-VERDICTS: tuple[str, ...] = ("reproduced", "partly", "not reproduced")
 
 
 # ---------------------------------------------------------------- every number, next to ours
+
+def rule_text(prof: Profile) -> str:
+    """The verdict rule of :mod:`wna_helpers.paper.verdicts` as the chapter states it before the tables, with the
+    profile's number of paper-recipe networks and the constants the code uses."""
+    r = PAPER_RECIPE
+    return (f"**The rule, fixed before the numbers.** Each paper number is measured on {prof.paper_seeds} "
+            f"`paper_cnn` networks per dataset trained the paper's way (Adam at a constant learning rate of "
+            f"{r['lr']:g}, batch {r['batch_size']}, {prof.paper_epochs} epochs; they differ only in their seed). "
+            f"A number is *{REPRODUCED}* when the paper's value lies within the range of these networks' values "
+            f"(for a gamma curve, at every weight); *{PARTLY}* when it does not but the paper's qualitative claim "
+            f"holds for more than half of them (the same top class; templates above twice chance; more than half "
+            f"of the CIs fed back as their own class; a gamma curve reaching {HALF:g} within {SHIFT_W:g} of the "
+            f"weight at which the paper's does); *{NOT_REPRODUCED}* otherwise. With fewer than {MIN_DEFINED} "
+            f"networks giving a value (a class that gets no noise has no CI) a number is *{NOT_TESTABLE}*, never "
+            f"low. The Gabor dictionary's PCA involves no network: reproduced when ours rounds to the paper's "
+            f"printed digits. The paper's wider Colab network is *{CONTEXT}*, not matched. The book's own "
+            f"`paper_cnn`, trained with the book's recipe, is shown beside them and takes no part in a verdict.")
+
 
 def sections(rows: Rows) -> dict[str, list[Mapping[str, str]]]:
     """The side-by-side rows grouped by section, sections in order of first appearance."""
@@ -68,26 +88,34 @@ def sections(rows: Rows) -> dict[str, list[Mapping[str, str]]]:
 
 
 def section_tables(rows: Rows) -> list[str]:
-    """Per section: its bold title, the table of paper against ours, and a paragraph with the reasons of the
-    rows not (fully) reproduced (if any) and the paper's sources."""
+    """Per section: its bold title, the table of the paper against our paper-recipe networks (median, range, how
+    many gave a value) and the book's ``paper_cnn``, and a paragraph with what the verdicts of the rows not (fully)
+    reproduced rest on (if any) and the paper's sources."""
     out = []
     for section, part in sections(rows).items():
         notes = [f"- *{r['quantity']}* ({r['verdict']}): {r['why']}." for r in part if r["why"]]
         out += [f"**{section.capitalize()}**",
-                markdown_table(part, {"quantity": "quantity", "paper": "paper", "ours": "this book",
-                                      "verdict": "verdict"}),
+                markdown_table(part, {"quantity": "quantity", "paper": "paper",
+                                      "ours": "paper-recipe networks: median (range; defined of)",
+                                      "book": "the book's paper_cnn", "verdict": "verdict"}),
                 ("Why not (fully) reproduced:\n\n" + "\n".join(notes) + "\n\n" if notes else "")
                 + "Sources: " + "; ".join(dict.fromkeys(f"`{r['source']}`" for r in part)) + "."]
     return out
 
 
 def verdict_summary(rows: Rows) -> str:
-    """How many comparisons are reproduced, partly and not, and per section which are not (fully)."""
+    """How many comparisons are reproduced, partly, not, and not testable (context rows apart), and per section
+    which are not (fully)."""
     count = {v: sum(r["verdict"] == v for r in rows) for v in VERDICTS}
-    lines = [f"Of {len(rows)} comparisons, {count['reproduced']} are reproduced, {count['partly']} partly and "
-             f"{count['not reproduced']} not."]
+    judged = len(rows) - count[CONTEXT]
+    lines = [f"Of {judged} comparisons, {count[REPRODUCED]} are reproduced, {count[PARTLY]} partly and "
+             f"{count[NOT_REPRODUCED]} not" + (f"; {count[NOT_TESTABLE]} are not testable" if count[NOT_TESTABLE]
+                                               else "")
+             + (f" ({count[CONTEXT]} more row{'s' if count[CONTEXT] > 1 else ''} only context)" if count[CONTEXT]
+                else "") + "."]
     for section, part in sections(rows).items():
-        off = [r["quantity"] for r in part if r["verdict"] != "reproduced"]
+        part = [r for r in part if r["verdict"] != CONTEXT]
+        off = [r["quantity"] for r in part if r["verdict"] != REPRODUCED]
         lines.append(f"- **{section.capitalize()}**: {len(part) - len(off)} of {len(part)} reproduced"
                      + (f"; not (or only partly): {'; '.join(off)}." if off else "."))
     return "\n".join(lines)

@@ -26,7 +26,7 @@ from ..plots import plot_curve_grid, plot_filters_vs_sta, plot_image_rows
 from ..report import dataset_label, markdown_table
 
 __all__ = ["SHOWN", "EIGEN_CHANNELS", "noise_mean", "filter_figures", "filter_rows", "filter_table",
-           "filter_summary", "gauss_rows", "gauss_table", "gauss_figures", "gauss_summary", "last_figures",
+           "filter_summary", "cubic_gain", "gauss_rows", "gauss_table", "gauss_figures", "gauss_summary", "last_figures",
            "last_table", "stc_figures", "eigenvalue_figure", "stc_rows", "stc_summary", "convergence_figures",
            "convergence_rows", "convergence_summary"]
 
@@ -131,10 +131,32 @@ def filter_summary(rows: Rows, filters: Filters, ch: Chapter) -> list[str]:
 
 # ---------------------------------------------------------------- uniform against Gaussian noise
 
+def cubic_gain(sta: torch.Tensor, w: torch.Tensor, mu: float = 0.0) -> float:
+    """How much a cubic term adds to the linear prediction of an STA: per channel, fit ``STA - mu ≈ c1 w``
+    and ``≈ c1 w + c3 w³`` (least squares over the pixels), and take the share of the first fit's residual
+    sum of squares that the second removes; the mean over the channels with a residual (NaN if none).
+
+    Under Gaussian noise the STA's expectation has no cubic term, so the gain there is what one more regressor
+    fits of estimation noise: the control for the same gain under uniform noise at the same n."""
+    y = (sta.double() - mu).flatten(1)
+    x1 = w.double().flatten(1)
+    ok = torch.isfinite(y).all(1) & (x1.norm(dim=1) > 0)
+    y, x1 = y[ok], x1[ok]
+    if not len(y):
+        return float("nan")
+    r1 = y - ((y * x1).sum(1) / (x1 * x1).sum(1))[:, None] * x1
+    x = torch.stack([x1, x1 ** 3], 2)                                   # (C, D, 2)
+    coef = torch.linalg.lstsq(x, y[:, :, None]).solution                # (C, 2, 1)
+    r3 = y - (x @ coef).squeeze(2)
+    sse1, sse3 = r1.square().sum(1), r3.square().sum(1)
+    live = sse1 > 1e-12 * y.square().sum(1).clamp_min(1e-300)
+    return float((1 - sse3[live] / sse1[live]).mean()) if bool(live.any()) else float("nan")
+
+
 def gauss_rows(noise: STAs, gauss: STAs, filters: Filters, ch: Chapter) -> Rows:
     """One row per CNN and dataset: n, filter size, mean r with the filters of the pooled STAs under the main
-    and the Gaussian noise, and the mean cosines of the raw main-noise STA, of it minus :func:`noise_mean`,
-    and of the Gaussian STA."""
+    and the Gaussian noise, the mean cosines of the raw main-noise STA, of it minus :func:`noise_mean`,
+    and of the Gaussian STA, and the :func:`cubic_gain` of each noise's STA."""
     mu = noise_mean(ch.noise)
     rows = []
     for a, d in _pairs(ch):
@@ -144,7 +166,8 @@ def gauss_rows(noise: STAs, gauss: STAs, filters: Filters, ch: Chapter) -> Rows:
                      "rg": float(filter_correlation(sg, w).nanmean()),
                      "cu": float(filter_correlation(su, w, centered=False).nanmean()),
                      "cu0": float(filter_correlation(su - mu, w, centered=False).nanmean()),
-                     "cg": float(filter_correlation(sg, w, centered=False).nanmean())})
+                     "cg": float(filter_correlation(sg, w, centered=False).nanmean()),
+                     "gu": cubic_gain(su, w, mu), "gg": cubic_gain(sg, w)})
     return rows
 
 
@@ -153,8 +176,9 @@ def gauss_table(rows: Rows, ch: Chapter) -> str:
     main = KIND_LABELS.get(ch.noise.kind, ch.noise.kind)
     return markdown_table(rows, {
         "model": "model", "dataset": "dataset", "n": "n", "ru": f"r, {main}", "rg": "r, N(0, 1)",
-        "cu": f"cosine, {main} raw", "cu0": f"cosine, {main} minus mean", "cg": "cosine, N(0, 1)"},
-        {"n": ",", "ru": ".3f", "rg": ".3f", "cu": ".2f", "cu0": ".3f", "cg": ".3f"})
+        "cu": f"cosine, {main} raw", "cu0": f"cosine, {main} minus mean", "cg": "cosine, N(0, 1)",
+        "gu": f"cubic term's gain, {main}", "gg": "cubic term's gain, N(0, 1)"},
+        {"n": ",", "ru": ".3f", "rg": ".3f", "cu": ".2f", "cu0": ".3f", "cg": ".3f", "gu": ".1%", "gg": ".1%"})
 
 
 def gauss_figures(noise: STAs, gauss: STAs, filters: Filters, ch: Chapter, arch: str = "paper_cnn") -> list[Figure]:
@@ -176,19 +200,25 @@ def gauss_figures(noise: STAs, gauss: STAs, filters: Filters, ch: Chapter, arch:
 
 def gauss_summary(rows: Rows, ch: Chapter) -> str:
     """The paragraph on Stein's lemma: the ranges of r and cosine per noise, the mean gap in r between Gaussian
-    and main-noise STAs per filter size (the cubic correction: larger for smaller filters when it is), and the
-    cosine of the raw STA against the STA minus the noise mean."""
+    and main-noise STAs per filter size, whether a cubic term explains more of the main-noise STAs than of the
+    Gaussian ones (the estimation-noise control), and the cosine of the raw STA against the STA minus the noise
+    mean."""
     gap = {k: sum(r["rg"] - r["ru"] for r in rows if r["k"] == k) / sum(r["k"] == k for r in rows)
            for k in {r["k"] for r in rows}}
-    smaller_worse = len(gap) > 1 and gap[min(gap)] > gap[max(gap)]
+    both = [r for r in rows if r["gu"] == r["gu"] and r["gg"] == r["gg"]]
+    beyond = [r for r in both if r["gu"] > r["gg"]]
+    cubic = (f"Adding a cubic term, $\\mathrm{{STA}} - \\mu \\approx c_1 w + c_3 w^{{\\circ 3}}$, removes "
+             f"{_span(both, 'gu', '.1%')} of what $c_1 w$ leaves under {ch.noise_label}, against "
+             f"{_span(both, 'gg', '.1%')} for the Gaussian STAs at the same n, whose expectation has no cubic term (so "
+             f"that share is estimation noise fitted by one more regressor): the cubic term explains more than that "
+             f"control in {len(beyond)} of {len(both)} model–dataset pairs. " if both else "")
     return (f"Gaussian noise gives what Stein's lemma predicts: r = {_span(rows, 'rg', '.3f')} with the "
             f"filters, and a cosine of {_span(rows, 'cg', '.3f')} for the raw STA (the noise mean is 0). Under "
             f"{ch.noise_label} the pooled STAs correlate at r = {_span(rows, 'ru', '.3f')}, "
             f"{_span(rows, lambda r: r['rg'] - r['ru'], '.3f')} below the Gaussian ones at the same n. By filter "
             "size the mean gap is " + ", ".join(f"{gap[k]:.4f} for {k}x{k} filters" for k in sorted(gap, reverse=True))
-            + (": the cubic correction, larger for the smaller filters, whose $w^\\top x$ sums fewer pixels and is "
-               "further from Gaussian" if smaller_worse else ": the cubic correction")
-            + f". Without subtracting the noise mean the raw uniform STA has a cosine of only "
+            + ". " + cubic
+            + f"Without subtracting the noise mean the raw uniform STA has a cosine of only "
               f"{_span(rows, 'cu', '.2f')} with the filter; minus the mean, {_span(rows, 'cu0', '.3f')}. "
               "The paper showed raw STAs: they look like their filters only because a plot's colour scale removes "
               "the offset.")
@@ -266,8 +296,9 @@ def eigenvalue_figure(stc: Covariances, ch: Chapter) -> Figure:
 
 def stc_rows(stc: Covariances, filters: Filters, ch: Chapter) -> Rows:
     """One row per CNN and dataset, over the channels that fired: how many, how many have an eigenvalue
-    outside the null band, the mean number outside per channel, the share whose extreme eigenvalue is
-    negative, the mean absolute r of its eigenvector with the filter, and the mean r of the STA with the filter."""
+    outside the null band and how many would by chance (``expected``: ``2 / (S + 1)`` of them, ``S`` nulls), the
+    mean number outside per channel, the share whose extreme eigenvalue is negative, the mean absolute r of its
+    eigenvector with the filter, and the mean r of the STA with the filter."""
     rows = []
     for a, d in _pairs(ch):
         s, w = stc[a, d], filters[a, d]
@@ -276,28 +307,36 @@ def stc_rows(stc: Covariances, filters: Filters, ch: Chapter) -> Rows:
         j = ev.abs().argmax(1)
         vec = s.eigenvectors[live][torch.arange(len(j)), j]
         r = filter_correlation(vec, w[live].double()).abs()
-        rows.append({"model": a, "dataset": dataset_label(d), "k": int(live.sum()),
-                     "sig": int(sig.any(1).sum()), "nsig": float(sig.sum(1).double().mean()),
+        nulls = len(s.null_eigenvalues)
+        rows.append({"model": a, "dataset": dataset_label(d), "k": int(live.sum()), "nulls": nulls,
+                     "sig": int(sig.any(1).sum()), "expected": 2 * int(live.sum()) / (nulls + 1),
+                     "nsig": float(sig.sum(1).double().mean()),
                      "neg": float((ev.gather(1, j[:, None]).squeeze(1) < 0).double().mean()),
                      "r": float(r.mean()), "sta": float(filter_correlation(s.sta[live], w[live].double()).nanmean())})
     return rows
 
 
 def stc_summary(rows: Rows) -> list[str]:
-    """The table of :func:`stc_rows` and the paragraph on the extreme eigenvalue and the count outside the band."""
+    """The table of :func:`stc_rows` and the paragraph on the extreme eigenvalue, the count outside the band and
+    how many channels chance alone would put outside it."""
     table = markdown_table(rows, {
         "model": "model", "dataset": "dataset", "k": "active channels",
-        "sig": "channels with an eigenvalue outside the band", "nsig": "eigenvalues outside, per channel",
-        "neg": "extreme eigenvalue negative", "r": "abs. r(filter, its eigenvector)", "sta": "r(filter, STA)"},
-        {"nsig": ".1f", "neg": ".0%", "r": ".2f", "sta": ".2f"})
+        "sig": "channels with an eigenvalue outside the band", "expected": "expected by chance",
+        "nsig": "eigenvalues outside, per channel", "neg": "extreme eigenvalue negative",
+        "r": "abs. r(filter, its eigenvector)", "sta": "r(filter, STA)"},
+        {"expected": ".1f", "nsig": ".1f", "neg": ".0%", "r": ".2f", "sta": ".2f"})
+    nulls = rows[0]["nulls"]
+    beyond = [r for r in rows if r["sig"] > r["expected"]]
     prose = (f"For the first conv layers the extreme eigenvalue is negative in {_span(rows, 'neg', '.0%')} of the "
              f"channels, and its eigenvector matches the filter at mean |r| = {_span(rows, 'r', '.2f')}: the "
              "suppressed direction of a rectified linear unit, as expected. Channels average "
              f"{_span(rows, 'nsig', '.1f')} eigenvalues outside the null band, not one. Uniform noise is not "
              "Gaussian: with bounded pixels, directions orthogonal to the filter are uncorrelated with its output but "
              "not independent of it, so a rectified filter also changes the spread of the noise along them (under "
-             "Gaussian noise only the filter's eigenvalue leaves the band, as the tests check). The band comes from "
-             "two shifts only, so an eigenvalue just outside it is weak evidence.")
+             f"Gaussian noise only the filter's eigenvalue leaves the band, as the tests check). The band comes from "
+             f"{nulls} nulls, so a channel without structure has its largest or smallest eigenvalue outside it with "
+             f"probability 2/{nulls + 1} = {2 / (nulls + 1):.1%}: {len(beyond)} of {len(rows)} model–dataset pairs "
+             f"have more such channels than that expects.")
     return [table, prose]
 
 

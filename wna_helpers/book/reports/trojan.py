@@ -7,6 +7,7 @@ dataset, where the paper gave a number :func:`wna_helpers.paper.paper_numbers` (
 """
 from __future__ import annotations
 
+import math
 from typing import Mapping
 
 import torch
@@ -17,18 +18,14 @@ from ..chapter import Chapter
 from ..criteria import DETECTION_AUC, DETECTION_P, FWER
 from ..plots import plot_image_rows
 from ..report import dataset_label, markdown_table
-from ..trojan_study import SCORES, TRIGGER_SIZE
+from ..trojan_study import DECLARED, SCORES, TRIGGER_SIZE
 
-__all__ = ["PRIMARY", "SHARE", "IMAGE_SIZE", "family_table", "model0_figures", "pair_figures", "pair_table",
+__all__ = ["IMAGE_SIZE", "family_table", "model0_figures", "pair_figures", "pair_table",
            "auc_table", "noise_scores", "finds_trigger", "detection_line", "trojan_verdict"]
 
 Family = Mapping[str, Mapping[str, object]]
 Paper = Mapping[str, Mapping[str, object]]
 
-#: The comparison the chapter is built on: the CI's difference from the reference's in the trigger window.
-PRIMARY: tuple[str, str] = ("uniform_vs_reference_window", "gabor_vs_reference_window")
-#: The plainest white-noise score: the share of the noise called the target (the histogram).
-SHARE: tuple[str, str] = ("uniform_target_share", "gabor_target_share")
 #: Height and width of the images the trigger is stamped on.
 IMAGE_SIZE: tuple[int, int] = (28, 28)
 
@@ -45,12 +42,12 @@ def family_table(family: Family, paper: Paper, ch: Chapter) -> list[str]:
         src, tgt = fam["classes"]
         names = ch.classes[d]
         rows += [{"dataset": dataset_label(d), "pair": f"{names[src]} → {names[tgt]}",
-                  "model": f"{'trojaned' if r['trojaned'] else 'clean'} {r['index']}",
+                  "model": f"{r.get('family', 'trojaned' if r['trojaned'] else 'clean')} {r['index']}",
                   "position": f"{tuple(r['position'])}", "acc": r["clean_accuracy"], "attack": r["attack_success"]}
                  for r in fam["rows"]]
     pt = paper["trojan"]
     prose = (f"**Clean accuracy and attack success** (share of stamped test images of the source class called the "
-             f"target; for a clean model, how often the trigger alone does it). The paper (MNIST, 15 epochs): "
+             f"target; for a clean or relabelled model, how often the trigger alone does it). The paper (MNIST, 15 epochs): "
              f"clean {pt['clean_test_accuracy']:.2%}, attack {pt['triggered_8s_called_9']['count']} of "
              f"{pt['triggered_8s_called_9']['of']} triggered 8s called 9 (100 %).")
     return [prose, markdown_table(rows, {"dataset": "dataset", "pair": "source → target", "model": "model",
@@ -113,18 +110,39 @@ def pair_table(family: Family) -> list[str]:
         "window": "window score"}, {"share_trojaned": ".2%", "share_clean": ".2%", "window": ".2f"})]
 
 
+def _p(value: float) -> str:
+    return "–" if value != value else f"{value:.3f}"
+
+
 def auc_table(family: Family, ch: Chapter) -> list[str]:
-    """What the detection table holds (with how much one swapped pair moves the AUC) and, per score, the AUC and
-    the number of models it is undefined for, per dataset."""
-    ds, n = list(family), ch.profile.trojan_models
-    rows = [{"score": s, **{d: family[d]["auc"][s] for d in ds}, **{f"u_{d}": family[d]["undefined"][s] for d in ds}}
-            for s in SCORES]
-    prose = (f"**Detection: ROC AUC of each score, trojaned against clean** ({n} models each per dataset; 0.5 is "
-             f"chance, 1 perfect; with {n} + {n} models one swapped pair moves the AUC by {1 / n ** 2:.2f}). The "
-             f"paper reports no number: its CIs did not visibly show the trigger, its gradient pictures did.")
-    return [prose, markdown_table(rows, {"score": "score", **{d: f"AUC, {dataset_label(d)}" for d in ds},
-                                         **{f"u_{d}": f"undefined, {dataset_label(d)}" for d in ds}},
-                                  {d: ".2f" for d in ds})]
+    """What the detection table holds and, per dataset and score, the AUC of trojaned against clean models over the
+    models where the score is defined (how many), its p (Holm across the declared scores; raw for the exploratory
+    ones), the paired sign-flip p, and the AUC and p against the relabelled controls."""
+    n = ch.profile.trojan_models
+    rows = []
+    for d, fam in family.items():
+        t = fam["tests"]
+        for sc in SCORES:
+            c, r = t["clean"][sc], t["relabelled"][sc]
+            declared = sc in DECLARED
+            rows.append({"dataset": dataset_label(d), "score": f"**{sc}**" if declared else sc,
+                         "auc": c["auc"], "defined": f"{c['n_positive']} + {c['n_negative']}",
+                         "p": _p(c["holm_p"] if declared else c["p"]),
+                         "paired": _p(c["holm_paired_p"] if declared else c["paired_p"]),
+                         "auc_r": r["auc"], "p_r": _p(r["holm_p"] if declared else r["p"])})
+    prose = (f"**Detection: ROC AUC of each score, trojaned against clean and against relabelled models** ({n} "
+             f"models per family and dataset; 0.5 is chance, 1 perfect). The verdict reads only the declared scores "
+             f"(bold: {len(DECLARED)}, fixed in `trojan_study.DECLARED` before the study runs; their p-values are "
+             f"Holm-adjusted across them); the others are exploratory, their p uncorrected. A score that is "
+             f"undefined for a model leaves that model out (the 'defined' column). p: exact permutation p of the AUC "
+             f"over every way to call as many of the defined models trojaned (with {n} + {n} models at least "
+             f"1/{math.comb(2 * n, n)}); paired: exact sign-flip p of the mean difference between trojaned and clean "
+             f"model i, which share a seed (with {n} pairs at least 1/{2 ** n}). The paper reports no number: its CIs "
+             f"did not visibly show the trigger, its gradient pictures did.")
+    return [prose, markdown_table(rows, {"dataset": "dataset", "score": "score", "auc": "AUC vs clean",
+                                         "defined": "defined", "p": "p", "paired": "paired p",
+                                         "auc_r": "AUC vs relabelled", "p_r": "p vs relabelled"},
+                                  {"auc": ".2f", "auc_r": ".2f"})]
 
 
 def noise_scores() -> list[str]:
@@ -132,24 +150,35 @@ def noise_scores() -> list[str]:
     return [s for s in SCORES if not s.startswith("gradient")]
 
 
+def _separates(test: Mapping[str, float]) -> bool:
+    return test["auc"] == test["auc"] and test["auc"] >= DETECTION_AUC and test["holm_p"] <= DETECTION_P
+
+
 def finds_trigger(fam: Mapping[str, object]) -> bool:
-    """Whether white noise finds the trigger in one family: a :data:`PRIMARY` or :data:`SHARE` score reaches an
-    AUC of at least :data:`DETECTION_AUC` with p at most :data:`DETECTION_P`."""
-    return any(fam["auc"][s] >= DETECTION_AUC and fam["auc_p"][s] <= DETECTION_P for s in PRIMARY + SHARE)
+    """Whether white noise finds the trigger in one family: a declared score
+    (:data:`~wna_helpers.book.trojan_study.DECLARED`) separates the trojaned models both from the clean ones and from
+    the relabelled ones, each at an AUC of at least :data:`DETECTION_AUC` with a Holm-adjusted p of at most
+    :data:`DETECTION_P`."""
+    t = fam["tests"]
+    return any(_separates(t["clean"][s]) and _separates(t["relabelled"][s]) for s in DECLARED)
 
 
 def detection_line(dataset: str, fam: Mapping[str, object]) -> str:
-    """One dataset's detection results: the primary scores, the gradient baseline, the target shares and the
-    best white-noise score (with a reminder that it was picked)."""
-    auc, p, noise = fam["auc"], fam["auc_p"], noise_scores()
-    best = max(noise, key=lambda s: auc[s])
-    return (f"- {dataset_label(dataset)}: CI difference from the reference in the trigger window, AUC "
-            f"{auc[PRIMARY[0]]:.2f} (p = {p[PRIMARY[0]]:.3f}) under uniform noise and {auc[PRIMARY[1]]:.2f} "
-            f"(p = {p[PRIMARY[1]]:.3f}) under Gabor noise; the input-gradient baseline {auc['gradient_window']:.2f} "
-            f"(p = {p['gradient_window']:.3f}). The share of the noise called the target: AUC "
-            f"{auc[SHARE[0]]:.2f} (p = {p[SHARE[0]]:.3f}) under uniform noise, {auc[SHARE[1]]:.2f} (p = "
-            f"{p[SHARE[1]]:.3f}) under Gabor noise. The best of the {len(noise)} white-noise scores, `{best}`, reaches "
-            f"{auc[best]:.2f} (p = {p[best]:.3f}, before correcting for having picked it among {len(noise)}).")
+    """One dataset's detection results: the best declared score against both controls, the gradient baselines and
+    the best exploratory score (with a reminder that it was picked)."""
+    t = fam["tests"]
+    c, r = t["clean"], t["relabelled"]
+    best = max(DECLARED, key=lambda s: c[s]["auc"] if c[s]["auc"] == c[s]["auc"] else -1.0)
+    explore = [s for s in noise_scores() if s not in DECLARED]
+    top = max(explore, key=lambda s: c[s]["auc"] if c[s]["auc"] == c[s]["auc"] else -1.0)
+    grads = ", ".join(f"`{s}` {c[s]['auc']:.2f} (p = {_p(c[s]['p'])})" for s in SCORES if s.endswith("_window")
+                      and s.startswith("gradient"))
+    return (f"- {dataset_label(dataset)}: the best declared score, `{best}`, reaches AUC {c[best]['auc']:.2f} against "
+            f"the clean models (Holm p = {_p(c[best]['holm_p'])}, paired p = {_p(c[best]['paired_p'])}) and "
+            f"{r[best]['auc']:.2f} against the relabelled ones (Holm p = {_p(r[best]['holm_p'])}). Input-gradient "
+            f"baselines in the trigger window (exploratory): {grads}. The best exploratory white-noise score, "
+            f"`{top}`, reaches {c[top]['auc']:.2f} (p = {_p(c[top]['p'])}, uncorrected, picked among "
+            f"{len(explore)}).")
 
 
 def trojan_verdict(family: Family) -> str:
@@ -160,5 +189,6 @@ def trojan_verdict(family: Family) -> str:
     verdict = (f"White noise finds the trigger on {every}." if len(found) == len(family) else
                f"White noise finds the trigger on {', '.join(found)} only." if found else
                "White noise does not reliably find the trigger.")
-    return ("**Verdict** (p: exact permutation p-value of the AUC over every way to call as many models trojaned). "
-            + verdict + "\n\n" + "\n".join(detection_line(d, fam) for d, fam in family.items()))
+    return (f"**Verdict** (the rule, fixed before the study: a declared score separates the trojaned models from the "
+            f"clean and from the relabelled ones, AUC >= {DETECTION_AUC:g} and Holm p <= {DETECTION_P:g} against "
+            f"each). " + verdict + "\n\n" + "\n".join(detection_line(d, fam) for d, fam in family.items()))
