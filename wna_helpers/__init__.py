@@ -31,6 +31,8 @@ from .methods.ci import ClassificationImages, classification_images
 from .methods.ci_compare import CIComparison, compare_classification_images
 from .methods.ci_stats import ClusterTest
 from .methods.convergence import CIConvergence, STAConvergence, ci_convergence, geometric_sizes, sta_convergence
+from .methods.responses import classification_images_from_responses
+from .methods.trials import export_trials, read_responses, read_trial_images
 from .methods.psychometrics import PsychometricCurve, PsychometricFit, fit_psychometric, psychometric_curve
 from .methods.sta import (ReceptiveField, SpikeTriggeredAverage, filter_correlation, pearson, receptive_field,
                           spike_triggered_average)
@@ -52,15 +54,15 @@ __version__ = "0.3.0"
 __all__ = ["Accumulator", "activation_statistics", "ActivationStatistics", "allocator_status", "as_stimulus",
     "bias_curve", "blend_attack", "BlendAttack", "build_model", "checkpoint_path", "ci_convergence",
     "ci_directions", "CIComparison", "CIConvergence", "cite", "class_inhibition", "class_means", "class_names",
-    "classification_images", "ClassificationImages", "ClusterTest", "CNN_NAMES", "code_digest", "compare",
+    "classification_images", "classification_images_from_responses", "ClassificationImages", "ClusterTest", "CNN_NAMES", "code_digest", "compare",
     "compare_classification_images", "confusion_matrix", "conv_layer_names", "correlation_matrix",
     "DataIntegrityError", "Dataset", "dataset_names", "DatasetNotFoundError", "default_device", "entropy_bits",
-    "evaluate", "feed_back", "filter_correlation", "fit_psychometric", "gabor_dictionary", "GaborNoise",
+    "evaluate", "export_trials", "feed_back", "filter_correlation", "fit_psychometric", "gabor_dictionary", "GaborNoise",
     "gamma_curves", "Gaussian", "geometric_sizes", "get_profile", "get_trained_model", "Images", "layer_table",
     "load_dataset", "mean_image_directions", "microstimulate", "minmax_scale", "Mixture", "model_at",
     "model_names", "MODELS", "Noise", "other_class_directions", "paper_numbers", "PAPER_RECIPE", "paper_recipe_model", "paper_recipe_seeds", "paper_templates", "PAPER_WEIGHTS", "paper_weights",
     "pearson", "perturbation_attack", "PerturbationAttack", "Profile", "PROFILES", "psychometric_curve",
-    "PsychometricCurve", "PsychometricFit", "random_directions", "random_inhibition", "receptive_field",
+    "PsychometricCurve", "PsychometricFit", "random_directions", "random_inhibition", "read_responses", "read_trial_images", "receptive_field",
     "ReceptiveField", "run_engine", "RunOptions", "SETTINGS", "shuffled_directions", "Sinusoid", "snapshot_path",
     "spike_triggered_average", "spike_triggered_covariance", "SpikeTriggeredAverage", "SpikeTriggeredCovariance",
     "sta_convergence", "STAConvergence", "state_digest", "Stimulus", "template_classify", "tensor_digest", "train",

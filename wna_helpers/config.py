@@ -71,6 +71,10 @@ class Profile:
             of another stimulus (:func:`~wna_helpers.methods.stc.spike_triggered_covariance`'s ``null_samples``);
             a null-like extreme eigenvalue leaves a band of ``S`` nulls with probability ``1 / (S + 1)`` per side;
             default 39.
+        observer_weights: the signal weights of the simulated observer's two-alternative task (chapter 10); the
+            main run uses the one whose accuracy lies nearest 75 %; default 0.02 to 0.3.
+        observer_sweep_trials: trials per weight of that sweep; default 2,000.
+        observer_trials: trials of the main run at the chosen weight; default 10,000.
         paper_seeds: ``paper_cnn`` networks trained the paper's way per dataset, one per seed (chapter 8 compares
             each paper number with their spread; :mod:`~wna_helpers.zoo.paper_recipe`); default 2.
         paper_epochs: their training epochs; default 15 (the paper's).
@@ -113,6 +117,9 @@ class Profile:
     micro_trials: int = 100
     two_class_samples: int = 5_000
     stc_null_samples: int = 39
+    observer_weights: tuple[float, ...] = (0.02, 0.05, 0.08, 0.1, 0.12, 0.15, 0.2, 0.3)
+    observer_sweep_trials: int = 2_000
+    observer_trials: int = 10_000
     paper_seeds: int = 2
     paper_epochs: int = 15
 
@@ -225,6 +232,9 @@ PROFILES: dict[str, Profile] = {
         two_class_samples=100_000,
         # three networks per dataset trained the paper's way (15 epochs at batch 256, about 2 min each here)
         paper_seeds=3,
+        # the simulated observer: 10,000 trials per weight of the sweep, 100,000 in the main run (a few seconds)
+        observer_sweep_trials=10_000,
+        observer_trials=100_000,
     ),
 }
 

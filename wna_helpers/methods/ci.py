@@ -15,7 +15,7 @@ from ..engine.kernel import Accumulator, StopRule, check_n_samples, describe_run
 from ..engine.options import RunOptions, resolve_options
 from ..engine.stimuli import Stimulus, as_stimulus
 
-__all__ = ["ClassificationImages", "classification_images", "CIAccumulator"]
+__all__ = ["ClassificationImages", "classification_images", "CIAccumulator", "ci_result"]
 
 
 class CIAccumulator(Accumulator):
@@ -266,21 +266,21 @@ def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus |
     stop = None
     if until_reliability is not None:
         def reached() -> bool:
-            r = _result(acc, stats, input_shape, n_samples, stimulus, opts, 1).reliability
+            r = ci_result(acc, stats, input_shape, n_samples, stimulus, opts, 1).reliability
             has = (stats.acc["odd_counts"].cpu() >= 2) & ((acc.acc["counts"] - stats.acc["odd_counts"]).cpu() >= 2)
             return bool(has.any()) and bool((r[has] >= until_reliability).all())
         stop = StopRule(reached)
     world = run_engine(model, stimulus, n_samples, [acc, stats, *extra], input_shape=input_shape, run=opts,
                        desc="classification images", stop=stop)
     used = n_samples if stop is None else int(stop.n_samples)
-    out = _result(acc, stats, input_shape, used, stimulus, opts, world)
+    out = ci_result(acc, stats, input_shape, used, stimulus, opts, world)
     out.stopped_early = stop is not None and stop.stopped
     if extra:
         out.outer_sums = extra[0].acc["outer"].cpu()
     return out
 
 
-def _result(acc: CIAccumulator, stats: CIStatsAccumulator, input_shape: tuple[int, ...], n_samples: int,
+def ci_result(acc: CIAccumulator, stats: CIStatsAccumulator, input_shape: tuple[int, ...], n_samples: int,
             stimulus: Stimulus, opts: RunOptions, world: int) -> ClassificationImages:
     """The :class:`ClassificationImages` of the accumulators' totals."""
     k = len(acc.acc["counts"])
