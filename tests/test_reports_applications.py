@@ -280,7 +280,7 @@ def test_finds_trigger_needs_a_declared_score_against_both_controls_after_holm()
 
 
 def test_detection_test_leaves_undefined_models_out_and_pairs_by_seed():
-    from wna_helpers.applications.trojan import detection_test
+    from wna_helpers.applications.detection import detection_test
     nan = float("nan")
     out = detection_test([3.0, 4.0, nan], [1.0, 2.0, 0.5], paired=True)
     assert out["auc"] == 1.0 and (out["n_positive"], out["n_negative"]) == (2, 3)

@@ -179,6 +179,29 @@ def test_heap_watch_releases_only_when_the_heap_grew(monkeypatch):
     assert len(released) == 3
 
 
+def test_heap_watch_settles_when_the_heap_grows_straight_back_after_a_release(monkeypatch):
+    """A large model's buffers taken from the system again every batch: the size is past the slack at the next
+    look after a release, so the watch settles there instead of releasing at every look (each release of a
+    large heap cost alexnet_small about 2 s of kernel time, 494 s over a 10^6-sample run)."""
+    from wna_helpers.engine import speed
+
+    sizes = iter([1000.0, 1100.0, 1001.0, 1100.0, 1110.0, 1120.0, 1200.0, 1001.0])
+    released = []
+    monkeypatch.setattr(speed, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(speed, "release_free_memory", lambda: released.append(True) or True)
+    watch = speed.HeapWatch(settle=1, slack_mb=48, every=2)
+    watch.active = True
+    watch.step(1)                 # settles at 1000
+    watch.step(3)                 # 1100: released, back to 1001
+    assert len(released) == 1 and watch.baseline == 1000.0
+    watch.step(5)                 # 1100 again at the next look: the working set; settle, do not release
+    assert len(released) == 1 and watch.baseline == 1100.0
+    watch.step(7)                 # 1110, within the slack
+    watch.step(9)                 # 1120
+    watch.step(11)                # 1200: grown again, long after the last release: release
+    assert len(released) == 2
+
+
 def test_heap_watch_is_idle_without_a_tuned_allocator(monkeypatch):
     from wna_helpers.engine import speed
 

@@ -18,7 +18,7 @@ ndimage = pytest.importorskip("scipy.ndimage")
 sm = pytest.importorskip("statsmodels.api")
 multitest = pytest.importorskip("statsmodels.stats.multitest")
 
-from wna_helpers.applications.trojan import detection_test, roc_auc  # noqa: E402
+from wna_helpers.applications.detection import detection_test, roc_auc  # noqa: E402
 from wna_helpers.methods.ci_compare import holm_adjust, t_pvalues, welch  # noqa: E402
 from wna_helpers.methods.ci_stats import _components  # noqa: E402
 from wna_helpers.methods.psychometrics import fit_psychometric  # noqa: E402

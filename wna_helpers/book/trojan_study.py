@@ -36,8 +36,9 @@ from .noise_study import noise_kind
 from ..engine.options import RunOptions
 from .results_cache import cached
 from ..zoo.training import CACHE_FORMAT, read_checkpoint, train_recipe, write_checkpoint
-from ..applications.trojan import (detection_test, mean_input_gradient, scan_score, stamp_trigger, trigger_score,
-                                   trojan_dataset, trojan_metrics, window_mask)
+from ..applications.detection import detection_test
+from ..applications.trojan import (mean_input_gradient, scan_score, stamp_trigger, trigger_score, trojan_dataset,
+                                   trojan_metrics, window_mask)
 from ..methods.ci_compare import holm_adjust
 
 __all__ = ["TROJAN_PAIRS", "PAPER_POSITION", "TRIGGER_SIZE", "POISONED", "trigger_positions", "trojan_model",

@@ -138,8 +138,10 @@ class HeapWatch:
     would creep up. After :data:`SETTLE_BATCHES` batches the watch notes the resident size; every
     :data:`WATCH_EVERY` batches after that it compares, and when the size has grown by more than
     :data:`HEAP_SLACK_MB` it releases the free pages (:func:`release_free_memory`). If a release cannot bring
-    the size back (the growth is live memory), the settled size moves up to it, so a run never trims over and
-    over. Does nothing unless the allocator is tuned and ``/proc`` can be read.
+    the size back (the growth is live memory), or the size is back past the slack at the very next look (the
+    run's working set is taken from the system again every batch: a large model's buffers), the settled size
+    moves up to it, so a run never trims over and over (each release of a large heap costs kernel time).
+    Does nothing unless the allocator is tuned and ``/proc`` can be read.
 
     Example:
         >>> watch = HeapWatch()
@@ -152,6 +154,7 @@ class HeapWatch:
         self.settle, self.slack, self.every = settle, float(slack_mb), every
         self.baseline: float | None = None
         self.releases = 0
+        self.last: int | None = None   # the batch of the last release
         self.active = bool((_STATUS or {}).get("applied"))
 
     def step(self, batch: int) -> None:
@@ -163,11 +166,15 @@ class HeapWatch:
             self.active = False
         elif self.baseline is None:
             self.baseline = now
-        elif now > self.baseline + self.slack and release_free_memory():
-            self.releases += 1
-            after = resident_mb()
-            if after is not None and after > self.baseline + self.slack / 2:
-                self.baseline = after  # live growth, not free pages: settle there
+        elif now > self.baseline + self.slack:
+            if self.last is not None and batch - self.last <= self.every:
+                self.baseline = now    # back at once after the last release: the working set, settle there
+            elif release_free_memory():
+                self.releases += 1
+                self.last = batch
+                after = resident_mb()
+                if after is not None and after > self.baseline + self.slack / 2:
+                    self.baseline = after  # live growth, not free pages: settle there
 
 
 def _four_d(model: nn.Module) -> Iterator[torch.Tensor]:
