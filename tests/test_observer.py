@@ -88,6 +88,7 @@ def test_observer_summary_states_recovery_by_the_rule():
     assert runs["mnist"]["r"] > 0.9
     assert f"r = {runs['mnist']['r']:.3f} (each true class alone: 0.800 and 0.700); 4 and 0 pixels" in text
     assert text.endswith("The template is recovered.")
+    assert "(No weight of the sweep comes nearer 75%: it reached 78.0% there.)" in text   # the sweep's 0.78 at w = 0.1
     low = _run(0.5)
     assert low["r"] < 0.9 and "is not recovered at r >= 0.9" in rep.observer_summary({"mnist": low}, ch)
     assert isinstance(rep.sweep_figure(runs, ch), Figure)
