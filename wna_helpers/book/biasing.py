@@ -5,6 +5,7 @@ from typing import Sequence
 
 import torch
 
+from ..applications.attacks import other_class_directions, random_directions
 from ..paper.recipes import bias_curve, feed_back
 from ..config import Profile
 from ..zoo.data import load_dataset
@@ -52,16 +53,9 @@ def control_directions(dirs: torch.Tensor, seed: int) -> dict[str, torch.Tensor]
     scaled to RMS 1; ``other``, for
     class ``c`` the CI direction of the next class that has one (NaN when no other class has a CI), so the share
     still called ``c`` tells a class-specific push from a push that moves inputs to any class."""
-    k = len(dirs)
-    gen = torch.Generator().manual_seed(int(seed))
-    rand = bias_directions(torch.randn(dirs.shape, generator=gen, dtype=torch.float64), center=False)
-    have = [c for c in range(k) if not torch.isnan(dirs[c]).any()]
-    rand[[c for c in range(k) if c not in have]] = float("nan")
-    other = torch.full_like(dirs, float("nan"))
-    for c in have:
-        later = [h for h in have if h != c]
-        if later:
-            other[c] = dirs[min(later, key=lambda h: (h - c) % k)]
+    rand = bias_directions(random_directions(dirs, seed=int(seed)).double(), center=False)
+    rand[torch.isnan(dirs).flatten(1).any(1)] = float("nan")
+    other = other_class_directions(dirs)          # the attacks' control: the same rule
     return {"random": rand, "other": other}
 
 
