@@ -39,6 +39,7 @@ from .methods.sta import (ReceptiveField, SpikeTriggeredAverage, filter_correlat
 from .methods.stc import SpikeTriggeredCovariance, spike_triggered_covariance
 from .methods.summaries import class_means, confusion_matrix, correlation_matrix, entropy_bits
 from .methods.two_class import TwoClassCI, two_class_ci
+from .methods.two_class_trials import TwoClassTrials, two_class_from_responses, two_class_reliability, two_class_trials
 from .paper import (PAPER_WEIGHTS, bias_curve, cite, compare, feed_back, gamma_curves, minmax_scale, paper_numbers,
                     paper_templates, paper_weights, template_classify)
 from .zoo.data import DataIntegrityError, Dataset, DatasetNotFoundError, class_names, dataset_names, load_dataset
@@ -51,20 +52,24 @@ from .methods import ci_stats
 
 __version__ = "0.3.0"
 
-__all__ = ["Accumulator", "activation_statistics", "ActivationStatistics", "allocator_status", "as_stimulus",
-    "bias_curve", "blend_attack", "BlendAttack", "build_model", "checkpoint_path", "ci_convergence",
-    "ci_directions", "CIComparison", "CIConvergence", "cite", "class_inhibition", "class_means", "class_names",
-    "classification_images", "classification_images_from_responses", "ClassificationImages", "ClusterTest", "CNN_NAMES", "code_digest", "compare",
-    "compare_classification_images", "confusion_matrix", "conv_layer_names", "correlation_matrix",
-    "DataIntegrityError", "Dataset", "dataset_names", "DatasetNotFoundError", "default_device", "entropy_bits",
-    "evaluate", "export_trials", "feed_back", "filter_correlation", "fit_psychometric", "gabor_dictionary", "GaborNoise",
-    "gamma_curves", "Gaussian", "geometric_sizes", "get_profile", "get_trained_model", "Images", "layer_table",
-    "load_dataset", "mean_image_directions", "microstimulate", "minmax_scale", "Mixture", "model_at",
-    "model_names", "MODELS", "Noise", "other_class_directions", "paper_numbers", "PAPER_RECIPE", "paper_recipe_model", "paper_recipe_seeds", "paper_templates", "PAPER_WEIGHTS", "paper_weights",
-    "pearson", "perturbation_attack", "PerturbationAttack", "Profile", "PROFILES", "psychometric_curve",
-    "PsychometricCurve", "PsychometricFit", "random_directions", "random_inhibition", "read_responses", "read_trial_images", "receptive_field",
-    "ReceptiveField", "run_engine", "RunOptions", "SETTINGS", "shuffled_directions", "Sinusoid", "snapshot_path",
-    "spike_triggered_average", "spike_triggered_covariance", "SpikeTriggeredAverage", "SpikeTriggeredCovariance",
-    "sta_convergence", "STAConvergence", "state_digest", "Stimulus", "template_classify", "tensor_digest", "train",
-    "training_snapshots", "TrainResult", "tune_allocator", "two_class_ci", "TwoClassCI", "Uniform",
-    "unit_activation"]
+__all__ = [
+    "Accumulator", "activation_statistics", "ActivationStatistics", "allocator_status", "as_stimulus", "bias_curve",
+    "blend_attack", "BlendAttack", "build_model", "checkpoint_path", "ci_convergence", "ci_directions",
+    "CIComparison", "CIConvergence", "cite", "class_inhibition", "class_means", "class_names",
+    "classification_images", "classification_images_from_responses", "ClassificationImages", "ClusterTest",
+    "CNN_NAMES", "code_digest", "compare", "compare_classification_images", "confusion_matrix", "conv_layer_names",
+    "correlation_matrix", "DataIntegrityError", "Dataset", "dataset_names", "DatasetNotFoundError", "default_device",
+    "entropy_bits", "evaluate", "export_trials", "feed_back", "filter_correlation", "fit_psychometric",
+    "gabor_dictionary", "GaborNoise", "gamma_curves", "Gaussian", "geometric_sizes", "get_profile",
+    "get_trained_model", "Images", "layer_table", "load_dataset", "mean_image_directions", "microstimulate",
+    "minmax_scale", "Mixture", "model_at", "model_names", "MODELS", "Noise", "other_class_directions",
+    "paper_numbers", "PAPER_RECIPE", "paper_recipe_model", "paper_recipe_seeds", "paper_templates", "PAPER_WEIGHTS",
+    "paper_weights", "pearson", "perturbation_attack", "PerturbationAttack", "Profile", "PROFILES",
+    "psychometric_curve", "PsychometricCurve", "PsychometricFit", "random_directions", "random_inhibition",
+    "read_responses", "read_trial_images", "receptive_field", "ReceptiveField", "run_engine", "RunOptions",
+    "SETTINGS", "shuffled_directions", "Sinusoid", "snapshot_path", "spike_triggered_average",
+    "spike_triggered_covariance", "SpikeTriggeredAverage", "SpikeTriggeredCovariance", "sta_convergence",
+    "STAConvergence", "state_digest", "Stimulus", "template_classify", "tensor_digest", "train",
+    "training_snapshots", "TrainResult", "tune_allocator", "two_class_ci", "two_class_from_responses",
+    "two_class_reliability", "two_class_trials", "TwoClassCI", "TwoClassTrials", "Uniform", "unit_activation"
+]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["atomic_torch_save", "remove_orphans"]
+__all__ = ["atomic_torch_save", "atomic_write_bytes", "remove_orphans"]
 
 
 def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
@@ -19,6 +19,22 @@ def atomic_torch_save(obj: object, path: str | os.PathLike) -> None:
     os.close(fd)
     try:
         torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to a temporary file in the same folder, flush it to disk, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -31,7 +31,8 @@ from ..engine.checks import IMAGE_RANGE, check_images, check_positive_int, model
 from ..engine.kernel import model_device
 from ..engine.stimuli import Noise, Stimulus, as_stimulus, chunk_seed
 
-__all__ = ["TwoClassCI", "two_class_ci", "CHUNK_SIZE"]
+__all__ = ["TwoClassCI", "two_class_ci", "CHUNK_SIZE", "add_chunk", "check_design", "describe_design",
+           "draw_chunk"]
 
 #: Trials per seeded chunk (the unit of randomness; results do not depend on ``batch_size``).
 CHUNK_SIZE = 1024
@@ -127,6 +128,17 @@ class TwoClassCI:
         """
         return self._welch(kind)[1]
 
+    def combined_zmap(self, kind: str = "stimulus") -> torch.Tensor:
+        """z of :meth:`combined`: ``(d_A + d_B) / sqrt(se_A^2 + se_B^2)`` from the two rows' Welch differences and
+        standard errors (independent trials), float64 ``(*shape)``; NaN where either row's z is.
+
+        Args:
+            kind: ``"stimulus"`` (default) or ``"noise"``.
+        """
+        diff, z, _ = self._welch(kind)
+        se2 = torch.where(z != 0, (diff / z) ** 2, torch.nan)
+        return (diff[0] + diff[1]) / (se2[0] + se2[1]).sqrt()
+
     def pvalues(self, kind: str = "stimulus") -> torch.Tensor:
         """Two-sided p-values of :meth:`zmap`, Student's t with the Welch-Satterthwaite degrees of
         freedom (the normal for large cells), float64 ``(2, *shape)`` (NaN where z is NaN)."""
@@ -209,7 +221,7 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
         >>> r.accuracy > 0.8, r.combined("noise")[0, 0, 0].item() > 0
         (True, True)
     """
-    shape, w, (a_idx, b_idx), n_samples, batch_size, noise_kind = _check_design(
+    shape, w, (a_idx, b_idx), n_samples, batch_size, noise_kind = check_design(
         images_a, images_b, classes, weight, n_samples, batch_size, seed, noise, value_range)
     device, dtype = model_device(model), model_dtype(model)
     sig_a = images_a.detach().to(device=device, dtype=dtype)
@@ -225,18 +237,25 @@ def two_class_ci(model: nn.Module, images_a: torch.Tensor, images_b: torch.Tenso
             mod.training = flag
 
     full = (2, 2, *shape)
-    desc = {"kind": "two_class", "noise": noise_kind.describe(), "weight": w, "classes": [a_idx, b_idx],
-            "images_a": {"shape": list(images_a.shape), "sha256": tensor_digest(images_a.detach().cpu())},
-            "images_b": {"shape": list(images_b.shape), "sha256": tensor_digest(images_b.detach().cpu())},
-            "seed": int(seed), "chunk_size": CHUNK_SIZE,
-            "label": f"(1 − {w:g})·{noise_kind.label()} + {w:g}·image"}
+    desc = describe_design(images_a, images_b, noise_kind, w, (a_idx, b_idx), int(seed))
     sums, sumsq = sums.cpu(), sumsq.cpu()
     return TwoClassCI(weight=w, classes=(a_idx, b_idx), counts=counts.cpu().view(2, 2),
                       sums=sums[0].view(full), sumsq=sumsq[0].view(full), noise_sums=sums[1].view(full),
                       noise_sumsq=sumsq[1].view(full), n_samples=n_samples, stimulus=desc)
 
 
-def _check_design(images_a: Any, images_b: Any, classes: Any, weight: Any, n_samples: Any, batch_size: Any,
+def describe_design(images_a: torch.Tensor, images_b: torch.Tensor, noise: Noise, weight: float,
+                    classes: tuple[int, int], seed: int) -> dict[str, Any]:
+    """Everything the trials of the design depend on: noise, weight, classes, the images' digests, seed and
+    chunk size (a :class:`TwoClassCI`'s ``stimulus``)."""
+    return {"kind": "two_class", "noise": noise.describe(), "weight": float(weight), "classes": list(classes),
+            "images_a": {"shape": list(images_a.shape), "sha256": tensor_digest(images_a.detach().cpu())},
+            "images_b": {"shape": list(images_b.shape), "sha256": tensor_digest(images_b.detach().cpu())},
+            "seed": int(seed), "chunk_size": CHUNK_SIZE,
+            "label": f"(1 − {weight:g})·{noise.label()} + {weight:g}·image"}
+
+
+def check_design(images_a: Any, images_b: Any, classes: Any, weight: Any, n_samples: Any, batch_size: Any,
                   seed: Any, noise: Any, value_range: Any) -> tuple[tuple[int, ...], float, tuple[int, int], int, int, Noise]:
     """Every argument of :func:`two_class_ci` checked before any forward pass."""
     check_images(images_a, name="images_a", value_range=value_range)
@@ -280,7 +299,7 @@ def _check_logits(model: nn.Module, sig_a: torch.Tensor, shape: tuple[int, ...],
                          f"logits; a one-output sigmoid model needs two logits, e.g. [-z, z])")
 
 
-def _draw_chunk(gen: torch.Generator, c: int, seed: int, n_samples: int, sig_a: torch.Tensor, sig_b: torch.Tensor,
+def draw_chunk(gen: torch.Generator, c: int, seed: int, n_samples: int, sig_a: torch.Tensor, sig_b: torch.Tensor,
                 w: float, noise_kind: Noise, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Chunk ``c`` of the trials: true classes (0: A, 1: B), noise fields and stimuli."""
     device, dtype = sig_a.device, sig_a.dtype
@@ -311,7 +330,7 @@ def _accumulate(model: nn.Module, sig_a: torch.Tensor, sig_b: torch.Tensor, pair
     per_group = max(1, batch_size // CHUNK_SIZE)  # chunks drawn together for one or more forwards
     a_idx, b_idx = pair
     for g0 in range(0, n_chunks, per_group):
-        parts = [_draw_chunk(gen, c, seed, n_samples, sig_a, sig_b, w, noise_kind, shape)
+        parts = [draw_chunk(gen, c, seed, n_samples, sig_a, sig_b, w, noise_kind, shape)
                  for c in range(g0, min(g0 + per_group, n_chunks))]
         x = torch.cat([p[2] for p in parts]) if len(parts) > 1 else parts[0][2]
         resp = torch.cat([(lg[:, b_idx] > lg[:, a_idx]).long()
@@ -319,12 +338,21 @@ def _accumulate(model: nn.Module, sig_a: torch.Tensor, sig_b: torch.Tensor, pair
         off = 0
         for true, z, stim in parts:
             m = len(true)
-            cell = true * 2 + resp[off:off + m]
+            add_chunk(sums, sumsq, counts, true, resp[off:off + m], z, stim)
             off += m
-            onehot = torch.nn.functional.one_hot(cell, 4).to(torch.float64).T  # (4, m)
-            counts += torch.bincount(cell, minlength=4)
-            for j, t in enumerate((stim, z)):
-                t64 = t.reshape(m, d).to(torch.float64)
-                sums[j] += onehot @ t64
-                sumsq[j] += onehot @ (t64 * t64)
     return sums, sumsq, counts
+
+
+def add_chunk(sums: torch.Tensor, sumsq: torch.Tensor, counts: torch.Tensor, true: torch.Tensor,
+              response: torch.Tensor, noise: torch.Tensor, stimuli: torch.Tensor) -> None:
+    """Add one chunk of trials to the float64 cell sums in place: ``sums`` and ``sumsq`` ``(2, 4, D)``
+    ([stimulus / noise, cell = 2 true + response, pixel]), ``counts`` int64 ``(4,)``; ``true`` and ``response``
+    int ``(m,)`` in {0, 1} (0: A), ``noise`` and ``stimuli`` ``(m, ...)``."""
+    m, d = len(true), sums.shape[-1]
+    cell = true * 2 + response
+    onehot = torch.nn.functional.one_hot(cell, 4).to(torch.float64).T  # (4, m)
+    counts += torch.bincount(cell, minlength=4)
+    for j, t in enumerate((stimuli, noise)):
+        t64 = t.reshape(m, d).to(torch.float64)
+        sums[j] += onehot @ t64
+        sumsq[j] += onehot @ (t64 * t64)

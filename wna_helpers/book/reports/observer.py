@@ -16,8 +16,9 @@ from ..criteria import FWER, R_LEVEL, SHARE_YLIM
 from ..observer_study import TARGET_ACCURACY
 from ..plots import plot_curve_grid, plot_image_rows
 from ..report import dataset_label
+from ...applications.observer_task import ObserverTask
 
-__all__ = ["sweep_figure", "template_figures", "observer_summary", "recovered"]
+__all__ = ["sweep_figure", "template_figures", "observer_summary", "recovered", "live_task_text"]
 
 Runs = Mapping[str, Mapping[str, object]]
 
@@ -82,3 +83,15 @@ def observer_summary(runs: Runs, ch: Chapter) -> str:
             + ("The template is recovered." if recovered(r) else
                f"The template is not recovered at r >= {R_LEVEL:g} with this many trials."))
     return "\n".join(lines)
+
+
+def live_task_text(task: ObserverTask, dataset: str, network: str = "paper_cnn") -> str:
+    """What the reader's task is: trials, question, weight, blocks, the network on the same trials, and where the
+    answers go (with how many are there already)."""
+    a, b = task.class_names
+    where = (f"Your answers go to `{task.path}` as you give them ({task.next_trial} of {task.n_trials} there so "
+             f"far); run the cell again after closing the notebook and the task goes on from there."
+             if task.path is not None else "Your answers are kept in memory only (no `path` given).")
+    return (f"The task: {task.n_trials} trials of \"{a} or {b}?\" on {dataset_label(dataset)}, signal weight "
+            f"w = {task.trials.weight:g}, a summary after every {task.block_size} trials, and the book's `{network}` "
+            f"answering exactly the same trials. {where}")
