@@ -111,6 +111,8 @@ def test_combined_zmap_is_welch_z_of_the_average_of_the_two_rows():
     want = (diff[0] + diff[1]) / (var[0] + var[1]).sqrt()
     assert torch.allclose(z.flatten(), want, atol=1e-9)
     assert torch.allclose(r.combined("noise").flatten(), (diff[0] + diff[1]) / 2, atol=1e-12)
+    never_wrong = two_class_from_responses(t, t.true)                # an empty cell: undefined, not 0
+    assert bool(never_wrong.combined_zmap("noise").isnan().all())
 
 
 def test_reliability_is_high_for_a_consistent_observer_and_near_zero_for_a_random_one():

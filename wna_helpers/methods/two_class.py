@@ -130,14 +130,20 @@ class TwoClassCI:
 
     def combined_zmap(self, kind: str = "stimulus") -> torch.Tensor:
         """z of :meth:`combined`: ``(d_A + d_B) / sqrt(se_A^2 + se_B^2)`` from the two rows' Welch differences and
-        standard errors (independent trials), float64 ``(*shape)``; NaN where either row's z is.
+        standard errors (independent trials), float64 ``(*shape)``; NaN where a cell has fewer than 2 trials or the
+        standard error is 0.
 
         Args:
             kind: ``"stimulus"`` (default) or ``"noise"``.
         """
-        diff, z, _ = self._welch(kind)
-        se2 = torch.where(z != 0, (diff / z) ** 2, torch.nan)
-        return (diff[0] + diff[1]) / (se2[0] + se2[1]).sqrt()
+        s, ss = self._moments(kind)
+        n = self._n()
+        mean = s / n
+        var = ((ss - s * mean) / (n - 1)).clamp_min(0.0)          # unbiased per cell, as Welch's
+        var = torch.where(n >= 2, var, torch.nan)
+        se2 = (var / n).sum(1).sum(0)                              # over the four cells
+        diff = mean[:, 0] - mean[:, 1]
+        return torch.where(se2 > 0, (diff[0] + diff[1]) / se2.sqrt(), torch.nan)
 
     def pvalues(self, kind: str = "stimulus") -> torch.Tensor:
         """Two-sided p-values of :meth:`zmap`, Student's t with the Welch-Satterthwaite degrees of
