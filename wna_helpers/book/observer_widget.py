@@ -27,6 +27,7 @@ import traitlets
 from matplotlib.figure import Figure
 
 from ..applications.observer_task import BlockSummary, ObserverTask
+from ..methods.trials import png_bytes
 from .chapter import Chapter
 from .observer_study import OBSERVER_CLASSES, study_observer
 from .overview import train_class_means
@@ -123,15 +124,9 @@ export default { render };
 
 
 def png_data_url(x: torch.Tensor, scale: int) -> str:
-    """A ``(C, H, W)`` image in [0, 1] as an 8-bit PNG data URL, each pixel ``scale x scale``."""
-    from PIL import Image
-
-    pixels = (x.clamp(0, 1) * 255).round().to(torch.uint8)
-    pixels = pixels.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    arr = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    """A ``(C, H, W)`` image in [0, 1] as an 8-bit PNG data URL (:func:`~wna_helpers.methods.trials.png_bytes`),
+    each pixel ``scale x scale``: the same file :func:`~wna_helpers.methods.trials.export_trials` writes."""
+    return "data:image/png;base64," + base64.b64encode(png_bytes(x, scale)).decode()
 
 
 def summary_figure(s: BlockSummary, class_names: tuple[str, str]) -> Figure:

@@ -25,7 +25,7 @@ from ..engine.kernel import describe_run
 from ..engine.options import DEFAULT_CHUNK, RunOptions
 from ..engine.stimuli import Stimulus, as_stimulus
 
-__all__ = ["export_trials", "read_trial_images", "read_responses", "TRIALS_CSV", "quantise"]
+__all__ = ["export_trials", "read_trial_images", "read_responses", "TRIALS_CSV", "quantise", "png_bytes"]
 
 #: The name of the trial list inside an exported folder.
 TRIALS_CSV = "trials.csv"
@@ -34,6 +34,21 @@ TRIALS_CSV = "trials.csv"
 def quantise(x: torch.Tensor) -> torch.Tensor:
     """What an 8-bit file holds of stimuli in [0, 1]: ``round(255 x) / 255`` (float32)."""
     return (x.clamp(0, 1) * 255).round().float() / 255
+
+
+def png_bytes(image: torch.Tensor, scale: int = 1) -> bytes:
+    """One stimulus ``(C, H, W)`` in [0, 1] (C = 1 or 3) as an 8-bit PNG file's bytes (:func:`quantise`), each pixel
+    drawn as ``scale x scale`` pixels (nearest neighbour)."""
+    import io
+
+    from PIL import Image
+
+    pixels = (quantise(image) * 255).round().to(torch.uint8)
+    pixels = pixels.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
+    arr = pixels[0].numpy() if pixels.shape[0] == 1 else pixels.permute(1, 2, 0).numpy()
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _stimuli(trials: torch.Tensor | Stimulus | str, n: int | None, seed: int, chunk_size: int,
@@ -94,18 +109,13 @@ def export_trials(trials: torch.Tensor | Stimulus | str, folder: str | os.PathLi
     x, desc = _stimuli(trials, n, seed, chunk_size, tuple(input_shape))
     if x.shape[1] not in (1, 3):
         raise ValueError(f"PNG trials need 1 (grey) or 3 (RGB) channels, got {x.shape[1]}")
-    from PIL import Image
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.tmp-", dir=folder.parent))
     try:
-        pixels = (quantise(x) * 255).round().to(torch.uint8)
-        pixels = pixels.repeat_interleave(scale, 2).repeat_interleave(scale, 3)
         rows = []
-        for i, img in enumerate(pixels):
+        for i, img in enumerate(x):
             name = f"trial_{i:06d}.png"
-            arr = img[0].numpy() if img.shape[0] == 1 else img.permute(1, 2, 0).numpy()
-            Image.fromarray(arr).save(tmp / name)
+            (tmp / name).write_bytes(png_bytes(img, scale))
             rows.append({"trial": i, "file": name, "seed": seed, "chunk_size": chunk_size, "scale": scale,
                          "stimulus": json.dumps(desc, sort_keys=True), "description": description})
         with open(tmp / TRIALS_CSV, "w", newline="") as f:
