@@ -205,10 +205,9 @@ class ObserverTask:
         if not meta.exists():
             raise ValueError(f"{self.path} exists but {meta.name} does not: not an answers file of an ObserverTask; "
                              f"choose a new path")
-        saved = json.loads(meta.read_text())
-        if saved != json.loads(json.dumps(self.settings, sort_keys=True)):
-            diff = sorted(k for k in set(saved) | set(self.settings) if saved.get(k) != json.loads(
-                json.dumps(self.settings.get(k), sort_keys=True)))
+        saved, current = json.loads(meta.read_text()), json.loads(json.dumps(self.settings))
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if diff:
             raise ValueError(f"{self.path} holds answers to other trials (settings that differ: {', '.join(diff)}); "
                              f"use the same settings to resume, or a new path")
         text = self.path.read_text()

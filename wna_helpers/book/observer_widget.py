@@ -262,8 +262,8 @@ def observer_task(dataset: str, ch: Chapter, *, path: str | os.PathLike | None =
         path: the answers CSV (resumed when it exists); default None (kept in memory).
         n_trials: default 400 (about seven minutes at a second a trial).
         block_size: default 50.
-        weight: signal weight; default the weight at which the chapter's simulated observer is right 75 % of
-            the time (a person may need another: a block's accuracy says).
+        weight: signal weight; default the weight chapter 10's sweep chose for its simulated observer (the one
+            nearest 75 % correct; a person may need another: a block's accuracy says).
         seed: the trials' seed; default 2026 (another seed gives other trials).
     """
     if dataset not in OBSERVER_CLASSES:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from ..config import data_root
+from ..engine.atomic import atomic_write_bytes
 
 __all__ = ["Dataset", "DATASETS", "dataset_names", "load_dataset", "DataIntegrityError",
            "DatasetNotFoundError", "class_names", "canonical_name"]
@@ -104,19 +104,6 @@ def class_names(name: str) -> tuple[str, ...]:
     return DATASETS[canonical_name(name)].classes
 
 
-def _atomic_write(path: Path, payload: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(payload)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _read_verified(raw: Path, fname: str, expected: str) -> bytes:
     """Decompressed bytes of ``fname``, checked against ``expected`` SHA-256."""
     plain, packed = raw / fname, raw / f"{fname}.gz"
@@ -137,7 +124,7 @@ def _read_verified(raw: Path, fname: str, expected: str) -> bytes:
             f"official release: delete it and download it again")
     if source is packed and os.access(raw, os.W_OK):
         # keep the extracted copy for later loads; written to a temp file then renamed
-        _atomic_write(plain, payload)
+        atomic_write_bytes(plain, payload)
     return payload
 
 
