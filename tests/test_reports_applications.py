@@ -297,7 +297,7 @@ def test_trojan_verdict_names_where_white_noise_finds_the_trigger():
     text = trj.trojan_verdict({"mnist": MISSED, "fashion_mnist": PRIOR})
     assert "White noise does not reliably find the trigger." in text
     assert ("the best declared score, `uniform_vs_reference_window`, reaches AUC 0.95 against the clean models "
-            "(Holm p = 0.060, paired p = 0.250) and 0.95 against the relabelled ones (Holm p = 0.060)") in text
+            "(Holm p = 0.060, Holm paired p = 1.000) and 0.95 against the relabelled ones (Holm p = 0.060)") in text
     assert ("The best exploratory white-noise score, `uniform_logit_window`, reaches 1.00 (p = 0.001, uncorrected, "
             "picked among 6).") in text
 

@@ -207,29 +207,34 @@ PROFILES: dict[str, Profile] = {
         # 2 x 10^5 (10^5 for the heavy CNNs) made chapter 5 take 26 minutes of the first full build
         n_sta={"default": 100_000, **{a: 50_000 for a in _HEAVY}},
         n_real=10_000,
-        # 1,000 test images and 1,000 noise images per kind give each biasing share to about 1.5 %;
-        # the default (n_noise / 200 = 5,000) made chapter 4 take 13 minutes of the first full build
-        bias_inputs=1000,
-        # the noise study's four other kinds at 20 % of n, each noise-plus-signal gamma at 5 % (defaults
-        # 25 % and 12.5 %): at the defaults the side runs took 22 of chapter 3's 61 minutes in the first
-        # full build (before the speed work)
-        side_fraction=0.2,
+        # 500 test images and 500 noise images per kind give each biasing share to about 2.2 %; 1,000 made
+        # chapter 4 take 7.8 minutes of the cold full build of 2026-12-03 (AlexNet alone 3.6), the default
+        # (n_noise / 200 = 5,000) 13 minutes of the first full build
+        bias_inputs=500,
+        # the noise study's four other kinds at 10 % of n (10^5 samples; 2 x 10^4 for the heavy CNNs), each
+        # noise-plus-signal gamma at 5 % (defaults 25 % and 12.5 %): at 20 % the side runs took about 9 of
+        # chapter 3's 21 minutes in the cold full build of 2026-12-03
+        side_fraction=0.1,
         mix_fraction=0.05,
-        # the gamma curves: 2,000 inputs per weight and class put each share within about 1 % (the paper
-        # used 10,000); CIs of every training snapshot from 10^5 samples per noise kind
-        gamma_inputs=2000,
-        snapshot_samples=100_000,
-        # chapter 9: 500 attacked images put each share within about 2.5 %; five clean and five
-        # trojaned models per dataset (the issue's minimum) at two epochs each (about 1 min per model
-        # on a 2-core CPU), probed with 2 x 10^5 samples per noise kind on the CPU
+        # the gamma curves: 1,000 inputs per weight and class put each share within about 1.6 % (the paper
+        # used 10,000); CIs of every training snapshot from 5 x 10^4 samples per noise kind (2,000 and
+        # 10^5 took 9.3 of chapter 8's 15.6 minutes in the cold full build of 2026-12-03)
+        gamma_inputs=1000,
+        snapshot_samples=50_000,
+        # chapter 9: 500 attacked images put each share within about 2.5 %; five clean, five trojaned and
+        # five relabelled models per dataset (the issue's minimum) at two epochs each (about 20 s per model
+        # on a 2-core CPU), probed with 10^5 samples per noise kind on the CPU (2 x 10^5 took 15 of chapter
+        # 9's 24 minutes in the cold full build of 2026-12-03; the trojaned models send 10-70 % of uniform
+        # noise to the target, the clean ones under 0.1 %)
         attack_images=500,
         trojan_models=5,
         trojan_epochs={"mnist": 2, "fashion_mnist": 2},
-        trojan_samples=200_000,
+        trojan_samples=100_000,
         micro_ks=(0.0, 2.0, 5.0, 10.0),
         micro_weights=tuple(round(0.05 * i, 2) for i in range(21)),
-        micro_trials=200,
-        two_class_samples=100_000,
+        # 21 weights x 100 trials per curve (200 made the microstimulation 4.3 minutes of that build)
+        micro_trials=100,
+        two_class_samples=50_000,
         # three networks per dataset trained the paper's way (15 epochs at batch 256, about 2 min each here)
         paper_seeds=3,
         # the simulated observer: 10,000 trials per weight of the sweep, 100,000 in the main run (a few seconds)

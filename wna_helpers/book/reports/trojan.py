@@ -174,7 +174,7 @@ def detection_line(dataset: str, fam: Mapping[str, object]) -> str:
     grads = ", ".join(f"`{s}` {c[s]['auc']:.2f} (p = {_p(c[s]['p'])})" for s in SCORES if s.endswith("_window")
                       and s.startswith("gradient"))
     return (f"- {dataset_label(dataset)}: the best declared score, `{best}`, reaches AUC {c[best]['auc']:.2f} against "
-            f"the clean models (Holm p = {_p(c[best]['holm_p'])}, paired p = {_p(c[best]['paired_p'])}) and "
+            f"the clean models (Holm p = {_p(c[best]['holm_p'])}, Holm paired p = {_p(c[best]['holm_paired_p'])}) and "
             f"{r[best]['auc']:.2f} against the relabelled ones (Holm p = {_p(r[best]['holm_p'])}). Input-gradient "
             f"baselines in the trigger window (exploratory): {grads}. The best exploratory white-noise score, "
             f"`{top}`, reaches {c[top]['auc']:.2f} (p = {_p(c[top]['p'])}, uncorrected, picked among "
