@@ -145,3 +145,15 @@ def test_side_by_side_rows_judge_the_paper_recipe_networks_by_the_rule(cache):
                                                qualitative=[int(ci.counts.argmax()) == 8 for ci in cis])
     lo, hi = min(shares), max(shares)
     assert f"({lo:.1%} to {hi:.1%}; {len(shares)} of {len(shares)})" in row["ours"]
+    assert len({r["quantity"] for r in rows}) == len(rows)  # the paper's three MNIST runs are three named rows
+    # a gamma row recomputed by hand from each seed network (no cache): seeds of one architecture keep their own
+    from wna_helpers.book.overview import train_class_means
+    from wna_helpers.book.paper_study import gamma_base
+    base, _ = gamma_base("mnist", TINY)
+    means = wna.paper.minmax_scale(train_class_means("mnist")).float()
+    by_hand = torch.stack([wna.paper.gamma_curves(s.model, means, base)["mean"] for s in nets.seeds])
+    spread = wna.paper.spread(by_hand)
+    gamma = next(r for r in rows if r["section"] == "gamma curves" and "mean training image" in r["quantity"]
+                 and "U[0, 1]" in r["quantity"])
+    at = lambda x: f"{float(x[5]):.3f} / {float(x[8]):.3f}"  # noqa: E731
+    assert gamma["ours"].startswith(f"{at(spread.median)} ({at(spread.low)} to {at(spread.high)};")

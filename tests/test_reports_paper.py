@@ -125,7 +125,7 @@ def test_paper_reading_states_the_papers_curves():
     assert rep.paper_reading(PAPER) == (
         "**What the paper's own numbers show.** On its MNIST model a CI pulls noise towards its class far less than "
         "the class's mean image does: between w = 0.1 and 0.9 the noise + mean-image curve lies on average 0.32 "
-        "above the noise + CI curve, and it reaches a share of 0.5 at w = 0.2 against 0.5 for the CI. On test images "
+        "above the noise + CI curve, and it reaches a share of 0.5 at w = 0.2, the CI curve at w = 0.5. On test images "
         "the CI barely moves anything below w = 0.8 (the share stays at 0.100 or less up to w = 0.7, i.e. the class "
         "frequencies), and the CIs alone (w = 1) give 1.0, the 9-of-10 feed-back.")
 
@@ -135,7 +135,7 @@ def test_our_reading_when_the_ci_beats_the_mean_image():
     assert text.startswith("**Ours** (MNIST): the mean-image curve lies ")
     gap = rep.gap(OURS["mnist", "noise_mean", "uniform"]["mean"], OURS["mnist", "noise_ci", "uniform"]["mean"])
     assert gap < 0 and f"lies {abs(gap):.2f} below the CI curve on noise" in text
-    assert "reaches 0.5 at w = 0.5 against 0.1 for the CI" in text
+    assert "reaches 0.5 at w = 0.5, the CI curve at w = 0.1;" in text
     assert "the CI curve stays at 0.800 or less up to w = 0.7 and reaches 0.5 at w = 0.5" in text
     assert "the CIs alone give 1.00. Here the CI moves noise at least as well as the mean image does" in text
     assert text.endswith("The Gabor-noise CIs (triangles) move noise less than the uniform-noise ones.")
@@ -147,6 +147,14 @@ def test_our_reading_when_the_papers_reading_holds():
     assert "lies 0.32 above the CI curve" in text and "The paper's reading holds here" in text
     assert "move noise more than" in text
     assert rep.gamma_reading(curves, PAPER) == rep.paper_reading(PAPER) + "\n\n" + text
+
+
+def test_a_curve_that_never_reaches_one_half_is_said_so_not_nan():
+    flat = [0.1] * 11
+    text = rep.our_reading(_curves(flat, P_NOISE_MEAN, flat, W), PAPER)
+    assert "reaches 0.5 at w = 0.2, the CI curve at no weight up to w = 1;" in text
+    assert "and reaches 0.5 at no weight up to w = 1; at w = 1" in text and "nan" not in text
+    assert rep.reach(_t(W)) == "at w = 0.5" and rep.reach(_t(flat)) == "at no weight up to w = 1"
 
 
 def test_the_papers_reading_needs_a_gap_above_the_criterion():

@@ -188,6 +188,43 @@ def test_same_name_other_settings_share_neither_model_nor_result(cache):
         results_cache.cache_path("ci", studies.subject("logreg", "mnist", shift).params())
 
 
+
+def _linear_subject(seed: int) -> studies.Subject:
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 10))
+    return studies.Subject("logreg", "mnist", TINY, model, {"weights_sha256": wna.state_digest(model)})
+
+
+def test_a_study_parameter_cannot_replace_the_subjects_own_in_the_key(monkeypatch):
+    s = _linear_subject(0)
+    for name in studies.SUBJECT_KEYS:
+        with pytest.raises(ValueError, match=f"'{name}'"):
+            s.params(**{name: [0.1, 0.5]})
+    assert s.params(signal_weights=[0.1])["weights"] == s.meta["weights_sha256"]
+    # the gamma curves and the two-class design name their weights otherwise: two networks of one architecture
+    # and dataset (the paper-recipe seeds) get two entries, not one shared by whichever ran first
+    from wna_helpers.book import application_study, paper_study
+    keys = []
+    monkeypatch.setattr(paper_study, "cached", lambda kind, params, compute, **kw: keys.append((kind, params)))
+    monkeypatch.setattr(application_study, "cached", lambda kind, params, compute, **kw: keys.append((kind, params)))
+    for seed in (0, 1):
+        paper_study.study_gamma_curve(_linear_subject(seed), curve="noise_mean")
+        application_study.study_two_class(_linear_subject(seed))
+    paths = [results_cache.cache_path(kind, params) for kind, params in keys]
+    assert len(set(paths)) == 4
+    assert {p["weights"] for _, p in keys} == {_linear_subject(0).meta["weights_sha256"],
+                                              _linear_subject(1).meta["weights_sha256"]}
+
+
+def test_the_code_digest_covers_every_module_of_the_package():
+    from pathlib import Path
+    from wna_helpers.engine import fingerprint
+    root = Path(wna.__file__).resolve().parent
+    files = set(fingerprint.code_files())
+    assert set(root.rglob("*.py")) <= files          # every subpackage, not only the engine's own folder
+    for rel in ("config.py", "book/studies.py", "methods/ci.py", "book/reports/trojan.py", "paper/paper_numbers.json"):
+        assert root / rel in files, rel
+
 @needs_data
 def test_study_bias_and_mixing(cache):
     bias = biasing.study_bias(studies.subject("logreg", "mnist", TINY), gammas=[0.0, 0.2, 2.0], n_inputs=50)

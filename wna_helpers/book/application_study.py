@@ -244,7 +244,7 @@ def study_two_class(s: Subject, *, refresh: bool = False, progress: bool = False
     """
     prof, model, dataset = s.profile, s.model, s.dataset
     a, b = TWO_CLASS_PAIRS[dataset]
-    params = s.params(study="two_class", pair=[a, b], weights=TWO_CLASS_WEIGHTS)
+    params = s.params(study="two_class", pair=[a, b], signal_weights=TWO_CLASS_WEIGHTS)
 
     def compute() -> dict[float, object]:
         test = load_dataset(dataset, "test")

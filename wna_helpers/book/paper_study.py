@@ -115,7 +115,7 @@ def study_gamma_curve(s: Subject, *, curve: str = "noise_ci", ci_kind: str = "un
         pattern = "weighted_ci"
     kind = ci_kind if pattern in ("ci", "weighted_ci") else None
     w = [float(v) for v in weights]
-    params = s.params(curve=curve, ci_kind=kind, weights=w, inputs=prof.gamma_inputs, pattern=pattern,
+    params = s.params(curve=curve, ci_kind=kind, signal_weights=w, inputs=prof.gamma_inputs, pattern=pattern,
                       ci_n=kind_samples(s.arch, kind, prof) if kind else None, colormap=colormap)
 
     def compute() -> dict[str, torch.Tensor]:

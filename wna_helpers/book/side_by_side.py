@@ -117,8 +117,9 @@ def _white_noise_rows(nets: dict[str, Networks], P: dict) -> list[dict[str, str]
     for h in P["white_noise"]["histograms"]:
         d, top = h["dataset"], h["top"]
         names = class_names(d)
+        run = ", ".join([*h["source"]["notebooks"][:1], *([h["source"]["note"]] if h["source"].get("note") else [])])
         row = _scalar("white noise", f"{dataset_label(d)}: share of U[0, 1] noise called {names[top['class']]} "
-                      f"(n = {h['n']:,})", top["share"], h, nets[d],
+                      f"(n = {h['n']:,}; the paper's {run})", top["share"], h, nets[d],
                       lambda s: float(_ci(s, "uniform").proportions[top["class"]]), _pct, "the same top class",
                       lambda s, v: int(_ci(s, "uniform").counts.argmax()) == top["class"])
         if h.get("network"):  # another network than the paper's: context

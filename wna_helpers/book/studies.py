@@ -38,8 +38,10 @@ from ..zoo.training import get_trained_model, recipe_digest
 
 __all__ = ["Subject", "subject", "study_ci", "study_ci_convergence", "study_ci_mixing", "study_sta",
            "study_sta_convergence", "study_activations", "study_stc", "convergence_sizes", "side_samples",
-           "mix_samples", "mix_gammas", "sta_layers", "REAL"]
+           "mix_samples", "mix_gammas", "sta_layers", "REAL", "SUBJECT_KEYS"]
 
+#: The names :meth:`Subject.params` puts in every cache key; a study's own parameters may not reuse them.
+SUBJECT_KEYS: tuple[str, ...] = ("arch", "dataset", "profile", "weights", "device")
 #: Stimuli of every real-data statistic: the first ``n`` test images.
 REAL = "real"
 _MODELS: dict[tuple[str, str], tuple[nn.Module, dict]] = {}
@@ -71,7 +73,16 @@ class Subject:
 
     def params(self, **params: object) -> dict[str, object]:
         """A results-cache key: the pair, every setting of the profile, the weights' digest, the device,
-        and ``params`` (the stimulus and the statistics)."""
+        and ``params`` (the stimulus and the statistics).
+
+        Raises:
+            ValueError: a name in ``params`` is one of the subject's own (:data:`SUBJECT_KEYS`): it would
+                replace, say, the weights' digest in the key, and two models would share an entry.
+        """
+        clash = sorted(set(params) & set(SUBJECT_KEYS))
+        if clash:
+            raise ValueError(f"cache parameters {clash} would replace the subject's own in the key; the names "
+                             f"{list(SUBJECT_KEYS)} are taken (call them, e.g., 'signal_weights')")
         return {"arch": self.arch, "dataset": self.dataset, "profile": self.profile.settings(),
                 "weights": self.meta["weights_sha256"], "device": self.device.type, **params}
 

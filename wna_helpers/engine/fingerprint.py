@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["tensor_digest", "state_digest", "code_digest"]
+__all__ = ["tensor_digest", "state_digest", "code_digest", "code_files"]
 
-_PACKAGE = Path(__file__).resolve().parent
+#: The ``wna_helpers`` folder (this module lives in its ``engine`` subpackage).
+_PACKAGE = Path(__file__).resolve().parent.parent
 
 
 def _update(h: "hashlib._Hash", t: torch.Tensor) -> None:
@@ -39,16 +40,22 @@ def state_digest(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def code_files() -> list[Path]:
+    """Every module of ``wna_helpers`` (all subpackages, the book's glue and ``config`` included), sorted: what
+    :func:`code_digest` hashes, with the JSON data the package ships (the paper's numbers)."""
+    return sorted([*_PACKAGE.rglob("*.py"), *_PACKAGE.rglob("*.json")])
+
+
 @lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 (hex, first 16 characters) of the source of every module of ``wna_helpers``.
+    """SHA-256 (hex, first 16 characters) of the source of every module of ``wna_helpers`` (:func:`code_files`).
 
     Part of every results-cache key: a changed helper recomputes instead of serving old
     results. ``make book`` stamps its execution cache with the same digest
     (``python -m wna_helpers code-digest``).
     """
     h = hashlib.sha256()
-    for path in sorted(_PACKAGE.rglob("*.py")):
+    for path in code_files():
         h.update(path.relative_to(_PACKAGE).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:16]

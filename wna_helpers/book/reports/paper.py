@@ -161,6 +161,12 @@ def first_w(curve: torch.Tensor, level: float = HALF) -> float:
     return first_reaching(paper_weights(), curve, level)
 
 
+def reach(curve: torch.Tensor, level: float = HALF) -> str:
+    """Where ``curve`` first reaches ``level``, as a phrase: "at w = 0.4", or "at no weight up to w = 1"."""
+    w = first_w(curve, level)
+    return f"at w = {w:.1f}" if w == w else "at no weight up to w = 1"
+
+
 def share_up_to(curve: torch.Tensor, w: float = EARLY_W) -> float:
     """The largest share of ``curve`` at the paper's weights up to ``w``."""
     return float(torch.as_tensor(curve)[paper_weights() <= w].max())
@@ -173,7 +179,7 @@ def paper_reading(paper: Mapping[str, object]) -> str:
     return (f"**What the paper's own numbers show.** On its MNIST model a CI pulls noise towards its class far less "
             f"than the class's mean image does: between w = 0.1 and 0.9 the noise + mean-image curve lies on average "
             f"{gap(p['noise_mean'], p['noise_ci']):.2f} above the noise + CI curve, and it reaches a share of {HALF:g} "
-            f"at w = {first_w(p['noise_mean']):.1f} against {first_w(p['noise_ci']):.1f} for the CI. On test "
+            f"{reach(p['noise_mean'])}, the CI curve {reach(p['noise_ci'])}. On test "
             f"images the CI barely moves anything below w = 0.8 (the share stays at "
             f"{share_up_to(p['images_ci']):.3f} or less up to w = {EARLY_W:g}, i.e. the class frequencies), and the "
             f"CIs alone (w = 1) give {float(p['noise_ci'][-1]):.1f}, the 9-of-10 feed-back.")
@@ -186,10 +192,10 @@ def our_reading(curves: Curves, paper: Mapping[str, object]) -> str:
     ours = {n: curves[d0, n, "uniform"]["mean"] for n in paper["curves"]}
     g = gap(ours["noise_mean"], ours["noise_ci"])
     return (f"**Ours** ({dataset_label(d0)}): the mean-image curve lies {abs(g):.2f} {'above' if g >= 0 else 'below'} "
-            f"the CI curve on noise, and reaches {HALF:g} at w = {first_w(ours['noise_mean']):.1f} against "
-            f"{first_w(ours['noise_ci']):.1f} for the CI; on test images the CI curve stays at "
-            f"{share_up_to(ours['images_ci']):.3f} or less up to w = {EARLY_W:g} and reaches {HALF:g} at w = "
-            f"{first_w(ours['images_ci']):.1f}; at w = 1 the CIs alone give {float(ours['noise_ci'][-1]):.2f}. "
+            f"the CI curve on noise, and reaches {HALF:g} {reach(ours['noise_mean'])}, the CI curve "
+            f"{reach(ours['noise_ci'])}; on test images the CI curve stays at "
+            f"{share_up_to(ours['images_ci']):.3f} or less up to w = {EARLY_W:g} and reaches {HALF:g} "
+            f"{reach(ours['images_ci'])}; at w = 1 the CIs alone give {float(ours['noise_ci'][-1]):.2f}. "
             + ("The paper's reading holds here: a CI is a weak pattern next to a class mean." if g > PATTERN_GAP else
                "Here the CI moves noise at least as well as the mean image does, unlike in the paper.")
             + " The Gabor-noise CIs (triangles) move "
