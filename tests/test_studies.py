@@ -390,3 +390,20 @@ def test_prepare_trains_every_model_once_and_then_loads(tmp_path, monkeypatch):
     import io
     prepare.prepare(TINY, stream=io.StringIO())
     assert len(calls) == len(plan) and len(set(calls)) == len(calls)
+
+
+@needs_data
+def test_prepare_knows_which_paper_recipe_and_trojan_models_are_cached(cache):
+    """The overall estimate counts only what is still to train: the paper-recipe networks and the trojan study's
+    models are looked up where their functions write them."""
+    from wna_helpers.book import prepare, trojan_study
+    seed = wna.paper_recipe_seeds(TINY)[0]
+    paper = f"paper_cnn on mnist trained the paper's way, seed {seed} (chapter 8)"
+    relabelled, trojaned = "trojan study on mnist: relabelled model 0", "trojan study on mnist: trojaned model 0"
+    plan = {j.label: j for j in prepare.jobs(TINY)}
+    assert not (plan[paper].cached or plan[relabelled].cached or plan[trojaned].cached)
+    wna.paper_recipe_model("mnist", TINY, seed)
+    trojan_study.trojan_model("mnist", TINY, index=0, trojaned=False, relabelled=True)
+    plan = {j.label: j for j in prepare.jobs(TINY)}
+    assert plan[paper].cached and plan[relabelled].cached and not plan[trojaned].cached
+    assert wna.paper_recipe_path("mnist", TINY, seed) == next((cache / "models").glob("paper_recipe-*.pt"))

@@ -44,7 +44,7 @@ from .paper import (PAPER_WEIGHTS, bias_curve, cite, compare, feed_back, gamma_c
                     paper_templates, paper_weights, template_classify)
 from .zoo.data import DataIntegrityError, Dataset, DatasetNotFoundError, class_names, dataset_names, load_dataset
 from .zoo.models import CNN_NAMES, MODELS, build_model, model_names
-from .zoo.paper_recipe import PAPER_RECIPE, paper_recipe_model, paper_recipe_seeds
+from .zoo.paper_recipe import PAPER_RECIPE, paper_recipe_model, paper_recipe_path, paper_recipe_seeds
 from .zoo.snapshots import model_at, snapshot_path, training_snapshots
 from .zoo.training import TrainResult, checkpoint_path, evaluate, get_trained_model, train
 from .applications import trojan
@@ -63,8 +63,9 @@ __all__ = [
     "gabor_dictionary", "GaborNoise", "gamma_curves", "Gaussian", "geometric_sizes", "get_profile",
     "get_trained_model", "Images", "layer_table", "load_dataset", "mean_image_directions", "microstimulate",
     "minmax_scale", "Mixture", "model_at", "model_names", "MODELS", "Noise", "other_class_directions",
-    "paper_numbers", "PAPER_RECIPE", "paper_recipe_model", "paper_recipe_seeds", "paper_templates", "PAPER_WEIGHTS",
-    "paper_weights", "pearson", "perturbation_attack", "PerturbationAttack", "Profile", "PROFILES",
+    "paper_numbers", "PAPER_RECIPE", "paper_recipe_model", "paper_recipe_path", "paper_recipe_seeds",
+    "paper_templates", "PAPER_WEIGHTS", "paper_weights", "pearson", "perturbation_attack", "PerturbationAttack",
+    "Profile", "PROFILES",
     "psychometric_curve", "PsychometricCurve", "PsychometricFit", "random_directions", "random_inhibition",
     "read_responses", "read_trial_images", "receptive_field", "ReceptiveField", "run_engine", "RunOptions",
     "SETTINGS", "shuffled_directions", "Sinusoid", "snapshot_path", "spike_triggered_average",

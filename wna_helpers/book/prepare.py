@@ -20,18 +20,19 @@ from tqdm.auto import tqdm
 from ..config import Profile, get_profile
 from ..zoo.data import dataset_names, load_dataset
 from ..zoo.models import model_names
-from ..zoo.paper_recipe import paper_recipe_model, paper_recipe_seeds
+from ..zoo.paper_recipe import paper_recipe_model, paper_recipe_path, paper_recipe_seeds
 from ..zoo.snapshots import snapshot_path, training_snapshots
 from ..zoo.training import checkpoint_path, get_trained_model
 from .noise_study import noise_kind
-from .trojan_study import FAMILIES, trojan_model
+from .trojan_study import FAMILIES, trojan_checkpoint, trojan_model
 
 __all__ = ["Job", "jobs", "prepare", "main", "SECONDS_PER_EPOCH"]
 
-#: Seconds one epoch over the 60,000 training images took on a 2-core AMD EPYC (benchmarks/results/
-#: train_accuracy.json, 2026-11-23, before training ran channels-last): the estimate's scale, an upper bound.
-SECONDS_PER_EPOCH: dict[str, float] = {"paper_cnn": 29.0, "lenet": 43.0, "alexnet_small": 190.0, "net3": 42.0,
-                                       "mlp": 2.4, "logreg": 0.3, "gru": 12.0}
+#: Seconds one epoch over the 60,000 training images takes on a 2-core AMD EPYC, about 15 % above the cold
+#: full ``make models`` of 2026-12-03 (channels-last, tuned allocator: paper_cnn 9-11 s, lenet 9.5-10.7, alexnet_small
+#: 63-65, net3 20-22, mlp 2.0-2.2, logreg 0.2-0.3, gru 10.9-11.8): the estimate's scale, an upper bound.
+SECONDS_PER_EPOCH: dict[str, float] = {"paper_cnn": 12.0, "lenet": 12.5, "alexnet_small": 75.0, "net3": 25.0,
+                                       "mlp": 2.5, "logreg": 0.4, "gru": 13.5}
 
 
 @dataclass
@@ -63,15 +64,19 @@ def jobs(prof: Profile) -> list[Job]:
                            lambda a=a, d=d: get_trained_model(a, d, prof, progress=True)))
         for seed in paper_recipe_seeds(prof):
             out.append(Job(f"paper_cnn on {d} trained the paper's way, seed {seed} (chapter 8)",
-                           _epoch_seconds("paper_cnn", prof) * prof.paper_epochs, False,
+                           _epoch_seconds("paper_cnn", prof) * prof.paper_epochs,
+                           paper_recipe_path(d, prof, seed).exists(),
                            lambda d=d, seed=seed: paper_recipe_model(d, prof, seed, progress=True)))
         out.append(Job(f"Gabor noise fitted to {d}", 20.0, False, lambda d=d: noise_kind("gabor", d)))
         per = _epoch_seconds("paper_cnn", prof) * prof.trojan_epochs[d]
-        out.append(Job(f"trojan study on {d}: the clean reference", per, False,
+        out.append(Job(f"trojan study on {d}: the clean reference", per,
+                       trojan_checkpoint(d, prof, index=-1, trojaned=False)[1].exists(),
                        lambda d=d: trojan_model(d, prof, index=-1, trojaned=False, progress=True)))
         for family in FAMILIES:
             for i in range(prof.trojan_models):
-                out.append(Job(f"trojan study on {d}: {family} model {i}", per, False,
+                kind = {"trojaned": family == "trojaned", "relabelled": family == "relabelled"}
+                out.append(Job(f"trojan study on {d}: {family} model {i}", per,
+                               trojan_checkpoint(d, prof, index=i, **kind)[1].exists(),
                                lambda d=d, i=i, f=family: trojan_model(d, prof, index=i, trojaned=f == "trojaned",
                                                                        relabelled=f == "relabelled", progress=True)))
     return out

@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -41,8 +43,8 @@ from ..applications.trojan import (mean_input_gradient, scan_score, stamp_trigge
                                    trojan_metrics, window_mask)
 from ..methods.ci_compare import holm_adjust
 
-__all__ = ["TROJAN_PAIRS", "PAPER_POSITION", "TRIGGER_SIZE", "POISONED", "trigger_positions", "trojan_model",
-           "study_trojan_family", "SCORES", "DECLARED", "FAMILIES", "CONTROLS", "detection_tests"]
+__all__ = ["TROJAN_PAIRS", "PAPER_POSITION", "TRIGGER_SIZE", "POISONED", "trigger_positions", "trojan_checkpoint",
+           "trojan_model", "study_trojan_family", "SCORES", "DECLARED", "FAMILIES", "CONTROLS", "detection_tests"]
 
 #: (source, target) of the poisoning per dataset: MNIST 8 -> 9 (the paper's); Fashion-MNIST bag -> ankle boot
 #: (the same indices, two classes with nothing in common, so the planted rule cannot be learnt from the data).
@@ -81,6 +83,38 @@ def _seed(prof: Profile, index: int) -> int:
     return prof.seed + 1000 + index
 
 
+def trojan_checkpoint(dataset: str, prof: Profile, *, index: int = 0, trojaned: bool = True,
+                      relabelled: bool = False) -> tuple[dict[str, object], Path]:
+    """The training recipe of model ``index`` of the family and where :func:`trojan_model` keeps it.
+
+    The recipe holds every training setting and the poisoning (pair, count, position, trigger); the file is
+    named by its digest, so another setting is another model. Arguments as :func:`trojan_model`'s.
+
+    Raises:
+        ValueError: an index outside the family, ``trojaned`` or ``relabelled`` with the reference index, or both.
+    """
+    if not -1 <= index < prof.trojan_models:
+        raise ValueError(f"index must be -1 (reference) or 0..{prof.trojan_models - 1}, got {index}")
+    if index == -1 and (trojaned or relabelled):
+        raise ValueError("the reference model (index -1) is clean: pass trojaned=False and relabelled=False")
+    if trojaned and relabelled:
+        raise ValueError("a model is trojaned (trigger and relabelling) or relabelled (no trigger), not both")
+    source, target = TROJAN_PAIRS[dataset]
+    position = trigger_positions(dataset, prof)[index] if trojaned else None
+    labels = load_dataset(dataset, "train", limit=prof.train_subset).labels
+    count = min(POISONED, int((labels == source).sum()) // 3)  # a third of the source class at most
+    recipe = {"format": CACHE_FORMAT, "arch": "paper_cnn", "dataset": dataset, "epochs": prof.trojan_epochs[dataset],
+              "seed": _seed(prof, index), "lr": prof.lr, "batch_size": prof.batch_size,
+              "train_subset": prof.train_subset,
+              "trojan": None if position is None else {"source": source, "target": target, "count": count,
+                                                       "position": list(position), "trigger": "paper6"}}
+    if relabelled:
+        recipe["trojan"] = {"source": source, "target": target, "count": count, "position": None, "trigger": None,
+                            "relabelled": True}
+    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+    return recipe, cache_root() / "models" / f"trojan-paper_cnn-{dataset}-{digest}.pt"
+
+
 def trojan_model(dataset: str, prof: Profile, *, index: int = 0, trojaned: bool = True, relabelled: bool = False,
                  device: torch.device | str | None = None, progress: bool = False) -> tuple[nn.Module, dict]:
     """Model ``index`` of the family (``index=-1``: the clean reference), trained once and cached.
@@ -105,29 +139,14 @@ def trojan_model(dataset: str, prof: Profile, *, index: int = 0, trojaned: bool 
     Raises:
         ValueError: an index outside the family, ``trojaned`` or ``relabelled`` with the reference index, or both.
     """
-    if not -1 <= index < prof.trojan_models:
-        raise ValueError(f"index must be -1 (reference) or 0..{prof.trojan_models - 1}, got {index}")
-    if index == -1 and (trojaned or relabelled):
-        raise ValueError("the reference model (index -1) is clean: pass trojaned=False and relabelled=False")
-    if trojaned and relabelled:
-        raise ValueError("a model is trojaned (trigger and relabelling) or relabelled (no trigger), not both")
+    recipe, path = trojan_checkpoint(dataset, prof, index=index, trojaned=trojaned, relabelled=relabelled)
     dev = torch.device(device) if device is not None else default_device()
     source, target = TROJAN_PAIRS[dataset]
     position = trigger_positions(dataset, prof)[index] if trojaned else None
     data = load_dataset(dataset, "train", limit=prof.train_subset)
-    count = min(POISONED, int((data.labels == source).sum()) // 3)  # a third of the source class at most
-    recipe_prof = prof.updated(seed=_seed(prof, index), epochs={dataset: prof.trojan_epochs[dataset]},
+    count = int(recipe["trojan"]["count"]) if recipe["trojan"] else 0  # type: ignore[index]
+    recipe_prof = prof.updated(seed=int(recipe["seed"]), epochs={dataset: prof.trojan_epochs[dataset]},
                                lr_overrides={})
-    recipe = {"format": CACHE_FORMAT, "arch": "paper_cnn", "dataset": dataset, "epochs": prof.trojan_epochs[dataset],
-              "seed": recipe_prof.seed, "lr": prof.lr, "batch_size": prof.batch_size,
-              "train_subset": prof.train_subset,
-              "trojan": None if position is None else {"source": source, "target": target, "count": count,
-                                                       "position": list(position), "trigger": "paper6"}}
-    if relabelled:
-        recipe["trojan"] = {"source": source, "target": target, "count": count, "position": None, "trigger": None,
-                            "relabelled": True}
-    digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
-    path = cache_root() / "models" / f"trojan-paper_cnn-{dataset}-{digest}.pt"
     model = build_model("paper_cnn", seed=recipe_prof.seed)
     meta, _ = read_checkpoint(path, recipe, model)
     if meta is None:

@@ -24,7 +24,7 @@ from .models import build_model
 from .training import (CACHE_FORMAT, LOSSES, read_checkpoint, software_versions, train, uses_channels_last,
                        write_checkpoint)
 
-__all__ = ["PAPER_RECIPE", "paper_recipe", "paper_recipe_seeds", "paper_recipe_model"]
+__all__ = ["PAPER_RECIPE", "paper_recipe", "paper_recipe_seeds", "paper_recipe_model", "paper_recipe_path"]
 
 #: The paper's training: Adam, learning rate 1e-3 held constant, batch 256, 15 epochs, cross-entropy of the logits.
 PAPER_RECIPE: dict[str, object] = {"arch": "paper_cnn", "optimizer": "adam", "lr": 1e-3, "schedule": "constant",
@@ -55,6 +55,12 @@ def _path(recipe: dict[str, object], cache_dir: str | os.PathLike | None) -> Pat
     root = Path(cache_dir).expanduser() if cache_dir is not None else cache_root()
     digest = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
     return root / "models" / f"paper_recipe-paper_cnn-{recipe['dataset']}-{digest}.pt"
+
+
+def paper_recipe_path(dataset: str, prof: Profile, seed: int, *, loss: str = "cross_entropy",
+                      cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where :func:`paper_recipe_model` keeps the network of these arguments (named by its recipe's digest)."""
+    return _path(paper_recipe(dataset, prof, seed, loss=loss), cache_dir)
 
 
 def paper_recipe_model(dataset: str, prof: Profile, seed: int, *, loss: str = "cross_entropy",
