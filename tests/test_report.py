@@ -44,6 +44,9 @@ def test_markdown_table():
     lines = md.splitlines()
     assert lines[0] == "| A | B | C |" and lines[1] == "|---|---|---|"
     assert lines[2] == "| 50.0% | – | x\\|y |"
+    ps = report.markdown_table([{"p": v} for v in (0.0, 0.0004, 0.0005, 0.0123, 1.0, float("nan"))], None,
+                               {"p": report.P_VALUE})
+    assert [line.strip("| ") for line in ps.splitlines()[2:]] == ["< 0.001", "< 0.001", "0.001", "0.012", "1.000", "–"]
 
 
 def test_profile_table():

@@ -14,8 +14,8 @@ from typing import Mapping, Sequence
 
 from ..zoo.data import class_names
 
-__all__ = ["DATASET_LABELS", "OVERVIEW_PARTS", "dataset_label", "markdown_table", "overview_markdown",
-           "describe_biases", "profile_table"]
+__all__ = ["DATASET_LABELS", "OVERVIEW_PARTS", "P_VALUE", "dataset_label", "markdown_table", "overview_markdown",
+           "p_text", "describe_biases", "profile_table"]
 
 #: How the book writes each dataset's name.
 DATASET_LABELS: dict[str, str] = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST"}
@@ -50,6 +50,17 @@ def dataset_label(dataset: str) -> str:
     return DATASET_LABELS.get(dataset, dataset)
 
 
+#: The format spec of :func:`markdown_table` for a p-value column (:func:`p_text`).
+P_VALUE = "p"
+
+
+def p_text(p: float) -> str:
+    """A p-value to three decimals, "< 0.001" when it would print as 0.000, "–" when undefined (NaN)."""
+    if p != p:
+        return "–"
+    return "< 0.001" if p < 0.0005 else f"{p:.3f}"
+
+
 def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, str] | None = None,
                    formats: Mapping[str, str] | None = None, *, right: Sequence[str] = ()) -> str:
     """A Markdown table from a list of dicts (pandas is not a dependency).
@@ -57,8 +68,8 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, s
     Args:
         rows: one dict per row.
         columns: key -> header, in order; default None: every key of the first row, as is.
-        formats: key -> format spec (e.g. ``".3f"``, ``".1%"``); default None: ``str``.
-            NaN and None print as "–".
+        formats: key -> format spec (e.g. ``".3f"``, ``".1%"``, or :data:`P_VALUE` for a p-value: three decimals,
+            "< 0.001" below that); default None: ``str``. NaN and None print as "–".
         right: keys of the columns aligned right; default none.
 
     Returns:
@@ -71,7 +82,7 @@ def markdown_table(rows: Sequence[Mapping[str, object]], columns: Mapping[str, s
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "–"
         spec = fmts.get(key)
-        text = format(v, spec) if spec else str(v)
+        text = p_text(float(v)) if spec == P_VALUE else format(v, spec) if spec else str(v)
         return text.replace("|", "\\|")
 
     lines = ["| " + " | ".join(cols.values()) + " |", "|" + "".join("---:|" if k in right else "---|" for k in cols)]

@@ -13,7 +13,7 @@ from ..chapter import Chapter
 from ..criteria import FWER, MIN_COUNT
 from ..measures import activation_similarity, activation_specificity
 from ..plots import plot_activation_maps
-from ..report import dataset_label, markdown_table
+from ..report import P_VALUE, dataset_label, markdown_table
 
 __all__ = ["activation_figures", "is_output_layer", "specificity_rows", "specificity"]
 
@@ -79,7 +79,7 @@ def specificity(rows: list[dict[str, object]]) -> list[str]:
         "model": "model", "dataset": "dataset", "layer": "layer", "r": "r, same class", "other": "r, other classes",
         "matched": "nearest own class", "p": "p (Holm)", "k": f"classes with >= {MIN_COUNT} noise samples",
         "top": "top noise class", "rtop": "r, top class (raw)"},
-        {"r": ".2f", "other": ".2f", "matched": ".0%", "p": ".3f", "rtop": ".2f"})
+        {"r": ".2f", "other": ".2f", "matched": ".0%", "p": P_VALUE, "rtop": ".2f"})
     tested = [r for r in rows if r["p"] == r["p"]]
     output = [f"`{r['model']}` on {r['dataset']}" for r in rows if r["output"]]
     specific = [r for r in tested if r["p"] <= FWER]

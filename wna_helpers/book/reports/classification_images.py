@@ -22,7 +22,7 @@ from ..chapter import Chapter
 from ..criteria import ABOVE_NULL, CLUSTER_Z, FWER, HALF, MIN_COUNT, R_LEVEL, REACHED, UNIT_YLIM
 from ..measures import ci_significance, class_match, first_reaching, noise_bias, stable_from
 from ..plots import plot_class_histograms, plot_curve_grid, plot_image_rows, run_label
-from ..report import dataset_label, markdown_table
+from ..report import P_VALUE, dataset_label, markdown_table
 
 __all__ = ["main_noise", "run_table", "histogram_figures", "bias_rows", "bias_summary", "ci_figures",
            "ci_matches", "holm_by_pair", "correlation_summary", "zmap_figures", "significance_summary", "logit_figures",
@@ -150,7 +150,7 @@ def correlation_summary(cis: Runs, means: Means, ch: Chapter) -> list[str]:
     table = markdown_table(rows, {"model": "model", **{k: v for d in ch.datasets for k, v in (
         (f"{d}_r", f"{dataset_label(d)}: r, own class"), (f"{d}_o", f"{dataset_label(d)}: r, other classes"),
         (f"{d}_p", f"{dataset_label(d)}: p (Holm)"), (f"{d}_k", f"{dataset_label(d)}: classes used"))}},
-        {**{f"{d}_{x}": ".2f" for d in ch.datasets for x in "ro"}, **{f"{d}_p": ".3f" for d in ch.datasets}})
+        {**{f"{d}_{x}": ".2f" for d in ch.datasets for x in "ro"}, **{f"{d}_p": P_VALUE for d in ch.datasets}})
     gap = {d: {a: float(match[a, d]["gap"]) for a in ch.models} for d in ch.datasets}
     best = {d: _best(gap[d]) for d in ch.datasets}
     passing = _passing(p)
@@ -244,7 +244,7 @@ def logit_summary(cis: Runs, means: Means, ch: Chapter) -> list[str]:
         (f"{d}_c", f"{dataset_label(d)}: CI r"), (f"{d}_s", f"{dataset_label(d)}: logit image r, the CI's classes"),
         (f"{d}_e", f"{dataset_label(d)}: logit image r, all {ch.num_classes} classes"),
         (f"{d}_p", f"{dataset_label(d)}: its p (Holm)"))}},
-        {**{f"{d}_{x}": ".2f" for d in ch.datasets for x in "sce"}, **{f"{d}_p": ".3f" for d in ch.datasets}})
+        {**{f"{d}_{x}": ".2f" for d in ch.datasets for x in "sce"}, **{f"{d}_p": P_VALUE for d in ch.datasets}})
     compared = [k for k in _pairs(ch) if ci[k]["classes"] and same[k]["classes"]]
     gain = [k for k in compared if same[k]["mean_r"] > ci[k]["mean_r"]]
     prose = (f"The table centres and correlates each image with its class mean, as above. On the same classes as the "

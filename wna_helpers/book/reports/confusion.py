@@ -17,7 +17,7 @@ from ..chapter import Chapter
 from ..criteria import ABOVE_CHANCE, FWER, HALF, UNIT_YLIM
 from ..measures import feedback_matrix, first_reaching
 from ..plots import plot_confusion_grid, plot_curve_grid, plot_grouped_bars
-from ..report import dataset_label, markdown_table
+from ..report import P_VALUE, dataset_label, markdown_table
 
 __all__ = ["feedback_figures", "feedback_summary", "template_rows", "template_table", "template_figures",
            "template_verdict", "bias_figures", "bias_rows", "bias_summary"]
@@ -47,7 +47,7 @@ def feedback_summary(reports: Reports, ch: Chapter) -> list[str]:
     table = markdown_table(rows, {"model": "model", **{k: v for d in ch.datasets for k, v in (
         (f"{d}_fb", f"{dataset_label(d)}: diagonal / CIs"), (f"{d}_null", f"{dataset_label(d)}: null CIs give"),
         (f"{d}_p", f"{dataset_label(d)}: p (Holm)"))}},
-        {**{f"{d}_null": ".1f" for d in ch.datasets}, **{f"{d}_p": ".3f" for d in ch.datasets}})
+        {**{f"{d}_null": ".1f" for d in ch.datasets}, **{f"{d}_p": P_VALUE for d in ch.datasets}})
     tot = {d: sum(int(reports[a, d]["feedback_diagonal"]) for a in ch.models) for d in ch.datasets}
     used = {d: sum(int(reports[a, d]["templates_used"]) for a in ch.models) for d in ch.datasets}
     beat = [k for k in keys if adj[k] == adj[k] and adj[k] <= FWER]
@@ -177,7 +177,7 @@ def bias_summary(rows: list[dict[str, object]]) -> list[str]:
         "model": "model", "dataset": "dataset", "classes": "classes with a CI", "t": "γ moving half the test images",
         "tmax": "share at the largest γ: CI", "rmax": "random", "omax": "another class's CI",
         "sign": "classes where the CI beats both", "p": "p (sign test, Holm)"},
-        {"t": ".2f", "tmax": ".0%", "rmax": ".0%", "omax": ".0%", "p": ".3f"})
+        {"t": ".2f", "tmax": ".0%", "rmax": ".0%", "omax": ".0%", "p": P_VALUE})
     moved = [r for r in rows if r["t"] == r["t"] and not r["single"]]
     tested = [r for r in rows if not r["single"]]
     beat = [r for r in tested if r["more"] and r["p"] == r["p"] and r["p"] <= FWER]

@@ -17,7 +17,7 @@ from ...applications.trojan import window_mask
 from ..chapter import Chapter
 from ..criteria import DETECTION_AUC, DETECTION_P, FWER
 from ..plots import plot_image_rows
-from ..report import dataset_label, markdown_table
+from ..report import dataset_label, markdown_table, p_text
 from ..trojan_study import DECLARED, SCORES, TRIGGER_SIZE
 
 __all__ = ["IMAGE_SIZE", "family_table", "model0_figures", "pair_figures", "pair_table",
@@ -110,10 +110,6 @@ def pair_table(family: Family) -> list[str]:
         "window": "window score"}, {"share_trojaned": ".2%", "share_clean": ".2%", "window": ".2f"})]
 
 
-def _p(value: float) -> str:
-    return "–" if value != value else f"{value:.3f}"
-
-
 def auc_table(family: Family, ch: Chapter) -> list[str]:
     """What the detection table holds and, per dataset and score, the AUC of trojaned against clean models over the
     models where the score is defined (how many), its p (Holm across the declared scores; raw for the exploratory
@@ -127,9 +123,9 @@ def auc_table(family: Family, ch: Chapter) -> list[str]:
             declared = sc in DECLARED
             rows.append({"dataset": dataset_label(d), "score": f"**{sc}**" if declared else sc,
                          "auc": c["auc"], "defined": f"{c['n_positive']} + {c['n_negative']}",
-                         "p": _p(c["holm_p"] if declared else c["p"]),
-                         "paired": _p(c["holm_paired_p"] if declared else c["paired_p"]),
-                         "auc_r": r["auc"], "p_r": _p(r["holm_p"] if declared else r["p"])})
+                         "p": p_text(c["holm_p"] if declared else c["p"]),
+                         "paired": p_text(c["holm_paired_p"] if declared else c["paired_p"]),
+                         "auc_r": r["auc"], "p_r": p_text(r["holm_p"] if declared else r["p"])})
     prose = (f"**Detection: ROC AUC of each score, trojaned against clean and against relabelled models** ({n} "
              f"models per family and dataset; 0.5 is chance, 1 perfect). The verdict reads only the declared scores "
              f"(bold: {len(DECLARED)}, fixed in `trojan_study.DECLARED` before the study runs; their p-values are "
@@ -171,13 +167,14 @@ def detection_line(dataset: str, fam: Mapping[str, object]) -> str:
     best = max(DECLARED, key=lambda s: c[s]["auc"] if c[s]["auc"] == c[s]["auc"] else -1.0)
     explore = [s for s in noise_scores() if s not in DECLARED]
     top = max(explore, key=lambda s: c[s]["auc"] if c[s]["auc"] == c[s]["auc"] else -1.0)
-    grads = ", ".join(f"`{s}` {c[s]['auc']:.2f} (p = {_p(c[s]['p'])})" for s in SCORES if s.endswith("_window")
+    grads = ", ".join(f"`{s}` {c[s]['auc']:.2f} (p = {p_text(c[s]['p'])})" for s in SCORES if s.endswith("_window")
                       and s.startswith("gradient"))
     return (f"- {dataset_label(dataset)}: the best declared score, `{best}`, reaches AUC {c[best]['auc']:.2f} against "
-            f"the clean models (Holm p = {_p(c[best]['holm_p'])}, Holm paired p = {_p(c[best]['holm_paired_p'])}) and "
-            f"{r[best]['auc']:.2f} against the relabelled ones (Holm p = {_p(r[best]['holm_p'])}). Input-gradient "
+            f"the clean models (Holm p = {p_text(c[best]['holm_p'])}, Holm paired p = "
+            f"{p_text(c[best]['holm_paired_p'])}) and "
+            f"{r[best]['auc']:.2f} against the relabelled ones (Holm p = {p_text(r[best]['holm_p'])}). Input-gradient "
             f"baselines in the trigger window (exploratory): {grads}. The best exploratory white-noise score, "
-            f"`{top}`, reaches {c[top]['auc']:.2f} (p = {_p(c[top]['p'])}, uncorrected, picked among "
+            f"`{top}`, reaches {c[top]['auc']:.2f} (p = {p_text(c[top]['p'])}, uncorrected, picked among "
             f"{len(explore)}).")
 
 
