@@ -64,9 +64,11 @@ def _pairs(ch: Chapter) -> list[Key]:
 
 
 def _span(rows: Rows, key: str | Callable[[dict[str, object]], float], fmt: str) -> str:
-    """"min to max" of a column (or of a function of a row) over ``rows``, formatted with ``fmt``."""
+    """"min to max" of a column (or of a function of a row) over ``rows``, formatted with ``fmt``; the one value
+    when both print alike."""
     vals = [key(r) if callable(key) else r[key] for r in rows]
-    return f"{min(vals):{fmt}} to {max(vals):{fmt}}"
+    low, high = f"{min(vals):{fmt}}", f"{max(vals):{fmt}}"
+    return low if low == high else f"{low} to {high}"
 
 
 # ---------------------------------------------------------------- first layer
