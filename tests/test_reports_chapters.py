@@ -86,6 +86,11 @@ def test_specificity_is_tested_against_relabelled_classes_and_skips_output_layer
     assert "| c | MNIST | fc1 (output) |" in table and "classes with >= 50 noise samples" in table
     assert "The last layer of `c` on MNIST is its output" in prose
     assert "For 2 of the 3 pairs tested, the same class matches better than every relabelling" in prose
+    # the r range leaves out the output layer (r = 1 there by construction); no pair passing claims nothing
+    same = [rows[m]["r"] for m in "abd"]
+    assert f"correlate at r = {min(same):.2f} to {max(same):.2f} with the real maps" in prose
+    _, none = activations.specificity([rows["b"], rows["c"]])
+    assert "None of the 1 pair tested matches the same class better" in none and "somewhat like" not in none
 
 
 def _row(model: str, r: float, h: float) -> dict[str, object]:

@@ -83,17 +83,20 @@ def specificity(rows: list[dict[str, object]]) -> list[str]:
     tested = [r for r in rows if r["p"] == r["p"]]
     output = [f"`{r['model']}` on {r['dataset']}" for r in rows if r["output"]]
     specific = [r for r in tested if r["p"] <= FWER]
-    defined = [r for r in rows if r["r"] == r["r"]]
+    defined = [r for r in rows if r["r"] == r["r"] and not r["output"]]  # an output layer matches by construction
+    others = [r["other"] for r in defined if r["other"] == r["other"]]
+    pairs = f"pair{'s' if len(tested) != 1 else ''}"
     prose = ((f"Both maps are centred on their mean over classes, so what all inputs share does not count. Over the "
-              f"classes that received at least {MIN_COUNT} noise samples, the noise maps correlate at r = "
-              f"{min(r['r'] for r in defined):.2f} to {max(r['r'] for r in defined):.2f} with the real maps of the "
-              f"same class, and at {min(r['other'] for r in defined if r['other'] == r['other']):.2f} to "
-              f"{max(r['other'] for r in defined if r['other'] == r['other']):.2f} with the other classes'. "
-              if defined and any(r["other"] == r["other"] for r in defined) else
-              f"No pair has two classes with {MIN_COUNT} noise samples. ")
+              f"classes that received at least {MIN_COUNT} noise samples, the noise maps of the layers tested "
+              f"correlate at r = {min(r['r'] for r in defined):.2f} to {max(r['r'] for r in defined):.2f} with the "
+              f"real maps of the same class, and at {min(others):.2f} to {max(others):.2f} with the other classes'. "
+              if others else f"No tested pair has two classes with {MIN_COUNT} noise samples. ")
              + (f"The last layer of {', '.join(output)} is its output: noise grouped by the argmax of that layer "
                 f"matches its class by construction, so these rows are not tested. " if output else "")
-             + f"For {len(specific)} of the {len(tested)} pairs tested, the same class matches better than every "
-               f"relabelling of the classes at a Holm-corrected p <= {FWER:g}: there, the noise a model calls $c$ "
-               f"drives its last layer somewhat like real images of $c$.")
+             + (f"For {len(specific)} of the {len(tested)} {pairs} tested, the same class matches better than every "
+                f"relabelling of the classes at a Holm-corrected p <= {FWER:g}: there, the noise a model calls $c$ "
+                f"drives its last layer somewhat like real images of $c$." if specific else
+                f"None of the {len(tested)} {pairs} tested matches the same class better than every relabelling of "
+                f"the classes at a Holm-corrected p <= {FWER:g}: this measurement does not show that the noise a "
+                f"model calls $c$ drives its last layer like real images of $c$."))
     return [table, prose]
