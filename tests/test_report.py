@@ -101,6 +101,9 @@ def test_speed_benchmark_helpers(tmp_path):
     assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.40 (met) | – | – | 100 (missed) |" in targets
     assert perf_report.speed_table(data).count("\n") == 2 + 11  # header, rule, the rows without errors
     assert "0.80 to 0.95 x the fastest forward pass" in perf_report.speed_summary(data)
+    assert "Peak memory grew by 0 to 100 MB" in perf_report.speed_summary(data)   # -0.3 prints as 0, not -0
+    data["summary"]["net3"]["ci_engine_over_fastest_forward"] = 0.849   # rounds to the target: the third digit decides
+    assert "| net3 | forward, channels-last | 0.849 (missed) |" in perf_report.speed_targets(data)
     fig = plots.plot_speed(data)
     titled = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in titled] == ["paper_cnn", "net3"]

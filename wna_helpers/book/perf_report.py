@@ -135,6 +135,12 @@ def speed_table(data: Mapping[str, object]) -> str:
                           {"n": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
 
 
+def _number(v: float, fmt: str) -> str:
+    """``format(v, fmt)``, with no minus sign on a value that prints as zero ("-0" is "0")."""
+    text = format(v, fmt)
+    return text[1:] if text.startswith("-") and not text.strip("-0.,") else text
+
+
 def speed_targets(data: Mapping[str, object]) -> str:
     """Markdown table of the speed benchmark's ratios against its targets, one row per model; each cell
     is the measured value and whether it met the target."""
@@ -147,8 +153,10 @@ def speed_targets(data: Mapping[str, object]) -> str:
         if not isinstance(target, (int, float)):
             return format(v, fmt)
         ok = v >= target if above else v < target
-        text = format(v, fmt)
-        return f"{'0' if text == '-0' else text} ({'met' if ok else 'missed'})"
+        text = _number(v, fmt)
+        if not ok and text == _number(target, fmt):  # 0.849 against 0.85: show the digit that decides
+            text = _number(v, ".3f")
+        return f"{text} ({'met' if ok else 'missed'})"
     for arch, s in (data.get("summary") or {}).items():  # type: ignore[union-attr]
         if not isinstance(s, Mapping):
             continue
@@ -225,8 +233,8 @@ def speed_summary(data: Mapping[str, object]) -> str:
         vals = [float(s[key]) for s in summary.values() if isinstance(s.get(key), (int, float))]
         if not vals:
             return None
-        lo, hi = min(vals), max(vals)
-        return fmt.format(lo) if fmt.format(lo) == fmt.format(hi) else f"{fmt.format(lo)} to {fmt.format(hi)}"
+        lo, hi = (_number(x, fmt.strip("{}:")) for x in (min(vals), max(vals)))
+        return lo if lo == hi else f"{lo} to {hi}"
     parts = []
     models = ", ".join(f"`{a}`" for a in summary)
     if span("ci_engine_over_fastest_forward"):
