@@ -45,7 +45,7 @@ def headline() -> str:
         s = summary.get(arch, {})
         a = f"{_fmt(accuracy.get((arch, 'mnist')), '.2%')} / {_fmt(accuracy.get((arch, 'fashion_mnist')), '.2%')}"
         lines.append(f"| `{arch}` | {a} | {_fmt(_rate(rows, 'ci_engine', arch), ',.0f')} | "
-                     f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.2f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} |")
+                     f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.3f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} |")
     return ("\n".join(lines) + f"\n\nMeasured on a {meta['cpus']}-core {meta['cpu']} ({meta['date']}, torch "
             f"{meta['torch']}, batch {meta['batch_size']}); the details are in `benchmarks/README.md` and the "
             f"book's performance appendix.")
