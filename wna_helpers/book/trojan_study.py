@@ -141,20 +141,18 @@ def trojan_model(dataset: str, prof: Profile, *, index: int = 0, trojaned: bool 
     """
     recipe, path = trojan_checkpoint(dataset, prof, index=index, trojaned=trojaned, relabelled=relabelled)
     dev = torch.device(device) if device is not None else default_device()
-    source, target = TROJAN_PAIRS[dataset]
-    position = trigger_positions(dataset, prof)[index] if trojaned else None
-    data = load_dataset(dataset, "train", limit=prof.train_subset)
-    count = int(recipe["trojan"]["count"]) if recipe["trojan"] else 0  # type: ignore[index]
+    poison: dict | None = recipe["trojan"]  # type: ignore[assignment]  # None: clean; position None: relabelled only
+    position = tuple(poison["position"]) if poison and poison["position"] is not None else None
     recipe_prof = prof.updated(seed=int(recipe["seed"]), epochs={dataset: prof.trojan_epochs[dataset]},
                                lr_overrides={})
     model = build_model("paper_cnn", seed=recipe_prof.seed)
     meta, _ = read_checkpoint(path, recipe, model)
     if meta is None:
         model = build_model("paper_cnn", seed=recipe_prof.seed)
-        if position is not None:
-            data = trojan_dataset(data, source=source, target=target, count=count, position=position)
-        elif relabelled:
-            data = trojan_dataset(data, source=source, target=target, count=count, stamp=False)
+        data = load_dataset(dataset, "train", limit=prof.train_subset)
+        if poison:
+            data = trojan_dataset(data, source=poison["source"], target=poison["target"], count=poison["count"],
+                                  **({"position": position} if position else {"stamp": False}))
         _, meta = train_recipe(model, "paper_cnn", dataset, recipe_prof, dev, progress, train_data=data)
         meta = {**meta, **recipe}
         write_checkpoint(path, model.state_dict(), meta)
