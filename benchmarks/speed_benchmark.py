@@ -20,17 +20,28 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
     train_plain        a plain PyTorch training loop (``train_benchmark.py``'s ``plain_eager``), batch 256
     train_wna          ``wna.train`` as shipped, the same work
     memory             the CI engine at two sizes (``--mem-sizes``) with ``compile=False``, so both sizes run
-                       the same code; peak RSS of each
+                       the same code; peak RSS of each, the smaller size a second time (two identical runs
+                       differ by what the process does before the run settles), and, in the larger run, the
+                       peak RSS when the smaller size's samples had streamed (growth within one process)
 
 The forward variants cycle through a pool of uniform [0, 1] noise generated before timing;
 the engines generate their own. Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
 CI engine as shipped at 10^6 samples / fastest forward variant (target >= 0.85), STA engine / fastest
-conv-alone (target >= 0.40), peak-RSS difference between the two sizes (target < 64 MB), training
-wna / plain (target >= 1.5 for paper_cnn).
+conv-alone (target >= 0.40), memory growth from the smaller size to the larger (target < 64 MB; judged
+within one process, since two processes' peaks differ by up to 100 MB at the same size: the between-process
+difference and the spread of two identical runs are reported beside it), training wna / plain (target >= 1.5
+for paper_cnn). The STA and conv-alone measurements stream STA_N samples for every model: at the forward
+passes' sizes (3 x 10^4 for alexnet_small) the conv alone ran for 0.1 s, too short to time.
 
     .venv/bin/python benchmarks/speed_benchmark.py            # about 20 minutes on 2 idle cores
     .venv/bin/python benchmarks/speed_benchmark.py --quick    # a few minutes
     .venv/bin/python benchmarks/speed_benchmark.py --archs paper_cnn --device cuda
+    .venv/bin/python benchmarks/speed_benchmark.py --update --kinds sta_engine,conv_alone   # re-measure some kinds
+
+``--update`` re-measures only the kinds (and, unless ``--mem-sizes ''``, the memory runs) asked for, replaces
+those rows of the saved JSON and recomputes every ratio; each row keeps the date of the run that measured it
+(``run``), and a ratio always divides two rows of one run (the kinds it needs are re-measured together or not
+at all: ``--update`` refuses a kind list that would split a ratio across runs).
 
 Writes ``benchmarks/results/speed_benchmark[.quick].json`` and prints Markdown tables.
 """
@@ -60,7 +71,12 @@ TRAIN_STEPS = {"paper_cnn": 60, "lenet": 60, "net3": 40, "alexnet_small": 20}
 # samples per timed measurement: about 10 s of the slowest variant that matters on 2 CPU cores
 DEFAULT_N = {"paper_cnn": 200_000, "lenet": 200_000, "net3": 100_000, "alexnet_small": 30_000}
 QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small": 4_096}
+#: Samples of the STA and conv-alone measurements (both fast; at least 1 s of the conv alone on 2 CPU cores).
+STA_N = 200_000
+STA_KINDS = ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window")
 MARK = "@@SPEED_BENCHMARK@@"
+#: Kinds whose ratios divide one by another: ``--update`` re-measures each group whole or not at all.
+RATIO_GROUPS = (FORWARD + ("ci_engine", "ci_engine_compiled"), ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window"), TRAIN)
 TARGETS = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.40, "memory_growth_mb": 64.0,
            "train_wna_over_plain": 1.5}
 
@@ -116,6 +132,26 @@ def _window_product(model_module: object) -> None:
     sta.STAAccumulator.update = update
 
 
+def _mark_peak(out: dict, mark: int, batch: int) -> None:
+    """Record in ``out["peak_rss_at_mark_mb"]`` the peak RSS once the engine has streamed ``mark`` samples (0: never),
+    through the engine's per-batch :class:`~wna_helpers.engine.speed.HeapWatch` step; the warm-up run's batches
+    do not count."""
+    from wna_helpers.engine import kernel
+
+    class Marking(kernel.HeapWatch):
+        runs = 0
+
+        def __init__(self, *a, **k) -> None:
+            super().__init__(*a, **k)
+            Marking.runs += 1
+
+        def step(self, i: int) -> None:
+            super().step(i)
+            if mark and Marking.runs == 2 and "peak_rss_at_mark_mb" not in out and i * batch >= mark:
+                out["peak_rss_at_mark_mb"] = _peak_rss_mb()
+    kernel.HeapWatch = Marking
+
+
 def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
     import torch
     import wna_helpers as wna
@@ -167,6 +203,7 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
             _window_product(None)
         if kind == "ci_engine_memory":
             opts["compile"] = False
+            _mark_peak(out, int(os.environ.get("WNA_BENCH_MEM_MARK", "0")), batch)
         if kind in ("sta_engine", "sta_engine_window"):
             def call(m: int) -> None:
                 wna.spike_triggered_average(model, "conv1", m, noise=wna.Uniform(), **opts)
@@ -195,8 +232,9 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- parent
-def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float) -> dict:
-    env = {**os.environ, "WNA_MALLOPT": "0" if kind in ("forward_eager", "ci_engine_nomalloc") else "1"}
+def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float, mark: int = 0) -> dict:
+    env = {**os.environ, "WNA_MALLOPT": "0" if kind in ("forward_eager", "ci_engine_nomalloc") else "1",
+           "WNA_BENCH_MEM_MARK": str(mark)}
     if kind == "train_plain":
         env["WNA_MALLOPT"] = "0"  # the plain loop as a user runs it
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, arch, str(n), "--device", device,
@@ -231,10 +269,16 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
             out["sta_window_over_conv_alone"] = rate["sta_engine_window"] / conv[best]
     if "train_plain" in rate and "train_wna" in rate:
         out["train_wna_over_plain"] = rate["train_wna"] / rate["train_plain"]
-    mem = {r["n"]: r["peak_rss_mb"] for r in rows if r["arch"] == arch and r.get("role") == "memory"
-           and "error" not in r}
-    if len(mem_sizes) == 2 and all(s in mem for s in mem_sizes):
-        out["memory_growth_mb"] = mem[mem_sizes[1]] - mem[mem_sizes[0]]
+    mem = [r for r in rows if r["arch"] == arch and r.get("role") == "memory" and "error" not in r]
+    peak = {r["n"]: r["peak_rss_mb"] for r in mem}
+    if len(mem_sizes) == 2 and all(s in peak for s in mem_sizes):
+        small = [r["peak_rss_mb"] for r in mem if r["n"] == mem_sizes[0]]
+        out["memory_growth_between_mb"] = peak[mem_sizes[1]] - small[0]
+        if len(small) > 1:
+            out["memory_repeat_spread_mb"] = max(small) - min(small)
+        big = [r for r in mem if r["n"] == mem_sizes[1] and "peak_rss_at_mark_mb" in r]
+        if big:
+            out["memory_growth_mb"] = big[0]["peak_rss_mb"] - big[0]["peak_rss_at_mark_mb"]
     return out
 
 
@@ -245,7 +289,10 @@ def _n(v: float) -> str:
 def tables(rows: list[dict], summary: dict, meta: dict) -> str:
     lines = [f"speed_benchmark: {meta['cpu']}, {meta['threads']} threads, torch {meta['torch']}, "
              f"device {meta['device']}, batch {meta['batch_size']}; load average {meta['load_start']} -> "
-             f"{meta['load_end']}; {meta['wall_seconds'] / 60:.1f} min", "",
+             f"{meta['load_end']}; {meta['wall_seconds'] / 60:.1f} min"
+             + "".join(f"; re-measured {u['date']} ({u['cpu']}, load average {u['load_start']} -> {u.get('load_end')}, "
+                       f"{u.get('wall_seconds', 0) / 60:.1f} min): the rows marked with that date"
+                       for u in meta.get("updates", [])), "",
              "| model | kind | n | samples/s | user s | sys s | peak RSS (MB) | note |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for r in rows:
@@ -254,13 +301,17 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
             continue
         note = f"warm-up {r['warmup_seconds']:.1f} s" if r.get("warmup_seconds", 0) > 1 else ""
         if r.get("role") == "memory":
-            note = "memory size"
+            note = "memory size" + (f", {r['peak_rss_at_mark_mb']:.0f} MB at n = {meta['mem_sizes'][0]:,}"
+                                    if "peak_rss_at_mark_mb" in r else "")
+        if meta.get("updates") and r.get("run") != meta["date"]:
+            note = f"{note}; {r.get('run')}" if note else str(r.get("run"))
         lines.append(f"| {r['arch']} | {r['kind']} | {_n(r['n'])} | {_n(r['samples_per_s'])} | {r['user_s']:.1f} | "
                      f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     lines += ["", "| model | CI engine (10^6, as shipped) / fastest forward | compiled CI engine / fastest forward | "
               "CI engine / channels-last forward | STA / fastest conv alone | old window-product STA / fastest "
               "conv alone | STA / contiguous conv alone | allocator speed-up | training wna / plain | "
-              "memory growth (MB) |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "memory growth in one run (MB) | between two runs (MB) | two identical runs differ by (MB) |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(d: dict, k: str, fmt: str = "{:.2f}") -> str:
         return fmt.format(d[k]) if k in d else "n/a"
@@ -269,9 +320,11 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
                      f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | {f(s, 'ci_engine_over_forward_cl')} | "
                      f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_window_over_conv_alone')} | "
                      f"{f(s, 'sta_over_conv_alone_contiguous')} | {f(s, 'allocator_speedup')} | "
-                     f"{f(s, 'train_wna_over_plain')} | {f(s, 'memory_growth_mb', '{:.0f}')} |")
+                     f"{f(s, 'train_wna_over_plain')} | {f(s, 'memory_growth_mb', '{:.0f}')} | "
+                     f"{f(s, 'memory_growth_between_mb', '{:.0f}')} | {f(s, 'memory_repeat_spread_mb', '{:.0f}')} |")
     sizes = meta["mem_sizes"]
-    memory = (f"; memory growth < {TARGETS['memory_growth_mb']:.0f} MB between n = {sizes[0]:,} and {sizes[1]:,}"
+    memory = (f"; memory growth < {TARGETS['memory_growth_mb']:.0f} MB from n = {sizes[0]:,} to {sizes[1]:,} (peak RSS "
+              f"of one run of {sizes[1]:,} samples at its end against after its first {sizes[0]:,})"
               if len(sizes) == 2 else "")
     lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
                  f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}; training >= "
@@ -291,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="small n, memory at 1e4 and 5e4")
     ap.add_argument("--timeout", type=float, default=1800)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--update", action="store_true", help="re-measure only these kinds in the saved JSON")
     args = ap.parse_args(argv)
     batch = args.batch_size or (32_768 if args.device.startswith("cuda") else 1024)
     if args.worker:
@@ -312,34 +366,62 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
             "batch_size": batch, "load_start": round(os.getloadavg()[0], 2), "mem_sizes": list(mem_sizes),
             "date": time.strftime("%Y-%m-%d %H:%M"), "argv": sys.argv[1:]}
+    out = Path(args.out) if args.out else RESULTS / ("speed_benchmark.quick.json" if args.quick else
+                                                     "speed_benchmark.json")
+    kept: list[dict] = []
+    if args.update:
+        split = [g for g in RATIO_GROUPS if 0 < len(set(g) & set(kinds)) < len(g)]
+        if split:
+            ap.error(f"--update with {sorted(set(kinds))} would divide rows of two runs; re-measure each group "
+                     f"whole: {split}")
+        old = json.loads(out.read_text())
+        if old["meta"].get("device") != args.device or old["meta"].get("batch_size") != batch:
+            ap.error(f"{out} was measured on {old['meta'].get('device')} at batch {old['meta'].get('batch_size')}")
+        redo = {(a, k) for a in archs for k in kinds}
+        kept = [r for r in old["rows"] if (r.get("arch"), r.get("kind")) not in redo
+                and not (mem_sizes and r.get("role") == "memory" and r.get("arch") in archs)]
+        for r in kept:
+            r.setdefault("run", old["meta"]["date"])
+        meta = {**old["meta"], "updates": old["meta"].get("updates", []) + [
+            {k: meta[k] for k in ("date", "cpu", "threads", "torch", "load_start", "argv")}]}
+        meta["mem_sizes"] = list(mem_sizes) or old["meta"].get("mem_sizes", [])
     t0 = time.perf_counter()
     rows: list[dict] = []
     for arch in archs:
         n = max(batch, int(sizes.get(arch, 50_000) * args.scale))
         for kind in kinds:
             m = n
+            if kind in STA_KINDS:
+                m = max(batch, int((sizes.get(arch, 50_000) if args.quick else STA_N) * args.scale))
             if kind == "ci_engine" and not args.quick:
                 m = int(CI_N * args.scale)
             if kind in TRAIN:
                 m = max(2, int(TRAIN_STEPS.get(arch, 20) * (0.25 if args.quick else args.scale)))
             r = spawn(kind, arch, m, args.device, batch, args.timeout)
+            r["run"] = meta["date"] if not args.update else meta["updates"][-1]["date"]
             rows.append(r)
             print(f"{arch:14s} {kind:20s} " + (r["error"] if "error" in r else
                   f"{r['samples_per_s']:10,.0f} samples/s  sys {r['sys_s']:5.1f} s  RSS {r['peak_rss_mb']:6.0f} MB"),
                   flush=True)
-        for m in mem_sizes:
-            r = spawn("ci_engine_memory", arch, m, args.device, batch, args.timeout)
+        for m in (mem_sizes[0], mem_sizes[1], mem_sizes[0]) if mem_sizes else ():
+            r = spawn("ci_engine_memory", arch, m, args.device, batch, args.timeout,
+                      mark=mem_sizes[0] if m == mem_sizes[1] else 0)
             r["role"] = "memory"
+            r["run"] = meta["date"] if not args.update else meta["updates"][-1]["date"]
             rows.append(r)
-            print(f"{arch:14s} memory n={m:<12,} " + (r.get("error") or f"peak RSS {r['peak_rss_mb']:.0f} MB"),
+            at = f", {r['peak_rss_at_mark_mb']:.0f} MB at n={mem_sizes[0]:,}" if "peak_rss_at_mark_mb" in r else ""
+            print(f"{arch:14s} memory n={m:<12,} " + (r.get("error") or f"peak RSS {r['peak_rss_mb']:.0f} MB{at}"),
                   flush=True)
-    meta["wall_seconds"] = time.perf_counter() - t0
-    meta["load_end"] = round(os.getloadavg()[0], 2)
-    summary = {a: ratios(rows, a, mem_sizes) for a in archs}
+    if args.update:
+        meta["updates"][-1].update(wall_seconds=time.perf_counter() - t0, load_end=round(os.getloadavg()[0], 2))
+        rows = kept + rows
+        archs = list(dict.fromkeys([r["arch"] for r in rows]))
+    else:
+        meta["wall_seconds"] = time.perf_counter() - t0
+        meta["load_end"] = round(os.getloadavg()[0], 2)
+    summary = {a: ratios(rows, a, tuple(meta["mem_sizes"])) for a in archs}
     text = tables(rows, summary, meta)
     print("\n" + text)
-    out = Path(args.out) if args.out else RESULTS / ("speed_benchmark.quick.json" if args.quick else
-                                                     "speed_benchmark.json")
     _write_json(out, {"meta": meta, "targets": TARGETS, "rows": rows, "summary": summary, "markdown": text})
     print(f"\nwrote {out}")
     return 0

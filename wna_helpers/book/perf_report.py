@@ -167,7 +167,9 @@ def speed_targets(data: Mapping[str, object]) -> str:
                      "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
                      "sta_w": cell(s.get("sta_window_over_conv_alone"), None, ".2f"),
                      "train": cell(s.get("train_wna_over_plain"), targets.get("train_wna_over_plain"), ".2f"),
-                     "mem": cell(s.get("memory_growth_mb"), targets.get("memory_growth_mb"), ".0f", above=False)})
+                     "mem": cell(s.get("memory_growth_mb"), targets.get("memory_growth_mb"), ".0f", above=False),
+                     "mem_b": cell(s.get("memory_growth_between_mb"), None, ".0f"),
+                     "mem_s": cell(s.get("memory_repeat_spread_mb"), None, ".0f")})
     t = {k: format(targets[k], "g") if isinstance(targets.get(k), (int, float)) else "?"
          for k in ("ci_over_fastest_forward", "sta_over_conv_alone", "memory_growth_mb", "train_wna_over_plain")}
     return markdown_table(rows, {
@@ -177,7 +179,8 @@ def speed_targets(data: Mapping[str, object]) -> str:
         "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
         "sta_w": "old window-product STA ÷ conv1 alone",
         "train": f"training: wna.train ÷ plain loop (≥ {t['train_wna_over_plain']})",
-        "mem": f"memory growth, MB (< {t['memory_growth_mb']})"})
+        "mem": f"memory growth in one run, MB (< {t['memory_growth_mb']})",
+        "mem_b": "peak of the long run minus a short run's, MB", "mem_s": "two identical short runs differ by, MB"})
 
 
 def benchmark_table(data: Mapping[str, object]) -> str:
@@ -253,8 +256,13 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"`wna.train` ran at {span('train_wna_over_plain')} x a plain PyTorch loop doing the same work.")
     if span("memory_growth_mb", "{:.0f}"):
         sizes = meta.get("mem_sizes") or ["?", "?"]  # type: ignore[union-attr]
-        parts.append(f"Peak memory grew by {span('memory_growth_mb', '{:.0f}')} MB from n = {sizes[0]:,} to "
-                     f"{sizes[1]:,}.")
+        parts.append(f"Within one run of {sizes[1]:,} samples, the peak memory grew by "
+                     f"{span('memory_growth_mb', '{:.0f}')} MB after the first {sizes[0]:,}.")
+    if span("memory_repeat_spread_mb", "{:.0f}"):
+        parts.append(f"Two identical runs of {sizes[0]:,} samples, each in its own process, peaked "
+                     f"{span('memory_repeat_spread_mb', '{:.0f}')} MB apart, and the run of {sizes[1]:,} peaked "
+                     f"{span('memory_growth_between_mb', '{:.0f}')} MB above the first of them: a difference between "
+                     f"two processes' peaks within that spread is not growth with n.")
     return " ".join(parts) or "_The benchmark file has no ratios._"
 
 
