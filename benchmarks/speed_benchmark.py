@@ -41,7 +41,8 @@ passes' sizes (3 x 10^4 for alexnet_small) the conv alone ran for 0.1 s, too sho
 ``--update`` re-measures only the kinds (and, unless ``--mem-sizes ''``, the memory runs) asked for, replaces
 those rows of the saved JSON and recomputes every ratio; each row keeps the date of the run that measured it
 (``run``), and a ratio always divides two rows of one run (the kinds it needs are re-measured together or not
-at all: ``--update`` refuses a kind list that would split a ratio across runs).
+at all: ``--update`` refuses a kind list that would split a ratio across runs). ``--update --kinds '' --mem-sizes
+''`` measures nothing and recomputes the saved rows' ratios with this script.
 
 Writes ``benchmarks/results/speed_benchmark[.quick].json`` and prints Markdown tables.
 """
@@ -382,8 +383,9 @@ def main(argv: list[str] | None = None) -> int:
                 and not (mem_sizes and r.get("role") == "memory" and r.get("arch") in archs)]
         for r in kept:
             r.setdefault("run", old["meta"]["date"])
-        meta = {**old["meta"], "updates": old["meta"].get("updates", []) + [
-            {k: meta[k] for k in ("date", "cpu", "threads", "torch", "load_start", "argv")}]}
+        meta = {**old["meta"], "updates": old["meta"].get("updates", []) + (
+            [{k: meta[k] for k in ("date", "cpu", "threads", "torch", "load_start", "argv")}] if kinds or mem_sizes
+            else [])}   # nothing to measure: the saved rows' ratios recomputed by this script
         meta["mem_sizes"] = list(mem_sizes) or old["meta"].get("mem_sizes", [])
     t0 = time.perf_counter()
     rows: list[dict] = []
@@ -413,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{arch:14s} memory n={m:<12,} " + (r.get("error") or f"peak RSS {r['peak_rss_mb']:.0f} MB{at}"),
                   flush=True)
     if args.update:
-        meta["updates"][-1].update(wall_seconds=time.perf_counter() - t0, load_end=round(os.getloadavg()[0], 2))
+        if kinds or mem_sizes:
+            meta["updates"][-1].update(wall_seconds=time.perf_counter() - t0, load_end=round(os.getloadavg()[0], 2))
         rows = kept + rows
         archs = list(dict.fromkeys([r["arch"] for r in rows]))
     else:
