@@ -105,6 +105,12 @@ def test_speed_benchmark_helpers(tmp_path):
     summary_text = perf_report.speed_summary(data)
     assert "the peak memory grew by 0 to 100 MB after the first 1,000" in summary_text   # -0.3 prints as 0, not -0
     assert "peaked 55 MB apart, and the run of 10,000 peaked 40 MB above" in summary_text
+    for s in data["summary"].values():   # a run with one process per size: no growth within a run to judge
+        s.pop("memory_growth_mb"), s.pop("memory_repeat_spread_mb", None)
+    data["summary"]["net3"]["memory_growth_between_mb"] = -0.2
+    summary_text = perf_report.speed_summary(data)
+    assert "the run of 10,000 samples peaked 0 to 40 MB above the run of 1,000; the growth within one run" in summary_text
+    assert "| – | 0 | – |" in perf_report.speed_targets(data)   # -0.2 prints as 0 here too
     data["summary"]["net3"]["ci_engine_over_fastest_forward"] = 0.849   # rounds to the target: the third digit decides
     assert "| net3 | forward, channels-last | 0.849 (missed) |" in perf_report.speed_targets(data)
     fig = plots.plot_speed(data)
