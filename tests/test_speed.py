@@ -211,3 +211,79 @@ def test_heap_watch_is_idle_without_a_tuned_allocator(monkeypatch):
     for i in range(1, 10):
         watch.step(i)
     assert watch.releases == 0
+
+
+# ------------------------------------------------------------------ the ReLU inside the convolution
+def test_fused_conv_relu_is_the_relu_of_the_convolution_and_refuses_what_it_cannot_fuse():
+    from wna_helpers.engine.speed import fused_conv_relu
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 5, stride=2, padding=1, dilation=2)
+    f = fused_conv_relu(conv)
+    if f is None:
+        pytest.skip("this PyTorch has no oneDNN fused convolution")
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(4, 3, 20, 17).to(memory_format=fmt)
+        with torch.inference_mode():
+            assert torch.allclose(f(x), torch.relu(conv(x)), rtol=1e-5, atol=1e-6)
+
+    class Doubled(nn.Conv2d):  # a subclass may compute something else: never fused
+        def forward(self, x):
+            return 2 * super().forward(x)
+    assert fused_conv_relu(Doubled(1, 2, 3)) is None
+    assert fused_conv_relu(nn.Conv2d(1, 2, 3, padding="same")) is None
+    assert fused_conv_relu(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")) is None
+    assert fused_conv_relu(nn.Conv2d(1, 2, 3).double()) is None
+    hooked = nn.Conv2d(1, 2, 3)
+    handle = hooked.register_forward_hook(lambda m, i, o: None)  # the user's hook would be skipped: not fused
+    assert fused_conv_relu(hooked) is None
+    handle.remove()
+    assert fused_conv_relu(hooked) is not None
+
+
+def test_sta_with_the_fused_relu_equals_the_sta_without_it(monkeypatch):
+    """The STA of a first and a second layer through the fused convolution (which runs, and replaces the
+    layer's own forward) against the same STA with the fusion turned off: equal up to float32 rounding."""
+    from wna_helpers.engine import kernel, speed
+
+    model = wna.build_model("paper_cnn", seed=0)
+    calls = {"fused": 0}
+
+    def counting(module):
+        f = speed.fused_conv_relu(module)
+        if f is None:
+            return None
+
+        def run(x):
+            calls["fused"] += len(x)
+            return f(x)
+        return run
+    monkeypatch.setattr(kernel, "fused_conv_relu", counting)
+    fused = {layer: wna.spike_triggered_average(model, layer, 5000, batch_size=1000, progress=False)
+             for layer in ("conv1", "conv2")}
+    if calls["fused"] == 0:
+        pytest.skip("this PyTorch has no oneDNN fused convolution")
+    assert calls["fused"] == 2 * 5000  # every sample of both runs went through it
+    monkeypatch.setattr(kernel, "fused_conv_relu", lambda module: None)
+    for layer, got in fused.items():
+        want = wna.spike_triggered_average(model, layer, 5000, batch_size=1000, progress=False)
+        for k in ("pooled", "center", "pooled_weight", "center_weight", "mean_activation"):
+            a, b = getattr(got, k), getattr(want, k)
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7, equal_nan=True), (layer, k)
+
+
+def test_a_tap_read_raw_and_through_its_relu_gives_each_reader_its_own():
+    """An STA and the raw activation means of the same layer in one run: the activation means keep the
+    negative outputs (the ReLU is not applied in place under them), the STA equals the STA run alone."""
+    from wna_helpers.engine.kernel import run_engine
+    from wna_helpers.methods.activations import ActivationAccumulator
+    from wna_helpers.methods.sta import STAAccumulator
+
+    model = wna.build_model("paper_cnn", seed=0)
+    rf = wna.receptive_field(model, "conv1")
+    sta, act = STAAccumulator("conv1", rf, (1, 28, 28)), ActivationAccumulator(["conv1"], "prediction")
+    run_engine(model, wna.Uniform(), 3000, [sta, act], input_shape=(1, 28, 28), batch_size=1000, progress=False)
+    alone = wna.spike_triggered_average(model, "conv1", 3000, noise=wna.Uniform(), batch_size=1000, progress=False)
+    assert float(act.acc["sum:conv1"].min()) < 0  # raw outputs, negative ones included
+    pooled = (sta.acc["pooled_num"] / sta.acc["pooled_den"][:, None]).view_as(alone.pooled)
+    assert torch.allclose(pooled, alone.pooled, rtol=1e-5, atol=1e-7, equal_nan=True)

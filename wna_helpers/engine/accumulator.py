@@ -65,6 +65,9 @@ class Accumulator:
     #: False when ``update`` ignores ``logits``: if no accumulator of a run needs them, the
     #: engine stops each forward pass right after the last tapped layer (it gets ``logits=None``).
     needs_logits: bool = True
+    #: True when ``update`` reads every tap only through its ReLU: the engine then hands over ``ReLU(tap)``
+    #: (computed once per batch for all such accumulators, inside the convolution where it can).
+    relu_taps: bool = False
 
     def __init__(self) -> None:
         self.acc: dict[str, torch.Tensor] = {}

@@ -28,7 +28,7 @@ from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
-from .speed import (HeapWatch, choose_channels_last, compile_forward, memory_layout,
+from .speed import (HeapWatch, choose_channels_last, compile_forward, fused_conv_relu, memory_layout,
                     should_compile, tune_allocator)
 from .stimuli import Stimulus, as_stimulus
 
@@ -168,6 +168,16 @@ class _Run:
             and len(calls) == len(set(calls)) else None
         for a in accumulators:
             a.setup(num_classes, input_shape, device, tap_shapes)
+        # taps some accumulator reads only through a ReLU (relu_taps), and taps some accumulator reads as they are
+        self.relu_wanted = {t for a in accumulators if a.relu_taps for t in a.taps}
+        self.raw_wanted = {t for a in accumulators if not a.relu_taps for t in a.taps}
+        # the last tap, read only through its ReLU, of a pass that stops there: the ReLU computed by the convolution
+        self.fused: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {}
+        t = self.stop_at
+        if t is not None and t in self.relu_wanted and t not in self.raw_wanted and opts.autocast is None:
+            f = fused_conv_relu(dict(model.named_modules())[t])
+            if f is not None:
+                self.fused[t] = f
         self.world, self.rank = (dist.get_world_size(), dist.get_rank()) \
             if dist.is_available() and dist.is_initialized() else (1, 0)
         self.chunk = opts.chunk_size
@@ -264,14 +274,26 @@ class _Run:
     def stream(self, forward: Callable[[torch.Tensor], object], layout: torch.memory_format, padded: int,
                desc: str) -> None:
         """Every batch of this rank's chunks, forward and folded into the accumulators."""
-        captured: dict[str, torch.Tensor] = {}
+        captured: dict[str, torch.Tensor] = {}    # the tapped outputs as they are
+        relu: dict[str, torch.Tensor] = {}        # their ReLU, for accumulators with relu_taps
         modules = dict(self.model.named_modules())
 
         def capture(t: str, o: torch.Tensor) -> None:
-            captured[t] = o
+            if t in self.raw_wanted:
+                captured[t] = o
+            if t in self.relu_wanted:
+                # in place when no one else reads the output: the pass stops here and no accumulator wants it raw
+                last = t == self.stop_at and t not in self.raw_wanted
+                relu[t] = torch.relu_(o) if last else torch.relu(o)
             if t == self.stop_at:
                 raise _StopForward
+
+        def fused(t: str, args: tuple) -> None:
+            if len(args) == 1 and isinstance(args[0], torch.Tensor):
+                relu[t] = self.fused[t](args[0])   # the convolution and its ReLU in one call; the module never runs
+                raise _StopForward
         hooks = [modules[t].register_forward_hook(lambda m, i, o, t=t: capture(t, o)) for t in self.taps]
+        hooks += [modules[t].register_forward_pre_hook(lambda m, a, t=t: fused(t, a)) for t in self.fused]
         amp = (lambda: torch.autocast(self.device.type, dtype=self.opts.autocast)) \
             if self.opts.autocast is not None else nullcontext
         bar = tqdm(total=self.mine, initial=self.done, disable=not self.opts.progress or self.rank != 0, desc=desc,
@@ -293,8 +315,9 @@ class _Run:
                             logits = forward(xin).float()[:len(x)]  # type: ignore[union-attr]
                     except _StopForward:
                         pass
-                    folder.fold(segs, whole, x, y, logits, captured)
+                    folder.fold(segs, whole, x, y, logits, captured, relu)
                     captured.clear()
+                    relu.clear()
                     if self.stopped_at is not None:
                         break
                     if i % self.opts.checkpoint_every == 0:
@@ -350,8 +373,9 @@ class _Folder:
         return x, y, whole
 
     def fold(self, segs: list[tuple[int, int, int]], whole: list, x: torch.Tensor, y: torch.Tensor | None,
-             logits: torch.Tensor | None, captured: dict[str, torch.Tensor]) -> None:
-        """One update per chunk piece: float32 partial sums never span two chunks."""
+             logits: torch.Tensor | None, captured: dict[str, torch.Tensor], relu: dict[str, torch.Tensor]) -> None:
+        """One update per chunk piece: float32 partial sums never span two chunks. Accumulators with ``relu_taps``
+        get the ReLU of each tap, the others the tap as it is."""
         r = self.run
         start = 0
         for (c, lo, hi), (_, cx, cy) in zip(segs, whole):
@@ -361,7 +385,7 @@ class _Folder:
             start = sl.stop
             piece_logits = None if logits is None else logits[sl]
             for a in r.accumulators:
-                a.update(x[sl], piece_logits, {t: captured[t][sl].float() for t in a.taps},
+                a.update(x[sl], piece_logits, {t: (relu if a.relu_taps else captured)[t][sl].float() for t in a.taps},
                          None if y is None else y[sl])
             r.done += hi - lo
             self.bar.update(hi - lo)
@@ -414,7 +438,10 @@ def run_engine(model: nn.Module, stimulus: Stimulus | str, n_samples: int, accum
 
     When no accumulator needs the logits (``needs_logits = False``, as for STAs) and each
     tapped layer runs once per pass, every forward pass stops right after the last tapped
-    layer: the layers behind it are never computed.
+    layer: the layers behind it are never computed. Accumulators that read a tap only through its
+    ReLU (``relu_taps = True``, as STAs) get the ReLU; when that last tap is a plain convolution on the
+    CPU and nobody reads it otherwise, the convolution computes its ReLU itself
+    (:func:`~wna_helpers.engine.speed.fused_conv_relu`).
 
     Accumulators that override :meth:`Accumulator.end_chunk` get each whole chunk once all of
     its samples ran. Checkpoints are written at chunk ends (the first after every

@@ -69,7 +69,7 @@ class PrefixSnapshots(Accumulator):
         if list(sizes) != sorted(set(sizes)) or not sizes or sizes[0] <= 0:
             raise ValueError(f"sizes must be strictly increasing positive integers, got {sizes!r}")
         self.inner, self.sizes = inner, [int(s) for s in sizes]
-        self.taps, self.needs_logits = inner.taps, inner.needs_logits
+        self.taps, self.needs_logits, self.relu_taps = inner.taps, inner.needs_logits, inner.relu_taps
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.seen = 0
 

@@ -102,6 +102,7 @@ class STAAccumulator(Accumulator):
     """
 
     needs_logits = False
+    relu_taps = True  # reads the layer's output only through its ReLU: the engine hands the ReLU over
     #: dtype of the products and of their sums over one chunk piece (float64 gives the reference)
     sum_dtype: torch.dtype = torch.float32
 
@@ -130,7 +131,7 @@ class STAAccumulator(Accumulator):
         # The engine hands over one chunk piece at a time; the pooled sums come from the convolution's own
         # weight-gradient kernel in float32 over blocks of at most BLOCK_SAMPLES samples, centred on the block's
         # mean pixel, then added to the float64 totals (float64 products run several times slower).
-        out = taps[self.layer].to(self.sum_dtype)              # (B, K, H', W') before the ReLU, any memory layout
+        out = taps[self.layer].to(self.sum_dtype)              # (B, K, H', W') after the ReLU, any memory layout
         x = x.to(self.sum_dtype)
         b = out.shape[0]
         r, c = self.rows, self.cols
@@ -138,20 +139,20 @@ class STAAccumulator(Accumulator):
         top, left = oh + r.start * jh, ow + c.start * jw
         crop = x[:, :, top:top + (len(r) - 1) * jh + sh, left:left + (len(c) - 1) * jw + sw]
         pooled = out[:, :, r.start:r.stop, c.start:c.stop]    # the units whose windows lie inside the input
-        num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump)  # the ReLU applied block by block
+        num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump, relu=False)
         self.acc["pooled_num"] += num
         self.acc["pooled_den"] += den
         if pooled.shape[2:] == out.shape[2:]:
             self.acc["act_sum"] += den                          # every position is pooled
         else:
-            self.acc["act_sum"] += F.relu(out).sum((0, 2, 3)).double()
+            self.acc["act_sum"] += channel_sums(out)
         ci, cj = self.center
         t0, l0 = oh + ci * jh, ow + cj * jw
         if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
             x = F.pad(x, (sw, sw, sh, sh))  # zeros outside the input
             t0, l0 = t0 + sh, l0 + sw
         window = x[:, :, t0:t0 + sh, l0:l0 + sw].reshape(b, -1)  # (B, D)
-        ac = F.relu(out[:, :, ci, cj])                            # (B, K)
+        ac = out[:, :, ci, cj]                                    # (B, K)
         self.acc["center_num"] += ac.T @ window
         self.acc["center_den"] += ac.sum(0, dtype=torch.float64)
 
@@ -161,7 +162,7 @@ BLOCK_SAMPLES = 128
 
 
 def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
-                jump: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+                jump: tuple[int, int], *, relu: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
     """Activation-weighted sums of receptive-field windows, and the sums of the activations.
 
     The windows of the units of ``act`` tile ``crop`` with step ``jump``, so
@@ -174,10 +175,11 @@ def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
 
     Args:
         crop: ``(B, C, H, W)`` stimuli cut to the windows: ``H = (rows - 1) * jump[0] + size[0]``, likewise ``W``.
-        act: ``(B, K, rows, cols)`` the units' outputs before the ReLU (applied here, a block at a time), any
-            memory layout.
+        act: ``(B, K, rows, cols)`` the units' outputs, any memory layout.
         size: the window (receptive field) ``(h, w)``.
         jump: the step between neighbouring units' windows.
+        relu: whether to apply the ReLU to ``act`` here, a block at a time; default True. False: ``act`` is
+            the ReLU already (the engine hands it over so to accumulators with ``relu_taps``).
 
     Returns:
         ``(num, den)``: float64 ``(K, C * h * w)`` window sums and float64 ``(K,)`` activation sums (after the ReLU).
@@ -191,7 +193,8 @@ def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
     fmt = torch.channels_last if act.stride(1) == 1 and k > 1 else torch.contiguous_format
     for s in range(0, b, BLOCK_SAMPLES):                       # blocks of samples, not a loop per sample
         xs = crop[s:s + BLOCK_SAMPLES]
-        am = F.relu(act[s:s + BLOCK_SAMPLES]).contiguous(memory_format=fmt)  # a block at a time: in the caches
+        am = act[s:s + BLOCK_SAMPLES]
+        am = (F.relu(am) if relu else am).contiguous(memory_format=fmt)  # a block at a time: in the caches
         mean = xs.mean()
         xc = (xs - mean).to(memory_format=fmt)                 # the layout of act: no conversion inside the call
         grad = torch.ops.aten.convolution_backward(am, xc, stub, None, list(jump), [0, 0], [1, 1], False,

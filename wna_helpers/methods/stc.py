@@ -129,7 +129,7 @@ class STCAccumulator(STAAccumulator):
                                            dtype=torch.float64, device=device)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
-        a = F.relu(taps[self.layer].to(self.sum_dtype))        # (B, K, H', W'), any memory layout
+        a = taps[self.layer].to(self.sum_dtype)        # (B, K, H', W') after the ReLU (relu_taps), any layout
         r, c = self.rows, self.cols
         grid = a[:, :, r.start:r.stop:r.step, c.start:c.stop:c.step].permute(0, 2, 3, 1)  # (B, rows, cols, K): a view
         top_left = (self.rf.offset[0] + r.start * self.rf.jump[0], self.rf.offset[1] + c.start * self.rf.jump[1])
