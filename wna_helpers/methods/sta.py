@@ -208,15 +208,11 @@ def window_sums(crop: torch.Tensor, act: torch.Tensor, size: tuple[int, int],
 
 
 def channel_sums(act: torch.Tensor) -> torch.Tensor:
-    """``act.sum((0, 2, 3))`` of a ``(B, K, H, W)`` tensor as float64: each sample's sum in the tensor's dtype (one
-    batched matrix-vector product when it is channels-last, on a CPU faster than the reduction over the
-    non-contiguous dimensions), the samples added in float64, so the float32 sums never run over more than one
-    sample's positions."""
-    rows = act.permute(0, 2, 3, 1)
-    if rows.is_contiguous():
-        b, h, w, k = rows.shape
-        per = act.new_ones(1, h * w) @ rows.reshape(b, h * w, k)            # (B, 1, K)
-        return per.squeeze(1).double().sum(0)
+    """``act.sum((0, 2, 3))`` of a ``(B, K, H, W)`` tensor as float64: each sample's sum over the positions in the
+    tensor's dtype, the samples added in float64, so the float32 sums never run over more than one sample's
+    positions (1e-8 relative to the float64 sums for ``alexnet_small``'s ``conv1``, a block of 128 samples; one
+    float32 sum over the block: 1e-7). On a 2-core CPU, a channels-last block of 128 samples: about as fast as a
+    batched matrix-vector product for 20 channels, 2-3 times faster for 32 and 64."""
     return act.sum((2, 3)).double().sum(0)
 
 
