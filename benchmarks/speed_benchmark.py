@@ -56,6 +56,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from engine_benchmark import RESULTS, _cpu_name, _peak_rss_mb, _write_json, run_worker  # same folder: run as a script
 from train_benchmark import worker as train_worker
@@ -133,24 +134,25 @@ def _window_product(model_module: object) -> None:
     sta.STAAccumulator.update = update
 
 
-def _mark_peak(out: dict, mark: int, batch: int) -> None:
+def _mark_peak(out: dict, mark: int, batch: int) -> Callable[[], None]:
     """Record in ``out["peak_rss_at_mark_mb"]`` the peak RSS once the engine has streamed ``mark`` samples (0: never),
-    through the engine's per-batch :class:`~wna_helpers.engine.speed.HeapWatch` step; the warm-up run's batches
-    do not count."""
+    through the engine's per-batch :class:`~wna_helpers.engine.speed.HeapWatch` step; returns the function that arms
+    it: only runs started after that call count (the worker arms it after its warm-up)."""
     from wna_helpers.engine import kernel
 
     class Marking(kernel.HeapWatch):
-        runs = 0
+        armed = False
 
         def __init__(self, *a, **k) -> None:
             super().__init__(*a, **k)
-            Marking.runs += 1
+            self.counts = Marking.armed   # the run this watch belongs to started after arming
 
         def step(self, i: int) -> None:
             super().step(i)
-            if mark and Marking.runs == 2 and "peak_rss_at_mark_mb" not in out and i * batch >= mark:
+            if mark and self.counts and "peak_rss_at_mark_mb" not in out and i * batch >= mark:
                 out["peak_rss_at_mark_mb"] = _peak_rss_mb()
     kernel.HeapWatch = Marking
+    return lambda: setattr(Marking, "armed", True)
 
 
 def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
@@ -202,9 +204,10 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
             opts["compile"] = True
         if kind == "sta_engine_window":
             _window_product(None)
+        arm = lambda: None  # noqa: E731
         if kind == "ci_engine_memory":
             opts["compile"] = False
-            _mark_peak(out, int(os.environ.get("WNA_BENCH_MEM_MARK", "0")), batch)
+            arm = _mark_peak(out, int(os.environ.get("WNA_BENCH_MEM_MARK", "0")), batch)
         if kind in ("sta_engine", "sta_engine_window"):
             def call(m: int) -> None:
                 wna.spike_triggered_average(model, "conv1", m, noise=wna.Uniform(), **opts)
@@ -214,6 +217,7 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
         t0 = time.perf_counter()
         call(min(n, batch))  # warm-up (and compilation) outside the timing
         out["warmup_seconds"] = time.perf_counter() - t0
+        arm()   # the memory mark counts the timed run only
 
         def run() -> None:
             call(n)
@@ -292,7 +296,9 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
              f"device {meta['device']}, batch {meta['batch_size']}; load average {meta['load_start']} -> "
              f"{meta['load_end']}; {meta['wall_seconds'] / 60:.1f} min"
              + "".join(f"; re-measured {u['date']} ({u['cpu']}, load average {u['load_start']} -> {u.get('load_end')}, "
-                       f"{u.get('wall_seconds', 0) / 60:.1f} min): the rows marked with that date"
+                       f"{u.get('wall_seconds', 0) / 60:.1f} min): "
+                       + ("the rows marked with that date" if any(r.get("run") == u["date"] for r in rows)
+                          else "every row of it measured again since")
                        for u in meta.get("updates", [])), "",
              "| model | kind | n | samples/s | user s | sys s | peak RSS (MB) | note |",
              "|---|---|---:|---:|---:|---:|---:|---|"]

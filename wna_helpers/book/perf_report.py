@@ -254,17 +254,19 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
     if span("train_wna_over_plain"):
         parts.append(f"`wna.train` ran at {span('train_wna_over_plain')} x a plain PyTorch loop doing the same work.")
-    sizes = meta.get("mem_sizes") or ["?", "?"]  # type: ignore[union-attr]
+    given = meta.get("mem_sizes")  # type: ignore[union-attr]
+    sizes = [f"{s:,}" if isinstance(s, int) else "?" for s in (given if isinstance(given, list) and len(given) == 2
+                                                                else ["?", "?"])]
     if span("memory_growth_mb", "{:.0f}"):
-        parts.append(f"Within one run of {sizes[1]:,} samples, the peak memory grew by "
-                     f"{span('memory_growth_mb', '{:.0f}')} MB after the first {sizes[0]:,}.")
+        parts.append(f"Within one run of {sizes[1]} samples, the peak memory grew by "
+                     f"{span('memory_growth_mb', '{:.0f}')} MB after the first {sizes[0]}.")
     elif span("memory_growth_between_mb", "{:.0f}"):
-        parts.append(f"This run measured memory with one process per size: the run of {sizes[1]:,} samples peaked "
-                     f"{span('memory_growth_between_mb', '{:.0f}')} MB above the run of {sizes[0]:,}; the growth "
+        parts.append(f"This run measured memory with one process per size: the run of {sizes[1]} samples peaked "
+                     f"{span('memory_growth_between_mb', '{:.0f}')} MB above the run of {sizes[0]}; the growth "
                      f"within one run, which the target is judged on, was not measured.")
     if span("memory_repeat_spread_mb", "{:.0f}"):
-        parts.append(f"Two identical runs of {sizes[0]:,} samples, each in its own process, peaked "
-                     f"{span('memory_repeat_spread_mb', '{:.0f}')} MB apart, and the run of {sizes[1]:,} peaked "
+        parts.append(f"Two identical runs of {sizes[0]} samples, each in its own process, peaked "
+                     f"{span('memory_repeat_spread_mb', '{:.0f}')} MB apart, and the run of {sizes[1]} peaked "
                      f"{span('memory_growth_between_mb', '{:.0f}')} MB above the first of them: a difference between "
                      f"two processes' peaks within that spread is not growth with n.")
     return " ".join(parts) or "_The benchmark file has no ratios._"
