@@ -229,14 +229,15 @@ def test_batch_size_invariance():
     assert torch.allclose(s1.center, s2.center, rtol=0, atol=1e-6, equal_nan=True)
 
 
-@pytest.mark.parametrize("layer", ["conv1", "conv2"])
-def test_float32_sta_sums_match_the_float64_reference(layer):
+@pytest.mark.parametrize("arch,layer", [("paper_cnn", "conv1"), ("paper_cnn", "conv2"), ("net3", "conv1")])
+def test_float32_sta_sums_match_the_float64_reference(arch, layer):
     """The float32 chunk sums against the same sums in float64, from the same pass (same noise, same
-    activations), for batches inside a chunk, equal to it, and spanning two chunks."""
+    activations), for batches inside a chunk, equal to it, and spanning two chunks; ``net3``'s ``conv1`` pads, so
+    only the inner positions are pooled and the mean activation adds the frame around them."""
     from wna_helpers.engine.kernel import run_engine
     from wna_helpers.methods.sta import STAAccumulator
 
-    model = wna.build_model("paper_cnn", seed=0)
+    model = wna.build_model(arch, seed=0)
     rf = wna.receptive_field(model, layer)
     for batch in (1000, 4096, 6000):
         fast, ref = STAAccumulator(layer, rf, (1, 28, 28)), STAAccumulator(layer, rf, (1, 28, 28))
@@ -524,3 +525,19 @@ def test_cli_seeds_are_separate(tmp_path):
     assert torch.equal(noise1["counts"], ci(model, seed=1))
     other = wna.build_model("logreg", seed=1)
     assert torch.equal(init1["counts"], ci(other))
+
+
+@pytest.mark.parametrize("arch", ["paper_cnn", "net3"])
+def test_sta_mean_activation_is_the_mean_relu_over_every_position(arch):
+    """Known answer on fixed images: the mean activation of ``conv1`` over all positions (``net3`` pads, so its
+    pooled positions are an inner crop and the rest come from the frame around it), and the pooled weight over
+    the inner positions alone."""
+    model = wna.build_model(arch, seed=0).eval()
+    images = torch.rand(300, 1, 28, 28, generator=torch.Generator().manual_seed(3))
+    sta = wna.spike_triggered_average(model, "conv1", noise=wna.Images(images), batch_size=128, progress=False)
+    with torch.no_grad():
+        a = torch.relu(model.conv1(images.double().to(torch.float32))).double()
+    assert torch.allclose(sta.mean_activation, a.mean((0, 2, 3)), rtol=1e-6, atol=1e-9)
+    r, c = sta.rf.inside((28, 28))
+    assert torch.allclose(sta.pooled_weight, a[:, :, r.start:r.stop, c.start:c.stop].sum((0, 2, 3)), rtol=1e-6)
+    assert (len(r), len(c)) == ((26, 26) if arch == "net3" else (24, 24))

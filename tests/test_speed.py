@@ -226,6 +226,10 @@ def test_fused_conv_relu_is_the_relu_of_the_convolution_and_refuses_what_it_cann
         x = torch.randn(4, 3, 20, 17).to(memory_format=fmt)
         with torch.inference_mode():
             assert torch.allclose(f(x), torch.relu(conv(x)), rtol=1e-5, atol=1e-6)
+    for other in (nn.Conv2d(4, 8, 3, bias=False), nn.Conv2d(4, 8, 3, groups=2, padding=2, stride=2)):
+        g, x = fused_conv_relu(other), torch.randn(3, 4, 11, 9)
+        with torch.inference_mode():
+            assert g is not None and torch.allclose(g(x), torch.relu(other(x)), rtol=1e-5, atol=1e-6)
 
     class Doubled(nn.Conv2d):  # a subclass may compute something else: never fused
         def forward(self, x):

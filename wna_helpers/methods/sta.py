@@ -142,10 +142,10 @@ class STAAccumulator(Accumulator):
         num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump, relu=False)
         self.acc["pooled_num"] += num
         self.acc["pooled_den"] += den
-        if pooled.shape[2:] == out.shape[2:]:
-            self.acc["act_sum"] += den                          # every position is pooled
-        else:
-            self.acc["act_sum"] += channel_sums(out)
+        # every position: the pooled ones' sums and those of the frame of positions around them
+        frame = [out[:, :, :r.start], out[:, :, r.stop:], out[:, :, r.start:r.stop, :c.start],
+                 out[:, :, r.start:r.stop, c.stop:]]
+        self.acc["act_sum"] += den + sum((channel_sums(f) for f in frame if f.numel()), torch.zeros_like(den))
         ci, cj = self.center
         t0, l0 = oh + ci * jh, ow + cj * jw
         if t0 < 0 or l0 < 0 or t0 + sh > x.shape[2] or l0 + sw > x.shape[3]:
