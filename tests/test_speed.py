@@ -291,3 +291,29 @@ def test_a_tap_read_raw_and_through_its_relu_gives_each_reader_its_own():
     assert float(act.acc["sum:conv1"].min()) < 0  # raw outputs, negative ones included
     pooled = (sta.acc["pooled_num"] / sta.acc["pooled_den"][:, None]).view_as(alone.pooled)
     assert torch.allclose(pooled, alone.pooled, rtol=1e-5, atol=1e-7, equal_nan=True)
+
+
+def test_the_relu_of_a_layer_that_passes_its_input_on_leaves_the_stimuli_alone():
+    """A ``relu_taps`` accumulator on a layer that returns its input (``nn.Identity``) in a pass that stops there:
+    the engine must not apply the ReLU in place, or the stimuli (Gaussian, half negative) would change under the
+    other readers."""
+    from wna_helpers.engine.accumulator import Accumulator
+    from wna_helpers.engine.kernel import run_engine
+
+    class Mins(Accumulator):
+        needs_logits, relu_taps, taps = False, True, ("inp",)
+
+        def setup(self, num_classes, input_shape, device, tap_shapes):
+            self.acc = {"x": torch.zeros(1, dtype=torch.float64), "tap": torch.zeros(1, dtype=torch.float64)}
+
+        def update(self, x, logits, taps, labels):
+            self.acc["x"] = torch.minimum(self.acc["x"], x.min().double().reshape(1))
+            self.acc["tap"] = torch.minimum(self.acc["tap"], taps["inp"].min().double().reshape(1))
+
+    model = nn.Sequential()
+    model.add_module("inp", nn.Identity())
+    model.add_module("flat", nn.Flatten())
+    model.add_module("fc", nn.Linear(16, 3))
+    acc = Mins()
+    run_engine(model, wna.Gaussian(), 500, [acc], input_shape=(1, 4, 4), batch_size=100, progress=False)
+    assert float(acc.acc["tap"]) == 0.0 and float(acc.acc["x"]) < -1.0

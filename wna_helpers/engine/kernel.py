@@ -278,13 +278,16 @@ class _Run:
         relu: dict[str, torch.Tensor] = {}        # their ReLU, for accumulators with relu_taps
         modules = dict(self.model.named_modules())
 
-        def capture(t: str, o: torch.Tensor) -> None:
+        def capture(t: str, o: torch.Tensor, inputs: tuple) -> None:
             if t in self.raw_wanted:
                 captured[t] = o
             if t in self.relu_wanted:
-                # in place when no one else reads the output: the pass stops here and no accumulator wants it raw
-                last = t == self.stop_at and t not in self.raw_wanted
-                relu[t] = torch.relu_(o) if last else torch.relu(o)
+                # in place when no one else reads the output: the pass stops here, no accumulator wants it raw and
+                # it is not its input (a layer that passes its input on: the stimuli themselves)
+                alone = t == self.stop_at and t not in self.raw_wanted and not any(
+                    isinstance(i, torch.Tensor) and i.untyped_storage().data_ptr() == o.untyped_storage().data_ptr()
+                    for i in inputs)
+                relu[t] = torch.relu_(o) if alone else torch.relu(o)
             if t == self.stop_at:
                 raise _StopForward
 
@@ -292,7 +295,7 @@ class _Run:
             if len(args) == 1 and isinstance(args[0], torch.Tensor):
                 relu[t] = self.fused[t](args[0])   # the convolution and its ReLU in one call; the module never runs
                 raise _StopForward
-        hooks = [modules[t].register_forward_hook(lambda m, i, o, t=t: capture(t, o)) for t in self.taps]
+        hooks = [modules[t].register_forward_hook(lambda m, i, o, t=t: capture(t, o, i)) for t in self.taps]
         hooks += [modules[t].register_forward_pre_hook(lambda m, a, t=t: fused(t, a)) for t in self.fused]
         amp = (lambda: torch.autocast(self.device.type, dtype=self.opts.autocast)) \
             if self.opts.autocast is not None else nullcontext
