@@ -7,6 +7,9 @@ default batch (1,024 on a CPU), allocator tuned:
               ``wna_helpers.engine.speed.fused_conv_relu``) against the same engine with the fusion turned off
               (the engine then applies the ReLU to the convolution's output, in place), alternating, ``--repeats``
               times each, ``--n`` samples a run; reported: samples/s of every run and the ratio of the sums.
+    micro     ``conv1`` alone on one channels-last batch of 1,024, then its ReLU into a new buffer, and fused (median
+              ms); the channel sums of one block of 128 samples of its output as a batched matrix-vector product
+              (the STA's old way) and as ``act.sum((2, 3))`` (now), median ms and relative error against float64.
     profile   ``torch.profiler`` (CPU, with Python stacks) over one engine run per model: the STA of ``conv1`` as
               shipped, and the CI engine of ``paper_cnn`` with ``compile=True`` (compiled before the profile);
               each operator's own CPU time is credited to the innermost ``wna_helpers`` function that called it
@@ -65,6 +68,50 @@ def shares(run, top: int) -> tuple[list[dict], float]:
     return [{"where": k, "share": v / total} for k, v in by.most_common(top)], total / 1e6
 
 
+def _ms(f, calls: int = 20) -> float:
+    """Median milliseconds of one call of ``f`` over ``calls`` calls, after one call outside the timing."""
+    f()
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return 1e3 * sorted(times)[len(times) // 2]
+
+
+def micro(model: object, batch: int, block: int) -> dict:
+    """``conv1`` of ``model`` on one channels-last batch of uniform noise: alone, then its ReLU into a new buffer,
+    and fused (ms); the channel sums of one block of its ReLU'd output the way the STA took them before
+    (a batched matrix-vector product per sample) and now (``act.sum((2, 3))``), ms and relative error against
+    float64."""
+    import torch
+    from wna_helpers.engine.speed import fused_conv_relu
+    from wna_helpers.methods.sta import channel_sums
+
+    conv = model.conv1.to(memory_format=torch.channels_last)  # type: ignore[attr-defined]
+    x = torch.rand(batch, conv.in_channels, 28, 28, generator=torch.Generator().manual_seed(0))
+    x = x.to(memory_format=torch.channels_last)
+    fused = fused_conv_relu(conv)
+    out: dict = {}
+    with torch.inference_mode():
+        out["conv_ms"] = _ms(lambda: conv(x))
+        out["conv_then_relu_ms"] = _ms(lambda: torch.relu(conv(x)))
+        if fused is not None:
+            out["fused_ms"] = _ms(lambda: fused(x))
+        act = torch.relu(conv(x[:block]))
+        want = act.double().sum((0, 2, 3))
+        b, k, h, w = act.shape
+
+        def matvec() -> torch.Tensor:
+            rows = act.permute(0, 2, 3, 1).reshape(b, h * w, k)
+            return (act.new_ones(1, h * w) @ rows).squeeze(1).double().sum(0)
+        for name, f in (("matvec", matvec), ("sum", lambda: channel_sums(act))):
+            out[f"sums_{name}_ms"] = _ms(f, 50)
+            out[f"sums_{name}_relerr"] = float(((f() - want).abs() / want.abs().clamp_min(1e-30)).max())
+    out["channels"] = k
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--archs", default=",".join(ARCHS))
@@ -108,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         ab.append(row)
         print(f"{arch:14s} STA fused {[round(v) for v in rates['fused']]} unfused {[round(v) for v in rates['unfused']]}"
               f" -> {row['fused_over_unfused']:.3f}", flush=True)
+        row["micro"] = micro(wna.build_model(arch, seed=0).eval(), 1024, 128)
         top, cpu = shares(lambda: sta(args.profile_n, True), args.top)
         profiles.append({"what": f"STA {arch} conv1", "cpu_seconds": cpu, "top": top})
     if "paper_cnn" in archs:
@@ -123,6 +171,13 @@ def main(argv: list[str] | None = None) -> int:
              "| model | fused ReLU (as shipped) | ReLU after the convolution | fused / unfused |", "|---|---|---|---:|"]
     lines += [f"| `{r['arch']}` | {', '.join(f'{v:,.0f}' for v in r['fused'])} | "
               f"{', '.join(f'{v:,.0f}' for v in r['unfused'])} | {r['fused_over_unfused']:.2f} |" for r in ab]
+    lines += ["", "`conv1` on one channels-last batch of 1,024 (median ms of 20 calls), and the channel sums of one block of 128 "
+              "samples of its ReLU'd output (median ms of 50 calls; relative error against float64):", "",
+              "| model | channels | conv | conv, then ReLU | fused | sums: matrix-vector | sums: `act.sum((2, 3))` | "
+              "error: matrix-vector | error: sum |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| `{r['arch']}` | {m['channels']} | {m['conv_ms']:.2f} | {m['conv_then_relu_ms']:.2f} | "
+              f"{m.get('fused_ms', float('nan')):.2f} | {m['sums_matvec_ms']:.3f} | {m['sums_sum_ms']:.3f} | "
+              f"{m['sums_matvec_relerr']:.1e} | {m['sums_sum_relerr']:.1e} |" for r in ab for m in [r["micro"]]]
     for p in profiles:
         lines += ["", f"{p['what']}, {args.profile_n * (2 if p['what'].startswith('CI') else 1):,} samples, "
                       f"{p['cpu_seconds']:.2f} s of operator CPU time under the profiler:", "",
