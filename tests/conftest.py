@@ -27,5 +27,7 @@ needs_data = pytest.mark.skipif(not data_available(), reason="MNIST/Fashion-MNIS
 
 @pytest.fixture(autouse=True)
 def _seeded():
+    from wna_helpers.engine.speed import forget_compile_history
     torch.manual_seed(0)
+    forget_compile_history()   # compile=None weighs what the process compiled before: each test starts fresh
     yield

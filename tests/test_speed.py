@@ -113,6 +113,67 @@ def test_compiled_forward_same_answer():
     assert int(got.counts.sum()) == 5000
 
 
+def test_a_second_network_of_one_architecture_reuses_the_compiled_graph():
+    """What COMPILE_AGAIN_MIN_SAMPLES rests on: dynamo compiles one graph for two models of one class."""
+    from torch._dynamo.utils import counters
+    from wna_helpers.engine.speed import compile_forward, forward_signature
+    a, b = wna.build_model("logreg", seed=0).eval(), wna.build_model("logreg", seed=1).eval()
+    x = torch.rand(64, 1, 28, 28)
+    assert forward_signature(a, x) == forward_signature(b, x)
+    assert forward_signature(a, x) != forward_signature(a, x[:32])
+    assert forward_signature(a, x) != forward_signature(wna.build_model("mlp", seed=0), x)
+    fa = compile_forward(a, x)
+    graphs = counters["stats"]["unique_graphs"]
+    fb = compile_forward(b, x)
+    assert counters["stats"]["unique_graphs"] == graphs   # no new graph for b
+    with torch.inference_mode():
+        assert torch.allclose(fb(x), b(x), atol=1e-5) and not torch.allclose(fa(x), fb(x))
+
+
+def test_auto_compile_weighs_what_the_process_compiled_before(monkeypatch):
+    """compile=None: a forward that keeps being used gets compiled, and once compiled, later runs of it (another
+    network of the same architecture included) compile at small sizes; a failed compilation is not retried; a
+    model without a convolution is never compiled by itself."""
+    from wna_helpers.engine import speed
+    monkeypatch.setattr(speed, "COMPILE_MIN_SAMPLES", 5000)
+    monkeypatch.setattr(speed, "COMPILE_AGAIN_MIN_SAMPLES", 1500)
+    compiled = []
+
+    def fake_compile(model, dynamic=False):   # records, and runs the model as it is
+        compiled.append(model)
+        return model
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    a, b = wna.build_model("paper_cnn", seed=0), wna.build_model("paper_cnn", seed=1)
+    ci = lambda m, n, **kw: wna.classification_images(m, n, progress=False, batch_size=1000, **kw)  # noqa: E731
+    ci(a, 3000)
+    assert compiled == [] and speed.compile_history() == {"compiled": 0, "failed": 0, "eager_samples": 3000}
+    ci(a, 2000)                 # 3,000 + 2,000 streamed through this forward: compiled
+    assert compiled == [a]
+    ci(b, 1500)                 # another network of the architecture, compiled before: cheap, so compiled
+    assert compiled == [a, b]
+    ci(b, 1400)                 # too short even so
+    ci(wna.build_model("lenet", seed=0), 4000)   # another forward: its own count
+    ci(a, 3000, compile=False)  # asked not to
+    ci(wna.build_model("logreg", seed=0), 6000)  # no convolution: never by itself
+    assert compiled == [a, b]
+    assert speed.compile_history() == {"compiled": 1, "failed": 0, "eager_samples": 3000 + 1400 + 4000 + 3000 + 6000}
+    s = wna.spike_triggered_average(a, "conv1", 6000, progress=False)
+    assert compiled == [a, b] and s.n_samples == 6000   # tapped layers: never compiled, never counted
+    got = ci(wna.build_model("logreg", seed=0), 1000, compile=True)   # asked for: compiled
+    assert compiled[-1] is not a and int(got.counts.sum()) == 1000
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no C++ compiler")
+    monkeypatch.setattr(torch, "compile", broken)
+    lenet = wna.build_model("lenet", seed=1)
+    with pytest.warns(RuntimeWarning, match="no C.. compiler"):
+        ci(lenet, 1000)         # 4,000 + 1,000: tried, failed, eager
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = ci(lenet, 6000)   # not tried again, although over COMPILE_MIN_SAMPLES
+    assert int(got.counts.sum()) == 6000 and speed.compile_history()["failed"] == 1
+
+
 ALLOC = "import wna_helpers as wna, json; wna.classification_images(wna.build_model('logreg'), 100, progress=False); " \
         "print(json.dumps(wna.allocator_status()))"
 
@@ -152,6 +213,7 @@ def test_compiled_kernels_persist_under_the_cache_root(tmp_path, monkeypatch):
 
 def test_the_books_million_sample_runs_compile_and_its_quick_runs_do_not():
     assert should_compile(None, 1_000_000, CPU, False) and not should_compile(None, 20_000, CPU, False)
+    assert not should_compile(None, 1_000_000, CPU, False, convolutional=False)
 
 
 def test_heap_watch_releases_only_when_the_heap_grew(monkeypatch):

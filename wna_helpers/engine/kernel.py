@@ -28,8 +28,8 @@ from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
-from .speed import (HeapWatch, choose_channels_last, compile_forward, fused_conv_relu, memory_layout,
-                    should_compile, tune_allocator)
+from .speed import (HeapWatch, choose_channels_last, compile_forward, forward_signature, fused_conv_relu,
+                    memory_layout, note_eager_run, should_compile, tune_allocator)
 from .stimuli import Stimulus, as_stimulus
 
 __all__ = ["Accumulator", "Chunk", "StopRule", "run_engine", "check_n_samples", "model_device", "default_batch_size",
@@ -251,11 +251,17 @@ class _Run:
         channels_last = choose_channels_last(model, shape, self.device, self.opts.channels_last)
         stack.enter_context(memory_layout(model, channels_last))
         layout = torch.channels_last if channels_last else torch.contiguous_format
-        fixed = min(self.batch_size, self.mine - self.done)
-        if should_compile(self.opts.compile, self.mine - self.done, self.device, bool(self.taps)) and fixed > 0:
-            example = torch.zeros(fixed, *shape, device=self.device).to(memory_format=layout)
+        fixed, todo = min(self.batch_size, self.mine - self.done), self.mine - self.done
+        if fixed <= 0:
+            return model, layout, 0
+        example = torch.zeros(fixed, *shape, device=self.device).to(memory_format=layout)
+        signature = forward_signature(model, example)
+        convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        if should_compile(self.opts.compile, todo, self.device, bool(self.taps), signature, convolutional=convolutional):
             compiled = compile_forward(model, example)
             return compiled, layout, (fixed if compiled is not model else 0)
+        if not self.taps:
+            note_eager_run(signature, todo)
         return model, layout, 0
 
     def at_milestones(self, c: int) -> bool:

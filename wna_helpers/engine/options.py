@@ -45,10 +45,14 @@ class RunOptions:
             for the model (it has a 2-d convolution and gives the same logits both ways; about 2x
             faster on CPUs), True to insist (``ValueError`` if it cannot), False never.
             See :mod:`wna_helpers.engine.speed`.
-        compile: run the forward pass through ``torch.compile``: None (default) for CPU runs of at
-            least 5 x 10^6 samples per process that tap no layer (classification images, not STAs),
-            True always (``ValueError`` with tapped layers), False never. The warm-up takes seconds
-            to a minute; if compiling fails the run goes on eagerly with a warning.
+        compile: run the forward pass through ``torch.compile``: None (default) on the CPU for runs of a
+            convolutional model that tap no layer (classification images, not STAs) where it pays: dense and
+            recurrent models ran no faster compiled; at least 5 x 10^5 samples in this
+            process, or 2 x 10^4 when this process has compiled the same forward pass before (for a network of
+            the same class and shapes too), or when the samples streamed eagerly through it in this process
+            reach 5 x 10^5 (:func:`~wna_helpers.engine.speed.should_compile`); True always (``ValueError``
+            with tapped layers), False never. The first warm-up takes seconds to a minute; if compiling fails
+            the run goes on eagerly with a warning, and None does not try that forward pass again.
 
     Only ``seed`` and ``chunk_size`` choose the samples. ``channels_last``, ``compile``,
     ``autocast`` and (through the blocking of matrix products) ``batch_size`` change float32
