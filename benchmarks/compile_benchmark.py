@@ -56,7 +56,8 @@ def worker(way: str, arch: str, models: int, n: int) -> dict:
         ci = wna.classification_images(net, n, noise=wna.Uniform(), progress=False)
         after = speed.compile_history()
         runs.append({"seconds": time.perf_counter() - t,
-                     "compiled": after["eager_samples"] == before["eager_samples"] and after["failed"] == before["failed"]})
+                     "compiled": (after["eager_samples"] == before["eager_samples"]
+                                  and after["failed"] == before["failed"])})
         counts.append(ci.counts.tolist())
     return {"way": way, "seconds": time.perf_counter() - t0, "runs": runs, "counts": counts,
             "threads": torch.get_num_threads(), "torch": torch.__version__}
@@ -128,7 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     meta.update(load_end=round(os.getloadavg()[0], 2), torch=rows[0]["torch"], threads=rows[0]["threads"])
     best = {w: min(r["seconds"] for r in rows if r["way"] == w) for w in WAYS}
     hist, fresh = (next(r for r in rows if r["way"] == w) for w in WAYS)
-    moved = [sum(abs(a - b) for a, b in zip(ch, cf)) // 2 for ch, cf, run in zip(hist["counts"], fresh["counts"], hist["runs"])
+    moved = [sum(abs(a - b) for a, b in zip(ch, cf)) // 2
+             for ch, cf, run in zip(hist["counts"], fresh["counts"], hist["runs"])
              if run["compiled"]]
     summary = {"best_seconds": best, "fresh_over_history": best["fresh"] / best["history"],
                "compiled_runs": sum(r["compiled"] for r in hist["runs"]),
@@ -136,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     _write_json(Path(args.out), {"meta": meta, "rows": rows, "summary": summary, "gains": gains})
     print(f"\ncompile_benchmark: {meta['cpu']}, {meta['threads']} threads, torch {meta['torch']}, {meta['date']}, load "
           f"{meta['load_start']} -> {meta['load_end']}\n\n"
-          f"{args.models} `{args.arch}` networks x {args.n:,} uniform samples, CI engine, each way in its own process:\n\n"
+          f"{args.models} `{args.arch}` networks x {args.n:,} uniform samples, CI engine, each way in its own "
+          "process:\n\n"
           "| way | seconds (best of repeats) | runs compiled |\n|---|---:|---:|\n"
           f"| history (as shipped) | {best['history']:.1f} | {summary['compiled_runs']} of {args.models} |\n"
           f"| fresh (each run alone) | {best['fresh']:.1f} | "

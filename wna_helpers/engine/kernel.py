@@ -257,7 +257,8 @@ class _Run:
         example = torch.zeros(fixed, *shape, device=self.device).to(memory_format=layout)
         signature = forward_signature(model, example)
         convolutional = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        if should_compile(self.opts.compile, todo, self.device, bool(self.taps), signature, convolutional=convolutional):
+        if should_compile(self.opts.compile, todo, self.device, bool(self.taps), signature,
+                          convolutional=convolutional):
             compiled = compile_forward(model, example)
             return compiled, layout, (fixed if compiled is not model else 0)
         if not self.taps:

@@ -263,7 +263,7 @@ def choose_channels_last(model: nn.Module, input_shape: tuple[int, ...], device:
 #: Samples a run needs before ``compile=None`` compiles a forward pass this process has compiled already (the same
 #: :func:`forward_signature`): dynamo reuses its graph for another model of the same class, so compiling costs about
 #: 0.07 s (measured on a 2-core CPU: twelve ``paper_cnn`` networks in one process, 4.1 s for the first, 0.06-0.07 s
-#: for each other) against about 10^-5 s saved a sample.
+#: for each other) against 5-10 microseconds saved a ``paper_cnn`` sample (``benchmarks/compile_benchmark.py``).
 COMPILE_AGAIN_MIN_SAMPLES = 20_000
 
 _EAGER_SAMPLES: dict[tuple, int] = {}   # samples streamed eagerly, per forward signature, in this process
@@ -298,12 +298,14 @@ def should_compile(requested: bool | None, n_samples: int, device: torch.device,
     """Whether the engine compiles the forward pass.
 
     Compiling pays when the samples it speeds up outweigh what it costs, and what it costs depends on what this
-    process did before: about 20 s cold and 4-5 s from the persistent cache for the first graph, about 0.07 s
+    process did before: 20-50 s cold and 4-12 s from the persistent cache for the first graph, about 0.07 s
     for a graph it compiled already (the same ``signature``, :func:`forward_signature`; a study that probes
-    many networks of one architecture pays once), while it saves about 10^-5 s a sample for a convolutional
-    network and nothing measurable for dense and recurrent ones (a 2-core CPU, 2 x 10^5 samples each way:
-    ``paper_cnn`` and ``lenet`` 10-20 % faster compiled; ``logreg``, ``mlp`` and ``gru`` within the noise of
-    their eager runs, after a first compile of 4-6 s).
+    many networks of one architecture pays once), while it saves 5-10 microseconds a sample for a convolutional
+    network and nothing measurable for dense and recurrent ones (``benchmarks/compile_benchmark.py`` on a 2-core
+    CPU, 10^5 samples each way: ``paper_cnn`` 1.19 and ``lenet`` 1.07 times as fast compiled; ``logreg``,
+    ``mlp`` and ``gru`` 0.98-1.02, after a first compile of 3-5 s). At 10^5 samples a run the first compile
+    of a process eats most of what its later runs save (chapter 9's trojan study: 32 runs, 209 s against
+    about 213 s eager; ``benchmarks/README.md``).
 
     Args:
         requested: the ``compile`` run option: True or False decide; None (auto), on the CPU and for a
@@ -343,7 +345,7 @@ def should_compile(requested: bool | None, n_samples: int, device: torch.device,
 
 
 def note_eager_run(signature: tuple, n_samples: int) -> None:
-    """Record that ``n_samples`` samples run eagerly through the forward of ``signature`` (see :func:`should_compile`)."""
+    """Record that ``n_samples`` samples ran eagerly through the forward of ``signature`` (:func:`should_compile`)."""
     _EAGER_SAMPLES[signature] = _EAGER_SAMPLES.get(signature, 0) + int(n_samples)
 
 
