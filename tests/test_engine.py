@@ -183,6 +183,31 @@ def test_accumulators_do_not_modify_the_batch():
     assert torch.equal(x, before)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_class_sums_equal_the_one_hot_product(dtype):
+    """The CI's per-class sums, squares and counts (added row by row on a CPU) equal a float64 one-hot matrix
+    product computed here, over two batches, a class that gets no sample included."""
+    from wna_helpers.methods.ci import CIAccumulator
+    acc = CIAccumulator()
+    acc.setup(4, (1, 3, 3), torch.device("cpu"), {})
+    g = torch.Generator().manual_seed(0)
+    want_sums, want_sq, want_counts = (torch.zeros(4, 9, dtype=torch.float64), torch.zeros(4, 9, dtype=torch.float64),
+                                       torch.zeros(4, dtype=torch.int64))
+    for b in (7, 33):
+        x = torch.rand(b, 1, 3, 3, generator=g, dtype=dtype)
+        logits = torch.randn(b, 4, generator=g)
+        logits[:, 3] = -10.0                                  # class 3 never wins
+        acc.update(x, logits, {}, None)
+        onehot = torch.nn.functional.one_hot(logits.argmax(1), 4).T.double()
+        xd = x.reshape(b, -1).double()
+        want_sums += onehot @ xd
+        want_sq += onehot @ xd.square()
+        want_counts += onehot.sum(1).long()
+    assert torch.equal(acc.acc["counts"], want_counts) and int(want_counts[3]) == 0
+    assert torch.allclose(acc.acc["sums"], want_sums, rtol=1e-14, atol=0)
+    assert torch.allclose(acc.acc["sumsq"], want_sq, rtol=1e-14, atol=0)
+
+
 def test_contrast_variance_snr():
     model = wna.build_model("logreg", seed=0)
     ci = wna.classification_images(model, 20_000, progress=False)

@@ -298,7 +298,8 @@ def should_compile(requested: bool | None, n_samples: int, device: torch.device,
     """Whether the engine compiles the forward pass.
 
     Compiling pays when the samples it speeds up outweigh what it costs, and what it costs depends on what this
-    process did before: 20-50 s cold and 4-12 s from the persistent cache for the first graph, about 0.07 s
+    process did before: 3-7 s from the persistent cache for the first graph of a process (with an empty cache,
+    tens of seconds; not benchmarked), about 0.07 s
     for a graph it compiled already (the same ``signature``, :func:`forward_signature`; a study that probes
     many networks of one architecture pays once), while it saves 5-10 microseconds a sample for a convolutional
     network and nothing measurable for dense and recurrent ones (``benchmarks/compile_benchmark.py`` on a 2-core

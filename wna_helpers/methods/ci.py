@@ -32,11 +32,20 @@ class CIAccumulator(Accumulator):
 
     def update(self, x, logits, taps, labels):  # noqa: D102
         k = len(self.acc["counts"])
-        onehot = torch.nn.functional.one_hot(logits.argmax(1), k).T.double()  # (K, B)
+        pred = logits.argmax(1)
         xd = x.reshape(len(x), -1).double()          # may be x itself: never modify it in place
-        self.acc["sums"].addmm_(onehot, xd)           # per-class sums as one matrix product
-        self.acc["sumsq"].addmm_(onehot, xd.square())
-        self.acc["counts"] += onehot.sum(1).long()
+        if xd.device.type == "cpu":
+            # each sample's row added to its class's row: the same float64 sums as the one-hot matrix
+            # product below at 1.2-1.7 against 2.6 us a sample inside the CI engine's runs
+            # (benchmarks/accumulator_benchmark.py, paper_cnn and lenet, 2026-12-03)
+            self.acc["sums"].index_add_(0, pred, xd)
+            sq = xd.square_() if xd.data_ptr() != x.data_ptr() else xd.square()
+            self.acc["sumsq"].index_add_(0, pred, sq)
+        else:                                         # CUDA's index_add_ adds float64 atomically, in no set order
+            onehot = torch.nn.functional.one_hot(pred, k).T.double()  # (K, B)
+            self.acc["sums"].addmm_(onehot, xd)       # per-class sums as one matrix product
+            self.acc["sumsq"].addmm_(onehot, xd.square())
+        self.acc["counts"] += torch.bincount(pred, minlength=k)
 
 
 @dataclass
