@@ -46,9 +46,18 @@ def headline() -> str:
         a = f"{_fmt(accuracy.get((arch, 'mnist')), '.2%')} / {_fmt(accuracy.get((arch, 'fashion_mnist')), '.2%')}"
         lines.append(f"| `{arch}` | {a} | {_fmt(_rate(rows, 'ci_engine', arch), ',.0f')} | "
                      f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.3f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} |")
-    return ("\n".join(lines) + f"\n\nMeasured on a {meta['cpus']}-core {meta['cpu']} ({meta['date']}, torch "
-            f"{meta['torch']}, batch {meta['batch_size']}); the details are in `benchmarks/README.md` and the "
-            f"book's performance appendix.")
+    when = {kind: _runs(rows, kind, meta["date"]) for kind in ("ci_engine", "sta_engine")}
+    return ("\n".join(lines) + f"\n\nMeasured on a {meta['cpus']}-core {meta['cpu']} (torch {meta['torch']}, batch "
+            f"{meta['batch_size']}): the CI engine's columns on {when['ci_engine']}, the STA's on {when['sta_engine']}. "
+            f"This machine's speed drifts from day to day, so compare the ratios (each divides two rows of one run), "
+            f"not samples/s across dates; the details are in `benchmarks/README.md` and the book's performance "
+            f"appendix.")
+
+
+def _runs(rows: list[dict], kind: str, first: str) -> str:
+    """The dates of the runs that measured ``kind``'s rows, joined: ``--update`` marks the rows it re-measured with
+    its date (``run``); the others are from the first run, of date ``first``."""
+    return " and ".join(sorted({x.get("run") or first for x in rows if x.get("kind") == kind})) or first
 
 
 def latest() -> str:
@@ -61,7 +70,9 @@ def latest() -> str:
             parts.append(f"### {title}\n\n_not run yet_")
             continue
         table = data.get("markdown") or data.get("table_markdown")  # type: ignore[union-attr]
-        when = (data.get("meta") or {}).get("date", "")  # type: ignore[union-attr]
+        meta = data.get("meta") or {}  # type: ignore[union-attr]
+        when = meta.get("date", "") + ("" if not meta.get("updates") else
+                                       ", rows re-measured up to " + meta["updates"][-1]["date"])
         parts.append(f"### {title}" + (f" ({when})" if when else "") + "\n\n"
                      + (table.strip() if table else f"_see `results/{name}.json`_"))
     acc = _load("train_accuracy")

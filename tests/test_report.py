@@ -95,7 +95,15 @@ def test_speed_benchmark_helpers(tmp_path):
                                 "targets": {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.35,
                                             "memory_growth_mb": 64.0}, "rows": rows, "summary": summary}))
     data, note = perf_report.load_speed_benchmark(str(good))
-    assert data is not None and "CPU X with 2 threads" in note
+    assert data is not None and "CPU X with 2 threads" in note and "re-measured" not in note
+    assert perf_report.speed_table(data).count("| 900 | ? |") == 12   # no date in the file: "?", not a failure
+    data["meta"].update(date="2026-12-01 10:00", updates=[{"date": "2026-12-02 11:00"}])
+    data["rows"][0]["run"] = "2026-12-02 11:00"
+    good.write_text(json.dumps(data))
+    data, note = perf_report.load_speed_benchmark(str(good))
+    assert "some rows re-measured on 2026-12-02 11:00" in note
+    table = perf_report.speed_table(data)
+    assert table.count("| 2026-12-02 11:00 |") == 1 and table.count("| 2026-12-01 10:00 |") == 11
     targets = perf_report.speed_targets(data)
     # the new columns (old window-product STA, training) show "–" where the file has no such ratio
     assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | 0.25 (missed) | – | – | 0 (met) | 40 | 55 |" in targets

@@ -105,6 +105,10 @@ def load_speed_benchmark(path: str | None = None) -> tuple[dict | None, str]:
     note += (f"; {meta.get('cpu', '?')} with {meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, "
              f"{meta.get('date', '?')}; 1-minute load average {meta.get('load_start', '?')} at start and "
              f"{meta.get('load_end', '?')} at end")
+    updates = [u.get("date", "?") for u in meta.get("updates", []) if isinstance(u, Mapping)]
+    if updates:
+        note += (f"; some rows re-measured on {', '.join(updates)} (each row's *measured* column; every ratio "
+                 f"divides two rows of one run)")
     return data, note + "."
 
 
@@ -123,15 +127,17 @@ def speed_table(data: Mapping[str, object]) -> str:
     """Markdown table of the speed benchmark's measurements: model, what ran, n, samples/s, CPU
     seconds in user and kernel mode (the allocator's cost shows in the latter), peak RSS."""
     rows = []
+    meta = data.get("meta") if isinstance(data.get("meta"), Mapping) else {}
     for r in data.get("rows", []):  # type: ignore[union-attr]
         if not isinstance(r, Mapping) or "error" in r:
             continue
         what = SPEED_KINDS.get(str(r.get("kind")), str(r.get("kind")))
         if r.get("role") == "memory":
             what += " (memory run)"
-        rows.append({**r, "what": what})
+        rows.append({**r, "what": what, "when": r.get("run") or meta.get("date", "?")})  # type: ignore[union-attr]
     return markdown_table(rows, {"arch": "model", "what": "what runs", "n": "n", "samples_per_s": "samples/s",
-                                 "user_s": "user s", "sys_s": "kernel s", "peak_rss_mb": "peak RSS (MB)"},
+                                 "user_s": "user s", "sys_s": "kernel s", "peak_rss_mb": "peak RSS (MB)",
+                                 "when": "measured"},
                           {"n": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
 
 

@@ -15,7 +15,7 @@ from ..engine.kernel import Accumulator, StopRule, check_n_samples, describe_run
 from ..engine.options import RunOptions, resolve_options
 from ..engine.stimuli import Stimulus, as_stimulus
 
-__all__ = ["ClassificationImages", "classification_images", "CIAccumulator", "ci_result"]
+__all__ = ["ClassificationImages", "classification_images", "CIAccumulator", "ci_result", "add_by_class"]
 
 
 class CIAccumulator(Accumulator):
@@ -31,21 +31,36 @@ class CIAccumulator(Accumulator):
                     "sumsq": torch.zeros(num_classes, d, dtype=torch.float64, device=device)}
 
     def update(self, x, logits, taps, labels):  # noqa: D102
-        k = len(self.acc["counts"])
         pred = logits.argmax(1)
         xd = x.reshape(len(x), -1).double()          # may be x itself: never modify it in place
-        if xd.device.type == "cpu":
-            # each sample's row added to its class's row: the same float64 sums as the one-hot matrix
-            # product below at 1.2-1.7 against 2.6 us a sample inside the CI engine's runs
-            # (benchmarks/accumulator_benchmark.py, paper_cnn and lenet, 2026-12-03)
-            self.acc["sums"].index_add_(0, pred, xd)
-            sq = xd.square_() if xd.data_ptr() != x.data_ptr() else xd.square()
-            self.acc["sumsq"].index_add_(0, pred, sq)
-        else:                                         # CUDA's index_add_ adds float64 atomically, in no set order
-            onehot = torch.nn.functional.one_hot(pred, k).T.double()  # (K, B)
-            self.acc["sums"].addmm_(onehot, xd)       # per-class sums as one matrix product
-            self.acc["sumsq"].addmm_(onehot, xd.square())
-        self.acc["counts"] += torch.bincount(pred, minlength=k)
+        add_by_class(self.acc["sums"], pred, xd)
+        add_by_class(self.acc["sumsq"], pred, xd.square_() if xd.data_ptr() != x.data_ptr() else xd.square())
+        self.acc["counts"] += torch.bincount(pred, minlength=len(self.acc["counts"]))
+
+
+def add_by_class(total: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor) -> None:
+    """``total[c] += rows[classes == c].sum(0)`` for every class ``c`` at once, in place.
+
+    On a CPU each row is added to its class's row (``index_add_``): the same float64 sums as a one-hot matrix
+    product at 1.2-1.6 against 2.6 microseconds a sample inside the CI engine's runs
+    (``benchmarks/accumulator_benchmark.py``, ``paper_cnn`` and ``lenet``, 2026-12-03). Elsewhere it is that
+    product, since CUDA's ``index_add_`` adds floats atomically, in no set order.
+
+    Args:
+        total: ``(K, D)`` sums to add to.
+        classes: int64 ``(B,)`` class of each row, in ``[0, K)``.
+        rows: ``(B, D)`` of ``total``'s dtype and device.
+
+    Example:
+        >>> t = torch.zeros(2, 1, dtype=torch.float64)
+        >>> add_by_class(t, torch.tensor([1, 1, 0]), torch.tensor([[1.0], [2.0], [4.0]], dtype=torch.float64))
+        >>> t.flatten().tolist()
+        [4.0, 3.0]
+    """
+    if total.device.type == "cpu":
+        total.index_add_(0, classes, rows)
+    else:
+        total.addmm_(torch.nn.functional.one_hot(classes, len(total)).T.to(rows.dtype), rows)
 
 
 @dataclass

@@ -15,7 +15,7 @@ from torch import nn
 from ..engine.kernel import Accumulator, check_n_samples, describe_run, run_engine
 from ..engine.options import RunOptions, resolve_options
 from ..engine.stimuli import Stimulus, as_stimulus
-from ..methods.ci import ClassificationImages
+from ..methods.ci import ClassificationImages, add_by_class
 
 __all__ = ["WeightedCIAccumulator", "weighted_classification_images"]
 
@@ -32,12 +32,12 @@ class WeightedCIAccumulator(Accumulator):
 
     def update(self, x, logits, taps, labels):  # noqa: D102
         k = len(self.acc["counts"])
-        top, pred = torch.softmax(logits.double(), 1).max(1)
-        onehot = torch.nn.functional.one_hot(pred, k).T.double() * top[None, :]  # (K, B), the weights
+        top, pred = torch.softmax(logits.double(), 1).max(1)   # the weights and the classes
         flat = x.reshape(len(x), -1).double()
-        self.acc["sums"] += onehot @ flat
-        self.acc["sumsq"] += onehot @ (flat * flat)
-        self.acc["weights"] += onehot.sum(1)
+        weighted = flat * top[:, None]
+        add_by_class(self.acc["sums"], pred, weighted)
+        add_by_class(self.acc["sumsq"], pred, weighted.mul_(flat))
+        add_by_class(self.acc["weights"][:, None], pred, top[:, None])   # a (K, 1) view: in place
         self.acc["counts"] += torch.bincount(pred, minlength=k)
 
 
