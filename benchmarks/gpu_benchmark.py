@@ -7,12 +7,12 @@ own. Sections (``--sections``, in this order):
 
     env       torch, CUDA, cuDNN, the GPU, and the float32 settings that change rounding (TF32 for convolutions
               and matrix products: PyTorch's defaults, which the engine leaves as they are)
-    forward   ``paper_cnn``'s forward pass alone on a pool of uniform [0, 1] noise made before timing: contiguous,
-              channels-last, channels-last replayed as a CUDA graph, each in float32 and under bf16 autocast;
-              float32 with TF32 off; and the noise generation alone
+    forward   ``paper_cnn``'s forward pass alone on a pool of uniform [0, 1] noise made before timing: contiguous
+              and channels-last, each in float32 and under bf16 autocast; float32 with TF32 off; the noise
+              generation alone; with ``--graphs``, also replayed as CUDA graphs
     ci        ``classification_images(model, n, noise=Uniform())`` as shipped at 10^6, 10^7 and 10^8 samples, with
-              bf16 autocast, without the null permutations, with larger chunks and batches, with the permutations
-              drawn one ``randperm`` each (where the time goes); samples/s, the GPU's peak memory of each run
+              bf16 autocast, without the null permutations, with larger chunks, channels-last, with the
+              permutations drawn one ``randperm`` each (where the time goes); samples/s, the GPU's peak memory
     agree     bf16 (and TF32) against strict float32 on the same noise (same seed), for the untrained network and
               one trained on MNIST: the share of samples whose predicted class changes (one forward pass over
               10^6 samples), and the CI engine's counts and images at ``AGREE_N``; verdict rule below
@@ -74,9 +74,9 @@ def verdict(counts_ref: list[int], counts: list[int], corrs: list[float | None])
 
 
 class Bench:
-    def __init__(self, device: str, scale: float, out: Path, budget: float) -> None:
+    def __init__(self, device: str, scale: float, out: Path, budget: float, graphs: bool = False) -> None:
         import torch
-        self.torch = torch
+        self.torch, self.graphs = torch, graphs
         self.device = torch.device(device)
         self.scale, self.out, self.budget = scale, out, budget
         self.t_start = time.perf_counter()
@@ -178,10 +178,12 @@ class Bench:
 
         rows["fp32_contiguous"] = self.timed_loop(base, pool, n, batch)
         rows["fp32_cl"] = self.timed_loop(cl, pool_cl, n, batch)
-        rows["fp32_cl_graph"] = self.timed_loop(graphed(cl, pool_cl[:batch]), pool_cl, n, batch)
         rows["bf16_contiguous"] = self.timed_loop(bf16(base), pool, n, batch)
         rows["bf16_cl"] = self.timed_loop(bf16(cl), pool_cl, n, batch)
-        rows["bf16_cl_graph"] = self.timed_loop(graphed(bf16(cl), pool_cl[:batch]), pool_cl, n, batch)
+        if self.graphs:
+            rows["fp32_graph"] = self.timed_loop(graphed(base, pool[:batch]), pool, n, batch)
+            rows["fp32_cl_graph"] = self.timed_loop(graphed(cl, pool_cl[:batch]), pool_cl, n, batch)
+            rows["bf16_cl_graph"] = self.timed_loop(graphed(bf16(cl), pool_cl[:batch]), pool_cl, n, batch)
         old = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         try:
@@ -235,10 +237,9 @@ class Bench:
         v = self.n(VARIANT_N)
         variants = {"bf16": {"autocast": torch.bfloat16},
                     "no_permutations": {"null_permutations": 0},
-                    "chunk_32768": {"chunk_size": 32_768}, "batch_131072": {"batch_size": 131_072},
-                    "no_permutations_chunk_32768": {"null_permutations": 0, "chunk_size": 32_768},
-                    "bf16_no_permutations_chunk_32768": {"autocast": torch.bfloat16, "null_permutations": 0,
-                                                         "chunk_size": 32_768}}
+                    "chunk_32768": {"chunk_size": 32_768},
+                    "channels_last": {"channels_last": True},
+                    "bf16_chunk_32768": {"autocast": torch.bfloat16, "chunk_size": 32_768}}
         from wna_helpers.methods import ci_stats
         shipped = ci_stats.draw_permutations
         variants["randperm_loop"] = {}   # the permutations one randperm call each, as before (CPU's way)
@@ -454,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every n by this")
     ap.add_argument("--budget", type=float, default=420.0, help="seconds: later sections and sizes are skipped")
     ap.add_argument("--out", default=str(RESULTS / "gpu_benchmark.json"))
+    ap.add_argument("--graphs", action="store_true", help="also the forward passes replayed as CUDA graphs")
     args = ap.parse_args(argv)
     sections = [x for x in args.sections.split(",") if x]
     unknown = sorted(set(sections) - set(SECTIONS))
@@ -462,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         ap.error("no CUDA device here; --device cpu runs the same code on the CPU (slowly, to test it)")
-    b = Bench(args.device, args.scale, Path(args.out), args.budget)
+    b = Bench(args.device, args.scale, Path(args.out), args.budget, graphs=args.graphs)
     b.run(sections)
     text = table(b.result)
     b.result["markdown"] = text

@@ -47,15 +47,15 @@ def test_batch_size_changes_only_near_ties_on_cuda():
 
 
 def test_cuda_and_cpu_agree_in_distribution():
-    """Different noise streams, the same network: class shares within sampling error, CIs alike."""
-    model = wna.build_model("paper_cnn", seed=0)
-    cpu = wna.classification_images(model, 100_000, noise=wna.Uniform(), progress=False)
-    gpu = wna.classification_images(model.cuda(), 100_000, noise=wna.Uniform(), progress=False)
+    """Different noise streams, the same linear network (whose CIs have a known direction, its weights): class shares
+    within sampling error, CIs alike."""
+    model = wna.build_model("logreg", seed=0)
+    cpu = wna.classification_images(model, 100_000, progress=False)
+    gpu = wna.classification_images(model.cuda(), 100_000, progress=False)
     p, q = cpu.proportions, gpu.proportions
     se = ((p * (1 - p) / 100_000) * 2).sqrt()
     assert bool(((p - q).abs() <= 5 * se + 1e-12).all()), (p, q)
-    live = [c for c in range(10) if int(cpu.counts[c]) >= 5000]
-    assert live and min(r(cpu.images[c], gpu.images[c]) for c in live) >= 0.5
+    assert min(r(cpu.images[c], gpu.images[c]) for c in range(10)) >= 0.8
 
 
 @pytest.fixture(scope="module")
@@ -97,3 +97,15 @@ def test_training_on_cuda_learns(trained):
     assert next(model.parameters()).device.type == "cuda" and not model.training
     acc, _ = wna.evaluate(model, wna.load_dataset("mnist", "test", limit=2000))
     assert acc >= 0.8, acc
+
+
+def test_training_on_cuda_is_deterministic():
+    """One seed, one model: cuDNN is held to its deterministic algorithms while training."""
+    data = wna.load_dataset("mnist", "train", limit=3000)
+    weights = []
+    for _ in range(2):
+        model = wna.build_model("paper_cnn", seed=0).cuda()
+        wna.train(model, data, epochs=1, batch_size=64, progress=False)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
+    assert not torch.backends.cudnn.deterministic   # put back

@@ -227,12 +227,14 @@ def choose_channels_last(model: nn.Module, input_shape: tuple[int, ...], device:
         model: in eval mode; its weights are left as they are.
         input_shape: ``(C, H, W)`` of one stimulus.
         device: the model's device.
-        requested: ``None`` (default): yes when the model has an :class:`~torch.nn.Conv2d`, takes
+        requested: ``None`` (default): on a CPU, yes when the model has an :class:`~torch.nn.Conv2d`, takes
             ``(C, H, W)`` inputs and gives the same logits both ways on a probe batch (relative
-            difference under 1e-3), else no, silently. ``False``: no. ``True``: yes, or
+            difference under 1e-3), else no, silently; on a GPU no (cuDNN ran ``paper_cnn``'s forward pass
+            contiguous at 1.22 times its channels-last rate in float32 and 1.22 in bf16 on an H200,
+            ``benchmarks/gpu_benchmark.py``, 2026-12-04). ``False``: no. ``True``: yes, or
             ``ValueError`` saying why not.
     """
-    if requested is False:
+    if requested is False or (requested is None and device.type != "cpu"):
         return False
 
     def refuse(why: str) -> bool:

@@ -10,12 +10,14 @@ from torch import nn
 
 from . import ci_stats
 from .summaries import entropy_bits
-from .ci_stats import (DEFAULT_PERMUTATIONS, ClassCovarianceAccumulator, CIStatsAccumulator, ClusterTest, SecondOrderCI)
+from .ci_stats import (DEFAULT_PERMUTATIONS, ClassCovarianceAccumulator, CIStatsAccumulator, ClusterTest, SecondOrderCI,
+                       class_indicators)
 from ..engine.kernel import Accumulator, StopRule, check_n_samples, describe_run, run_engine
 from ..engine.options import RunOptions, resolve_options
 from ..engine.stimuli import Stimulus, as_stimulus
 
-__all__ = ["ClassificationImages", "classification_images", "CIAccumulator", "ci_result", "add_by_class"]
+__all__ = ["ClassificationImages", "classification_images", "CIAccumulator", "ci_result", "add_by_class",
+           "count_by_class"]
 
 
 class CIAccumulator(Accumulator):
@@ -35,7 +37,19 @@ class CIAccumulator(Accumulator):
         xd = x.reshape(len(x), -1).double()          # may be x itself: never modify it in place
         add_by_class(self.acc["sums"], pred, xd)
         add_by_class(self.acc["sumsq"], pred, xd.square_() if xd.data_ptr() != x.data_ptr() else xd.square())
-        self.acc["counts"] += torch.bincount(pred, minlength=len(self.acc["counts"]))
+        count_by_class(self.acc["counts"], pred)
+
+
+def count_by_class(counts: torch.Tensor, classes: torch.Tensor) -> None:
+    """``counts[c] += (classes == c).sum()`` for every class at once, in place (int64 ``(K,)``).
+
+    ``torch.bincount`` on a CPU; elsewhere an integer ``index_add_`` (exact in any order), since ``bincount``
+    on a GPU reads the largest class back to the host and so waits for every kernel queued before it.
+    """
+    if counts.device.type == "cpu":
+        counts += torch.bincount(classes, minlength=len(counts))
+    else:
+        counts.index_add_(0, classes, torch.ones_like(classes, dtype=counts.dtype))
 
 
 def add_by_class(total: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor) -> None:
@@ -44,7 +58,8 @@ def add_by_class(total: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor)
     On a CPU each row is added to its class's row (``index_add_``): the same float64 sums as a one-hot matrix
     product at 1.2-1.6 against 2.6 microseconds a sample inside the CI engine's runs
     (``benchmarks/accumulator_benchmark.py``, ``paper_cnn`` and ``lenet``, 2026-12-03). Elsewhere it is that
-    product, since CUDA's ``index_add_`` adds floats atomically, in no set order.
+    product (:func:`class_indicators`, which never waits for the device), since CUDA's ``index_add_`` adds floats
+    atomically, in no set order.
 
     Args:
         total: ``(K, D)`` sums to add to.
@@ -60,7 +75,7 @@ def add_by_class(total: torch.Tensor, classes: torch.Tensor, rows: torch.Tensor)
     if total.device.type == "cpu":
         total.index_add_(0, classes, rows)
     else:
-        total.addmm_(torch.nn.functional.one_hot(classes, len(total)).T.to(rows.dtype), rows)
+        total.addmm_(class_indicators(classes, len(total), rows.dtype), rows)
 
 
 @dataclass

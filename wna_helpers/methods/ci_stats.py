@@ -32,7 +32,7 @@ from ..engine.checks import check_probability
 from ..engine.kernel import Accumulator, Chunk
 
 __all__ = ["CIStatsAccumulator", "ClassCovarianceAccumulator", "SecondOrderCI", "second_order", "ClusterTest",
-           "DEFAULT_PERMUTATIONS", "null_seed", "draw_permutations", "loo_zscores", "zmap",
+           "DEFAULT_PERMUTATIONS", "null_seed", "draw_permutations", "class_indicators", "loo_zscores", "zmap",
            "fwer_pvalues", "cluster_test", "info_scores", "split_half", "spearman_brown", "samples_needed",
            "logit_regression"]
 
@@ -44,6 +44,15 @@ def null_seed(seed: int, chunk: int) -> int:
     """Seed of the label permutations of chunk ``chunk`` (independent of the noise's own seed)."""
     return int.from_bytes(hashlib.blake2b(f"wna-null:{seed}:{chunk}".encode(), digest_size=8).digest(),
                           "little") >> 1
+
+
+def class_indicators(classes: torch.Tensor, k: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The one-hot matrix of ``classes`` transposed, ``(k, B)`` of ``dtype``: row ``c`` is 1 where ``classes == c``.
+
+    Unlike ``F.one_hot`` it checks no range, so on a GPU it never waits for the device (a class outside
+    ``[0, k)`` gives a zero column).
+    """
+    return (classes[None, :] == torch.arange(k, device=classes.device)[:, None]).to(dtype)
 
 
 def draw_permutations(k: int, n: int, gen: torch.Generator) -> torch.Tensor:
@@ -105,7 +114,7 @@ class CIStatsAccumulator(Accumulator):
         logits = chunk.logits
         n, k = len(x), logits.shape[1]
         pred = logits.argmax(1)
-        onehot = F.one_hot(pred, k).T.float()                                  # (K, n)
+        onehot = class_indicators(pred, k)                                     # (K, n)
         rows = []
         odd = chunk.index % 2 == 1
         if odd:
@@ -125,9 +134,9 @@ class CIStatsAccumulator(Accumulator):
         out = (torch.cat(rows) @ xc).double()                                  # one product per chunk
         i = 0
         if odd:
-            counts = torch.bincount(pred, minlength=k)
+            counts = onehot.sum(1)                                             # exact: at most 2^24 ones
             self.acc["odd_sums"] += out[:k] + counts.double()[:, None] * mean.double()
-            self.acc["odd_counts"] += counts
+            self.acc["odd_counts"] += counts.long()
             i = k
         if self.k:
             part = out[i:i + self.k * (k - 1)].view(self.k, k - 1, -1)

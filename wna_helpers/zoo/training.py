@@ -13,7 +13,8 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from ..config import Profile, cache_root, default_device, get_profile
 from .data import Dataset, canonical_name, load_dataset
 from .models import build_model
 
-__all__ = ["TrainResult", "train", "evaluate", "get_trained_model", "checkpoint_path", "recipe_digest",
+__all__ = ["TrainResult", "train", "evaluate", "deterministic_cudnn", "get_trained_model", "checkpoint_path", "recipe_digest",
            "CACHE_FORMAT", "SCHEDULES", "LOSSES", "software_versions", "uses_channels_last", "read_checkpoint",
            "train_recipe", "write_checkpoint"]
 
@@ -142,7 +143,8 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
         epochs: default 1.
         batch_size: default 64.
         lr: Adam learning rate, decayed to zero over training on a cosine; default 1e-3.
-        seed: seeds the shuffling (its own generator); default 0. Deterministic on CPU.
+        seed: seeds the shuffling (its own generator); default 0. Deterministic on a CPU, and on a GPU, where
+            cuDNN is held to its deterministic algorithms while the model trains (:func:`deterministic_cudnn`).
         device: default the model's device.
         progress: show a ``tqdm`` bar with loss and accuracy; default True.
         log_every: record the loss every this many steps; default 10.
@@ -193,8 +195,9 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
                desc=f"train {getattr(model, 'arch', type(model).__name__)}", unit="step")
     if 0 in wanted:
         run.record(0)
-    for epoch in range(epochs):
-        run.epoch(epoch, torch.randperm(len(train_data), generator=gen), batch_size, opt, sched, bar, wanted)
+    with deterministic_cudnn(device):
+        for epoch in range(epochs):
+            run.epoch(epoch, torch.randperm(len(train_data), generator=gen), batch_size, opt, sched, bar, wanted)
     bar.close()
     model.to(memory_format=torch.contiguous_format).eval()
     result = run.result
@@ -218,6 +221,24 @@ SCHEDULES = ("cosine", "constant")
 #: The losses of :func:`train`: the cross-entropy of the logits, or of their softmax (the paper's softmax inside
 #: ``forward``, so the softmax is applied twice).
 LOSSES = ("cross_entropy", "softmax_twice")
+
+
+@contextmanager
+def deterministic_cudnn(device: torch.device) -> Iterator[None]:
+    """On a CUDA ``device``, cuDNN's deterministic algorithms (and no benchmarking of them) while the block runs, so
+    one seed trains one model: its default weight-gradient algorithms add in no set order, and two trainings of
+    ``paper_cnn`` on an H200 ended at different weights (``benchmarks/gpu_benchmark.py``'s run of 2026-12-04:
+    its snapshots then no longer ended at the cached model). The settings are put back after. Elsewhere nothing.
+    """
+    if device.type != "cuda":
+        yield
+        return
+    old = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old
 
 
 def uses_channels_last(model: nn.Module, requested: bool | None = None) -> bool:
