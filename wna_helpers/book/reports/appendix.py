@@ -7,13 +7,14 @@ from matplotlib.figure import Figure
 
 from ..chapter import Chapter
 from ..environment import environment_info
+from ..gpu_report import agreement_summary, gpu_summary, load_gpu_benchmark
 from ..perf_report import (benchmark_table, benchmark_targets, load_engine_benchmark, load_speed_benchmark,
                            load_stats_benchmark, speed_summary, speed_table, speed_targets, stats_table)
 from ..plots import plot_benchmark, plot_speed
 from ..report import dataset_label, markdown_table, profile_table
 
-__all__ = ["speed_section", "speed_details", "engine_section", "stats_section", "profiles", "environment",
-           "trained_models"]
+__all__ = ["speed_section", "speed_details", "gpu_section", "engine_section", "stats_section", "profiles",
+           "environment", "trained_models"]
 
 
 def speed_section(path: str | None = None) -> list[str | Figure]:
@@ -28,6 +29,15 @@ def speed_details(path: str | None = None) -> str | None:
     """The speed benchmark's full table (None when it has not run)."""
     speed, _ = load_speed_benchmark(path)
     return None if speed is None else speed_table(speed)
+
+
+def gpu_section(path: str | None = None) -> list[str]:
+    """The GPU benchmark: the CI engine against the forward pass and the targets, and bf16 against float32."""
+    latest, first, note = load_gpu_benchmark(path)
+    if latest is None:
+        return [note]
+    agree = latest if "agree" in latest.get("sections", {}) else first
+    return [note, gpu_summary(latest), agreement_summary(agree)]
 
 
 def engine_section(path: str | None = None) -> list[str | Figure]:
