@@ -41,9 +41,10 @@ class RunOptions:
         checkpoint_every: batches between checkpoints; default 50.
         progress: show a ``tqdm`` progress bar; default True.
         chunk_size: samples per seeded chunk (part of the seed); default 4,096.
-        channels_last: run the model with channels-last tensors: None (default) when that works
-            for the model (it has a 2-d convolution and gives the same logits both ways; about 2x
-            faster on CPUs), True to insist (``ValueError`` if it cannot), False never.
+        channels_last: run the model with channels-last tensors: None (default) on a CPU when that
+            works for the model (it has a 2-d convolution and gives the same logits both ways; about 2x
+            faster on CPUs), never on a GPU (slower there with cuDNN), True to insist (``ValueError`` if it
+            cannot), False never.
             See :mod:`wna_helpers.engine.speed`.
         compile: run the forward pass through ``torch.compile``: None (default) on the CPU for runs of a
             convolutional model that tap no layer (classification images, not STAs) where it pays: dense and
