@@ -1,4 +1,5 @@
-"""The GPU benchmark's results (``benchmarks/gpu_benchmark.py``), as README and the performance appendix show them.
+"""The GPU benchmark's results (``benchmarks/gpu_benchmark.py``), as benchmarks/README.md and the performance appendix
+show them.
 
 :func:`load_gpu_benchmark` finds and reads ``benchmarks/results/gpu_benchmark.json`` (the latest run) and, when it is
 there, ``gpu_benchmark.first.json`` (an earlier run whose sections the latest did not repeat); :func:`gpu_summary`
