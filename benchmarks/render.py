@@ -88,15 +88,8 @@ def latest() -> str:
 def gpu() -> str:
     """benchmarks/README.md's GPU block: the GPU benchmark's summary, as the performance appendix shows it."""
     sys.path.insert(0, str(ROOT))
-    from wna_helpers.book.gpu_report import agreement_summary, gpu_summary, load_gpu_benchmark
-    latest, first, note = load_gpu_benchmark(str(RESULTS / "gpu_benchmark.json"))
-    if latest is None:
-        return "_Run `benchmarks/gpu_benchmark.py` on a machine with CUDA to fill this block._"
-    first = _load("gpu_benchmark.first")
-    agree = latest if "agree" in latest.get("sections", {}) else first
-    when = "" if agree is latest or not isinstance(first, dict) else \
-        f" (bf16 agreement: the earlier run of {first.get('meta', {}).get('date', '?')}, `gpu_benchmark.first.json`)"
-    return f"{note.rstrip('.')}{when}.\n\n{gpu_summary(latest)}\n\n{agreement_summary(agree)}"
+    from wna_helpers.book.gpu_report import gpu_blocks
+    return "\n\n".join(gpu_blocks(str(RESULTS / "gpu_benchmark.json")))
 
 
 BLOCKS = {ROOT / "README.md": {"headline": headline},

@@ -106,3 +106,22 @@ def test_cpu_permutations_are_the_randperm_draws_as_before():
     want = torch.stack([torch.randperm(50, generator=gen) for _ in range(4)])
     assert torch.equal(got, want)
     assert all(sorted(row.tolist()) == list(range(50)) for row in got)
+
+
+def test_gpu_blocks_take_the_agreement_from_the_earlier_run_only_when_the_latest_lacks_it(tmp_path):
+    agree = {"trained_mnist": {"flip_share_bf16": 1e-3, "bf16": {"moved": [9], "standard_errors": [3.0],
+                                                                 "min_corr_classes_1e4": 0.99, "agrees": False}}}
+    latest = tmp_path / "gpu_benchmark.json"
+    latest.write_text(json.dumps(_data(3e6, 100.0)))
+    assert gpu_report.gpu_blocks(str(latest))[2] == "_The bf16 agreement was not measured._"
+    (tmp_path / "gpu_benchmark.first.json").write_text(json.dumps({"meta": {"date": "2026-12-04 15:36"},
+                                                                  "sections": {"agree": agree}}))
+    note, summary, table = gpu_report.gpu_blocks(str(latest))
+    assert "the bf16 agreement from the earlier run of 2026-12-04 15:36" in note and "9 / 3" in table
+    both = _data(3e6, 100.0)
+    both["sections"]["agree"] = {"untrained": {"flip_share_tf32": 0.0, "tf32": {
+        "moved": [0], "standard_errors": [3.0], "min_corr_classes_1e4": 1.0, "agrees": True}}}
+    latest.write_text(json.dumps(both))
+    note, _, table = gpu_report.gpu_blocks(str(latest))
+    assert "earlier run" not in note and "| untrained | tf32 |" in table and "9 / 3" not in table
+    assert gpu_report.gpu_blocks(str(tmp_path / "none.json"))[0].startswith("**No GPU benchmark results")

@@ -3,8 +3,8 @@ show them.
 
 :func:`load_gpu_benchmark` finds and reads ``benchmarks/results/gpu_benchmark.json`` (the latest run) and, when it is
 there, ``gpu_benchmark.first.json`` (an earlier run whose sections the latest did not repeat); :func:`gpu_summary`
-turns them into a table of the CI engine against the forward pass and the targets, and :func:`agreement_summary`
-into the bf16 and TF32 verdicts against strict float32.
+turns them into a table of the CI engine against the forward pass and the targets, :func:`agreement_summary`
+into the bf16 and TF32 verdicts against strict float32, and :func:`gpu_blocks` puts the three together.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Mapping
 from .perf_report import find_upward
 from .report import markdown_table
 
-__all__ = ["load_gpu_benchmark", "gpu_summary", "agreement_summary", "GPU_TARGETS"]
+__all__ = ["load_gpu_benchmark", "gpu_blocks", "gpu_summary", "agreement_summary", "GPU_TARGETS"]
 
 #: The targets of the GPU part of the speed issues: 10^8 samples at 10^7 a second, the CI engine at 0.8 of the
 #: forward pass alone, bf16 CIs correlated at 0.999 with float32 ones (and the counts within sampling error).
@@ -26,8 +26,9 @@ def load_gpu_benchmark(path: str | None = None) -> tuple[dict | None, dict | Non
     """The latest GPU benchmark, the earlier run beside it, and a note on where they came from.
 
     Args:
-        path: read this file as the latest run instead (no earlier run is read then); default None:
-            ``benchmarks/results/gpu_benchmark.json`` from the working directory upward.
+        path: read this file as the latest run instead; default None:
+            ``benchmarks/results/gpu_benchmark.json`` from the working directory upward. The earlier run is
+            ``gpu_benchmark.first.json`` beside it.
 
     Returns:
         ``(latest, first, note)``: ``latest`` is None when no file was found or it cannot be read (``note`` says
@@ -44,21 +45,28 @@ def load_gpu_benchmark(path: str | None = None) -> tuple[dict | None, dict | Non
         return None, None, f"**The GPU benchmark file `{p.name}` cannot be read** ({type(exc).__name__}: {exc})."
     if not isinstance(latest, dict) or not isinstance(latest.get("sections"), dict):
         return None, None, f"**The GPU benchmark file `{p.name}` has no `sections`**; another version wrote it."
-    first = None
-    if not path:
-        q = p.with_name("gpu_benchmark.first.json")
-        try:
-            first = json.loads(q.read_text()) if q.exists() else None
-        except (OSError, ValueError):
-            first = None
+    q = p.with_name("gpu_benchmark.first.json")
+    try:
+        first = json.loads(q.read_text()) if q.exists() else None
+    except (OSError, ValueError):
+        first = None
     env = latest["sections"].get("env", {})
     note = (f"Results from `benchmarks/results/{p.name}`: {env.get('gpu', '?')}, torch {env.get('torch', '?')}, "
             f"{latest.get('meta', {}).get('date', '?')}")
-    if first is not None:
-        note += (f"; the bf16 agreement, the STA and the CUDA graphs from the earlier run of "
-                 f"{first.get('meta', {}).get('date', '?')} (`gpu_benchmark.first.json`, the code before that day's "
-                 f"fixes)")
+    if first is not None and "agree" not in latest["sections"]:
+        note += (f"; the bf16 agreement from the earlier run of {first.get('meta', {}).get('date', '?')} "
+                 f"(`gpu_benchmark.first.json`; `benchmarks/README.md` says which code each run measured)")
     return latest, first, note + "."
+
+
+def gpu_blocks(path: str | None = None) -> list[str]:
+    """What the performance appendix and ``benchmarks/README.md`` show: where the results come from, the CI engine
+    against the forward pass (:func:`gpu_summary`) and bf16 against float32 (:func:`agreement_summary`, from the
+    latest run when it measured that, else from the earlier one); only the note when there are no results."""
+    latest, first, note = load_gpu_benchmark(path)
+    if latest is None:
+        return [note]
+    return [note, gpu_summary(latest), agreement_summary(latest if "agree" in latest["sections"] else first)]
 
 
 def _rate(rows: Mapping[str, object], key: str) -> float | None:

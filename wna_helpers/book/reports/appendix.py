@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from ..chapter import Chapter
 from ..environment import environment_info
-from ..gpu_report import agreement_summary, gpu_summary, load_gpu_benchmark
+from ..gpu_report import gpu_blocks
 from ..perf_report import (benchmark_table, benchmark_targets, load_engine_benchmark, load_speed_benchmark,
                            load_stats_benchmark, speed_summary, speed_table, speed_targets, stats_table)
 from ..plots import plot_benchmark, plot_speed
@@ -33,11 +33,7 @@ def speed_details(path: str | None = None) -> str | None:
 
 def gpu_section(path: str | None = None) -> list[str]:
     """The GPU benchmark: the CI engine against the forward pass and the targets, and bf16 against float32."""
-    latest, first, note = load_gpu_benchmark(path)
-    if latest is None:
-        return [note]
-    agree = latest if "agree" in latest.get("sections", {}) else first
-    return [note, gpu_summary(latest), agreement_summary(agree)]
+    return gpu_blocks(path)
 
 
 def engine_section(path: str | None = None) -> list[str | Figure]:
