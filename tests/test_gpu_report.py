@@ -125,3 +125,47 @@ def test_gpu_blocks_take_the_agreement_from_the_earlier_run_only_when_the_latest
     note, _, table = gpu_report.gpu_blocks(str(latest))
     assert "earlier run" not in note and "| untrained | tf32 |" in table and "9 / 3" not in table
     assert gpu_report.gpu_blocks(str(tmp_path / "none.json"))[0].startswith("**No GPU benchmark results")
+
+
+def _build_run(models_rc, chapters):
+    return {"profile": "full", "host": {"gpu": "Test GPU", "torch": "2.x", "cpu_count": 16},
+            "models": None if models_rc is None else
+            {"seconds": 200.0, "rc": models_rc, "stopped": models_rc is None,
+             "jobs": [{"label": "a", "seconds": 17, "cached": False}, {"label": "b", "seconds": 3, "cached": False}]},
+            "chapters": chapters}
+
+
+def _ch(name, seconds, status, slowest=None):
+    return {"file": f"book/{name}.ipynb", "seconds": seconds, "status": status, "error": None,
+            "slowest_cell_seconds": slowest}
+
+
+def test_build_summary_counts_only_finished_phases():
+    run = _build_run(0, [_ch("01_a", 10.0, "ok", 4.0), _ch("02_b", 30.0, "stopped", 2.0), _ch("03_c", None, "not run")])
+    text = gpu_report.build_summary(run)
+    rows = [[c.strip() for c in ln.strip().strip("|").split("|")] for ln in text.splitlines() if ln.startswith("| ")]
+    assert rows[1:] == [["make models (2 models and fits)", "200", "ok", "17"], ["01_a", "10", "ok", "4"],
+                        ["02_b", "30", "stopped", "–"]]          # a stopped phase's slowest step is not claimed
+    assert "finished took 210 s, the models 200 s of it" in text   # 200 + 10, not the stopped 30
+    assert "Not finished: 02_b" in text and "no whole build's time" in text and "03_c" not in text
+
+
+def test_build_summary_joins_runs_on_one_cache_and_a_whole_build_has_no_caveat():
+    first = _build_run(0, [_ch("01_a", 10.0, "ok", 4.0), _ch("02_b", 30.0, "stopped")])
+    second = _build_run(None, [_ch("02_b", 50.0, "ok", 40.0)])
+    text = gpu_report.build_summary({"note": "two calls", "runs": [first, second]})
+    assert "| 02_b | 50 | ok | 40 |" in text and "| 02_b | 30 |" not in text   # the later run's row wins
+    assert "finished took 260 s" in text and "Not finished" not in text and text.endswith("_two calls_")
+    failed = gpu_report.build_summary(_build_run(1, []))
+    assert "| make models (2 models and fits) | 200 | exit 1 | – |" in failed and "the models" not in failed.split(
+        "finished")[1]
+
+
+def test_gpu_blocks_add_the_build_beside_the_benchmark(tmp_path):
+    (tmp_path / "gpu_benchmark.json").write_text(json.dumps(_data(4.5e6, 110.0)))
+    assert len(gpu_report.gpu_blocks(str(tmp_path / "gpu_benchmark.json"))) == 3
+    (tmp_path / "build_gpu.json").write_text(json.dumps(_build_run(0, [_ch("01_a", 10.0, "ok", 4.0)])))
+    blocks = gpu_report.gpu_blocks(str(tmp_path / "gpu_benchmark.json"))
+    assert len(blocks) == 4 and "| 01_a | 10 | ok | 4 |" in blocks[3]
+    (tmp_path / "build_gpu.json").write_text("{not json")
+    assert "cannot be read" in gpu_report.gpu_blocks(str(tmp_path / "gpu_benchmark.json"))[3]

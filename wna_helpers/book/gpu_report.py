@@ -5,6 +5,8 @@ show them.
 there, ``gpu_benchmark.first.json`` (an earlier run whose sections the latest did not repeat); :func:`gpu_summary`
 turns them into a table of the CI engine against the forward pass and the targets, :func:`agreement_summary`
 into the bf16 and TF32 verdicts against strict float32, and :func:`gpu_blocks` puts the three together.
+:func:`build_summary` shows a whole build timed on a GPU (``benchmarks/build_benchmark.py``, saved as
+``benchmarks/results/build_gpu.json``), phase by phase.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Mapping
 from .perf_report import find_upward
 from .report import markdown_table
 
-__all__ = ["load_gpu_benchmark", "gpu_blocks", "gpu_summary", "agreement_summary", "GPU_TARGETS"]
+__all__ = ["load_gpu_benchmark", "gpu_blocks", "gpu_summary", "agreement_summary", "build_summary", "GPU_TARGETS"]
 
 #: The targets of the GPU part of the speed issues: 10^8 samples at 10^7 a second, the CI engine at 0.8 of the
 #: forward pass alone, bf16 CIs correlated at 0.999 with float32 ones (and the counts within sampling error).
@@ -66,7 +68,14 @@ def gpu_blocks(path: str | None = None) -> list[str]:
     latest, first, note = load_gpu_benchmark(path)
     if latest is None:
         return [note]
-    return [note, gpu_summary(latest), agreement_summary(latest if "agree" in latest["sections"] else first)]
+    blocks = [note, gpu_summary(latest), agreement_summary(latest if "agree" in latest["sections"] else first)]
+    build = Path(path).with_name("build_gpu.json") if path else find_upward("benchmarks/results/build_gpu.json")
+    if build is not None and build.exists():
+        try:
+            blocks.append(build_summary(json.loads(build.read_text())))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            blocks.append(f"**The GPU build file `{build.name}` cannot be read** ({type(exc).__name__}: {exc}).")
+    return blocks
 
 
 def _rate(rows: Mapping[str, object], key: str) -> float | None:
@@ -149,3 +158,55 @@ def agreement_summary(data: Mapping[str, object] | None) -> str:
     if not rows:
         return "_The bf16 agreement was not measured._"
     return markdown_table(rows)
+
+
+def build_summary(data: Mapping[str, object]) -> str:
+    """Markdown: a build timed by ``benchmarks/build_benchmark.py``, one row per phase (the models, then each
+    chapter in the order run) with its seconds, status and slowest cell, and a sentence on what finished.
+
+    Args:
+        data: one run's JSON, or ``{"note": ..., "runs": [run, ...]}`` for a build continued over several runs on
+            one cache (a chapter's row is taken from the last run that executed it).
+
+    Returns:
+        The table and the sentence; a stopped or failed phase is never counted as finished, and its slowest step
+        is left blank (the step it stopped in was not timed).
+    """
+    runs = data["runs"] if "runs" in data else [data]
+    rows: dict[str, dict[str, str]] = {}
+    seconds: dict[str, float] = {}
+    models = None
+    for run in runs:
+        m = run.get("models")
+        if isinstance(m, Mapping):
+            models = m
+            status = "ok" if m.get("rc") == 0 else ("stopped" if m.get("stopped") else f"exit {m.get('rc')}")
+            slowest = max((j["seconds"] for j in m.get("jobs", [])), default=None) if status == "ok" else None
+            rows["models"] = {"phase": f"make models ({len(m.get('jobs', []))} models and fits)",
+                              "seconds": _n(m.get("seconds")), "status": status, "slowest step (s)": _n(slowest)}
+            seconds["models"] = float(m.get("seconds") or 0.0)
+        for c in run.get("chapters", []):
+            if c.get("status") == "not run":
+                continue
+            slowest = c.get("slowest_cell_seconds") if c["status"] == "ok" else None
+            rows[c["file"]] = {"phase": Path(c["file"]).stem, "seconds": _n(c.get("seconds")),
+                               "status": c["status"], "slowest step (s)": _n(slowest, ".0f")}
+            seconds[c["file"]] = float(c.get("seconds") or 0.0)
+    done = sum(seconds[k] for k, r in rows.items() if r["status"] == "ok")
+    host = runs[0].get("host", {}) if runs else {}
+    stopped = [r["phase"] for r in rows.values() if r["status"] != "ok"]
+    lines = [markdown_table(list(rows.values())) if rows else "_No phase ran._", ""]
+    sentence = (f"A cold `{runs[0].get('profile', '?')}`-profile build on {host.get('gpu') or 'a CPU'} (torch "
+                f"{host.get('torch', '?')}, {host.get('cpu_count', '?')} CPU cores): the phases that finished took "
+                f"{done:,.0f} s")
+    if models is not None and models.get("rc") == 0:
+        sentence += f", the models {_n(models.get('seconds'))} s of it"
+    sentence += "."
+    if stopped:
+        sentence += f" Not finished: {', '.join(stopped)}; the phases after them were not reached, so this is no " \
+                    "whole build's time."
+    lines.append(sentence)
+    if isinstance(data.get("note"), str):
+        lines.append("")
+        lines.append(f"_{data['note']}_")
+    return "\n".join(lines)
