@@ -85,6 +85,18 @@ def test_t_pvalues_known_answers():
     assert bool(torch.isnan(t_pvalues(torch.tensor([math.nan]), torch.tensor([3.0]))).all())
 
 
+def test_t_pvalues_of_one_element_do_not_depend_on_the_others_in_the_call():
+    # Welch t maps as the trojan study makes them: thousands of pixels, df in the hundreds to thousands. Each
+    # element's continued fraction stops on its own; one that had to wait for every other element kept gathering
+    # rounding error (1e-12 relative over 3,000 steps) and cost 30 times the time.
+    g = torch.Generator().manual_seed(0)
+    df = torch.empty(4000, dtype=torch.float64).uniform_(20.0, 7000.0, generator=g)
+    t = torch.randn(4000, generator=g, dtype=torch.float64) * 3
+    together = t_pvalues(t, df)
+    alone = torch.cat([t_pvalues(t[i:i + 1], df[i:i + 1]) for i in range(0, 4000, 97)])
+    assert torch.equal(together[::97], alone)
+
+
 def test_holm_matches_brute_force():
     g = torch.Generator().manual_seed(3)
     p = torch.rand(3, 17, generator=g, dtype=torch.float64) ** 3

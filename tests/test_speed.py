@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 import wna_helpers as wna
-from wna_helpers.engine.speed import COMPILE_MIN_SAMPLES, choose_channels_last, memory_layout, should_compile
+from wna_helpers.engine.speed import (COMPILE_MIN_SAMPLES, choose_channels_last, fast_forward, memory_layout,
+                                     should_compile)
 
 CPU = torch.device("cpu")
 
@@ -86,6 +87,42 @@ def test_memory_layout_restores_the_same_parameters():
         raise RuntimeError
     for n, p in model.named_parameters():
         assert p is before[n][0] and p.data_ptr() == before[n][1] and p.stride() == before[n][2]
+
+
+def test_fast_forward_runs_the_engines_layout_and_restores_the_weights():
+    model = wna.build_model("paper_cnn", seed=0).eval()
+    x = torch.rand(64, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    before = {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()}
+    with torch.no_grad():
+        plain = model(x)
+        with fast_forward(model, (1, 28, 28), CPU) as forward:
+            assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)   # channels-last inside
+            fast = forward(x)
+        with fast_forward(model, (1, 28, 28), CPU, channels_last=False) as forward:
+            assert forward is model and model.conv2.weight.is_contiguous()
+    torch.testing.assert_close(fast, plain, rtol=1e-4, atol=1e-5)                   # float32 rounding only
+    assert {n: (p.data_ptr(), p.stride()) for n, p in model.named_parameters()} == before
+    # a model that cannot run channels-last runs as it is; a dense one too
+    for m in (ViewFlatten().eval(), wna.build_model("mlp", seed=0).eval()):
+        with fast_forward(m, (1, 28, 28), CPU) as forward:
+            assert forward is m
+
+
+def test_gamma_curves_take_the_engines_layout_and_agree_with_the_plain_one(monkeypatch):
+    """gamma_curves runs the model in the engine's layout (as the attacks and the trojan predictions do); its counts
+    match the contiguous run's up to a few borderline inputs, and the model's weights come back as they were."""
+    from wna_helpers.engine import speed
+    model = wna.build_model("paper_cnn", seed=0).eval()
+    gen = torch.Generator().manual_seed(2)
+    base, patterns = torch.rand(3000, 1, 28, 28, generator=gen), torch.rand(10, 1, 28, 28, generator=gen)
+    choose, chosen = speed.choose_channels_last, []
+    monkeypatch.setattr(speed, "choose_channels_last", lambda *a, **k: chosen.append(choose(*a, **k)) or chosen[-1])
+    fast = wna.gamma_curves(model, patterns, base, [0.0, 0.3, 0.6])
+    assert chosen == [True] and model.conv2.weight.is_contiguous()
+    monkeypatch.setattr(speed, "choose_channels_last", lambda *a, **k: choose(*a[:3], requested=False))
+    plain = wna.gamma_curves(model, patterns, base, [0.0, 0.3, 0.6])
+    moved = (fast["share"] - plain["share"]).abs() * 3000
+    assert float(moved.max()) <= 3                                  # a few borderline inputs at most
 
 
 def test_should_compile():

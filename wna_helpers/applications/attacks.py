@@ -24,6 +24,7 @@ from torch import nn
 from ..methods.ci import ClassificationImages
 from ..engine.checks import IMAGE_RANGE, check_batch_size, check_images, check_labels, clip_range, model_dtype
 from ..engine.kernel import model_device
+from ..engine.speed import fast_forward
 
 __all__ = ["BlendAttack", "PerturbationAttack", "blend_attack", "perturbation_attack", "random_directions",
            "shuffled_directions", "other_class_directions", "ci_directions", "mean_image_directions"]
@@ -177,19 +178,20 @@ def _run(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, k: int, t
             if logits.dim() != 2 or logits.shape[1] != k:
                 raise ValueError(f"the model returns logits of shape {tuple(logits.shape)} but there are {k} "
                                  f"patterns/directions; give one row per class of the model (NaN for none)")
-            for i in range(0, len(images), batch_size):  # batches of images, not a loop per sample
-                xb, lb = images[i:i + batch_size].to(device, dtype), lab[i:i + batch_size]
-                for j, t in enumerate(targets):
-                    x = xb[lb != t]
-                    if len(x) == 0:
-                        continue
-                    for level in range(n_levels):
-                        s = make(x, j, level)
-                        hits[level, j] += (model(s).argmax(1) == t).sum()
-                        if norms:
-                            d = (s.double() - x.double()).flatten(1)
-                            l2[level, j] += d.norm(dim=1).sum()
-                            linf[level, j] += d.abs().amax(1).sum()
+            with fast_forward(model, tuple(images.shape[1:]), device) as forward:   # the engine's layout
+                for i in range(0, len(images), batch_size):  # batches of images, not a loop per sample
+                    xb, lb = images[i:i + batch_size].to(device, dtype), lab[i:i + batch_size]
+                    for j, t in enumerate(targets):
+                        x = xb[lb != t]
+                        if len(x) == 0:
+                            continue
+                        for level in range(n_levels):
+                            s = make(x, j, level)
+                            hits[level, j] += (forward(s).argmax(1) == t).sum()
+                            if norms:
+                                d = (s.double() - x.double()).flatten(1)
+                                l2[level, j] += d.norm(dim=1).sum()
+                                linf[level, j] += d.abs().amax(1).sum()
     finally:
         for m, flag in flags.items():
             m.training = flag

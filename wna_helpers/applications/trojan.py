@@ -21,6 +21,7 @@ from torch import nn
 from ..zoo.data import Dataset
 from ..engine.checks import check_int, describe, model_dtype
 from ..engine.kernel import model_device
+from ..engine.speed import fast_forward
 from .detection import detection_test, roc_auc
 
 __all__ = ["TRIGGER_SHAPES", "trigger_mask", "stamp_trigger", "trojan_dataset", "trojan_metrics", "window_mask",
@@ -189,7 +190,9 @@ def trojan_dataset(data: Dataset, *, source: int = 8, target: int = 9, count: in
 @torch.no_grad()
 def _predict(model: nn.Module, images: torch.Tensor, batch_size: int, device: torch.device,
              dtype: torch.dtype) -> torch.Tensor:
-    out = [model(images[i:i + batch_size].to(device, dtype)).argmax(1).cpu() for i in range(0, len(images), batch_size)]
+    with fast_forward(model, tuple(images.shape[1:]), device) as forward:   # the engine's layout
+        out = [forward(images[i:i + batch_size].to(device, dtype)).argmax(1).cpu()
+               for i in range(0, len(images), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
 
 

@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 
 from ..engine.checks import check_batch_size, check_labels, check_weights, model_dtype
 from ..engine.kernel import model_device
+from ..engine.speed import fast_forward
 from .numbers import PAPER_WEIGHTS
 
 __all__ = ["gamma_curves"]
@@ -145,25 +146,27 @@ def _count_hits(model: nn.Module, patterns: torch.Tensor, base: torch.Tensor, wl
     n_batches = -(-n // batch_size)
     bar = tqdm(total=n_batches * (len(mixed) * len(classes) + int(bool(zeros))), disable=not progress,
                desc="gamma curves")
-    for i in range(0, n, batch_size):  # batches of base inputs, not a loop per sample
-        a = base[i:i + batch_size].to(device, dtype)
-        other = (labels[i:i + batch_size, None] != cls_dev[None, :]) if labels is not None else None
-        if zeros:  # w = 0: the stimuli are the base inputs for every class (with a pattern or not): one pass
-            hit = model(a).argmax(1)[:, None] == every[None, :]  # (B, K)
-            every_other = (labels[i:i + batch_size, None] != every[None, :]) if labels is not None else None
-            for wi in zeros:
-                hits[wi] += hit.sum(0)
-                if every_other is not None:
-                    hits_other[wi] += (hit & every_other).sum(0)
-            bar.update(1)
-        for wi in mixed:
-            v = wl[wi]
-            for j, c in enumerate(classes):
-                hit = model(a * (1.0 - v) + pats[c] * v).argmax(1) == c
-                hits[wi, c] += hit.sum()
-                if other is not None:
-                    hits_other[wi, c] += (hit & other[:, j]).sum()
+    # the engine's memory layout (channels-last on a CPU where the logits agree): float32 rounding only
+    with fast_forward(model, tuple(base.shape[1:]), device) as forward:
+        for i in range(0, n, batch_size):  # batches of base inputs, not a loop per sample
+            a = base[i:i + batch_size].to(device, dtype)
+            other = (labels[i:i + batch_size, None] != cls_dev[None, :]) if labels is not None else None
+            if zeros:  # w = 0: the stimuli are the base inputs for every class (with a pattern or not): one pass
+                hit = forward(a).argmax(1)[:, None] == every[None, :]  # (B, K)
+                every_other = (labels[i:i + batch_size, None] != every[None, :]) if labels is not None else None
+                for wi in zeros:
+                    hits[wi] += hit.sum(0)
+                    if every_other is not None:
+                        hits_other[wi] += (hit & every_other).sum(0)
                 bar.update(1)
+            for wi in mixed:
+                v = wl[wi]
+                for j, c in enumerate(classes):
+                    hit = forward(a * (1.0 - v) + pats[c] * v).argmax(1) == c
+                    hits[wi, c] += hit.sum()
+                    if other is not None:
+                        hits_other[wi, c] += (hit & other[:, j]).sum()
+                    bar.update(1)
     bar.close()
     if any(v == 1.0 for v in wl):  # w = 1: every stimulus is P_c, one forward of the patterns decides
         own = (model(pats[cls_dev]).argmax(1) == cls_dev).long()
