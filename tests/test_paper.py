@@ -475,3 +475,20 @@ def test_weighted_cis_are_the_top_output_weighted_means():
     heavy = weighted_classification_images(model, 4096, noise="uniform", input_shape=(1, 2, 2), progress=False)
     assert torch.equal(plain.counts, heavy.counts) and plain.counts.tolist() == [4096, 0, 0]
     assert torch.allclose(plain.images, heavy.images, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("center", [False, True])
+def test_template_classify_is_the_argmax_of_cosine_or_correlation(center):
+    """The classifier skips normalising each image (it cannot change the argmax): its answers equal the cosine's
+    (or, centred, the correlation's) computed in full, batched or not, a zero image included."""
+    g = torch.Generator().manual_seed(5)
+    images = torch.rand(3000, 1, 6, 6, generator=g) * torch.rand(3000, 1, 1, 1, generator=g) * 4
+    images[7] = 0.0
+    templates = torch.randn(7, 1, 6, 6, generator=g, dtype=torch.float64)
+    y, t = images.reshape(3000, -1).double(), templates.reshape(7, -1)
+    if center:
+        y, t = y - y.mean(1, keepdim=True), t - t.mean(1, keepdim=True)
+    full = ((y / y.norm(dim=1, keepdim=True).clamp_min(1e-12)) @ (t / t.norm(dim=1, keepdim=True)).T).argmax(1)
+    got = wna.template_classify(images, templates, center=center)
+    assert torch.equal(got, full) and int(got[7]) == 0
+    assert torch.equal(wna.template_classify(images, templates, center=center, batch_size=128), got)
