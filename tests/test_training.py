@@ -100,6 +100,12 @@ def test_profiles():
         wna.get_profile("huge")
     with pytest.raises(ValueError, match="unknown model"):
         wna.get_trained_model("vgg", "mnist", TINY)
+    # STA samples per device: a CPU's n_sta; on CUDA n_sta_gpu, else the CI count n_noise_gpu
+    full, cuda = wna.get_profile("full"), torch.device("cuda")   # a device name only: no GPU needed
+    assert full.sta_samples("paper_cnn", "cpu") == 100_000 and full.sta_samples("net3", "cpu") == 50_000
+    assert full.sta_samples("paper_cnn", cuda) == 1_000_000 and full.noise_samples("paper_cnn", cuda) == 10_000_000
+    quick = wna.get_profile("quick")
+    assert quick.n_sta_gpu is None and quick.sta_samples("lenet", cuda) == quick.noise_samples("lenet", cuda)
 
 
 @needs_data

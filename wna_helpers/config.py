@@ -33,7 +33,8 @@ class Profile:
         seed: seed of training and of every noise run in the book.
         n_noise: noise samples per architecture (``"default"`` for the others) for classification
             images on CPU; ``n_noise_gpu`` is used instead on CUDA.
-        n_sta: noise samples for spike-triggered averages and noise activation maps, per architecture.
+        n_sta: noise samples for spike-triggered averages and noise activation maps, per architecture, on CPU;
+            ``n_sta_gpu`` on CUDA (default None: ``n_noise_gpu``).
         n_real: real (test) images used for real-data STAs and activation views.
         noise_batch: batch size of the white-noise engine (``None``: engine default).
         noise: the noise of the book's main runs, a shorthand (``"uniform"``: U[0, 1], the paper's and
@@ -93,6 +94,7 @@ class Profile:
     n_noise_gpu: dict[str, int]
     n_sta: dict[str, int]
     n_real: int
+    n_sta_gpu: dict[str, int] | None = None
     noise_batch: int | None = None
     noise: str = "uniform"
     lr_overrides: dict[str, float] = field(default_factory=dict)
@@ -141,7 +143,9 @@ class Profile:
         """Noise samples for spike-triggered averages of ``arch`` on ``device``."""
         dev = torch.device(device) if device is not None else default_device()
         if dev.type == "cuda":
-            return self.noise_samples(arch, dev)
+            if self.n_sta_gpu is None:
+                return self.noise_samples(arch, dev)
+            return int(self.n_sta_gpu.get(arch, self.n_sta_gpu["default"]))
         return int(self.n_sta.get(arch, self.n_sta["default"]))
 
     def settings(self) -> dict[str, object]:
@@ -206,6 +210,10 @@ PROFILES: dict[str, Profile] = {
         # STAs: 10^5 noise samples already give pooled first-layer STAs at r = 1.000 with the filters;
         # 2 x 10^5 (10^5 for the heavy CNNs) made chapter 5 take 26 minutes of the first full build
         n_sta={"default": 100_000, **{a: 50_000 for a in _HEAVY}},
+        # on CUDA 10^6, ten times a CPU's: at n_noise_gpu's 10^7 the STA pass of chapter 5 ran over 250 s on an
+        # H200 and did not finish within the device time (benchmarks/results/build_gpu.json), for STAs that
+        # 10^5 samples already give at r = 1.000 with the filters
+        n_sta_gpu={"default": 1_000_000},
         n_real=10_000,
         # 500 test images and 500 noise images per kind give each biasing share to about 2.2 %; 1,000 made
         # chapter 4 take 7.8 minutes of the cold full build of 2026-12-03 (AlexNet alone 3.6), the default
