@@ -196,7 +196,7 @@ def build_summary(data: Mapping[str, object]) -> str:
     host = runs[0].get("host", {}) if runs else {}
     stopped = [r["phase"] for r in rows.values() if r["status"] != "ok"]
     lines = [markdown_table(list(rows.values())) if rows else "_No phase ran._", ""]
-    sentence = (f"A cold `{runs[0].get('profile', '?')}`-profile build on {host.get('gpu') or 'a CPU'} (torch "
+    sentence = (f"A `{runs[0].get('profile', '?')}`-profile build on {host.get('gpu') or 'a CPU'} (torch "
                 f"{host.get('torch', '?')}, {host.get('cpu_count', '?')} CPU cores): the phases that finished took "
                 f"{done:,.0f} s")
     if models is not None and models.get("rc") == 0:

@@ -269,8 +269,8 @@ def fast_forward(model: nn.Module, input_shape: tuple[int, ...], device: torch.d
                  channels_last: bool | None = None) -> Iterator[Callable[[torch.Tensor], torch.Tensor]]:
     """Within the block, a forward function for batches ``(B, *input_shape)`` in the layout the engine would run
     ``model`` in (:func:`choose_channels_last`; the weights converted by :func:`memory_layout` and restored on
-    exit). On a 2-core CPU channels-last ran a batch of 2,048 through ``paper_cnn`` 1.8 times as fast, ``net3``
-    and ``alexnet_small`` 1.5 times. Only float32 rounding changes.
+    exit). Only float32 rounding changes; what it gains is measured in ``benchmarks/README.md`` ("Where the quick
+    build's time goes").
 
     Args:
         model: in eval mode.
