@@ -23,7 +23,8 @@ from wna_helpers.book.trojan_study import DECLARED, SCORES  # noqa: E402
 from wna_helpers.methods.ci import ClassificationImages  # noqa: E402
 from wna_helpers.methods.two_class import TwoClassCI  # noqa: E402
 
-PROF = wna.get_profile("quick")  # attack_l2 middle 4, attack_linf middle 0.2, 100 attack images, 2 trojan models
+# attack_l2 middle 4, attack_linf middle 0.2, 100 attack images, 2 trojan models
+PROF = wna.get_profile("quick").updated(attack_images=100, trojan_models=2)
 DIGITS = tuple(str(i) for i in range(10))
 FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 CH = Chapter(profile=PROF, models=["paper_cnn", "lenet"], cnns=[], datasets=["mnist"], device=torch.device("cpu"),

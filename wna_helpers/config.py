@@ -192,6 +192,17 @@ PROFILES: dict[str, Profile] = {
         n_sta={"default": 10_000, **{a: 2_500 for a in _HEAVY}},
         n_real=1000,
         paper_epochs=3,  # 4,000 images at batch 256: 48 steps
+        # chapters 5, 8 and 9 at CI scale (they only have to run every code path): with the defaults their
+        # gamma curves (500 inputs), trojan study (10^4 samples per model and kind), microstimulation (100
+        # trials), STC nulls (39), snapshot CIs (10^4), two-class trials (5,000) and attacks (100 images) took
+        # 50, 37, 19, 25, 14, 7 and 14 s of a cold quick build on this 2-core CPU (cProfile, 2026-12-04)
+        gamma_inputs=100,
+        trojan_samples=4_000,
+        micro_trials=40,
+        stc_null_samples=19,
+        snapshot_samples=4_000,
+        two_class_samples=2_000,
+        attack_images=50,
     ),
     "full": Profile(
         name="full",

@@ -21,7 +21,8 @@ _PACKAGE = Path(__file__).resolve().parent.parent
 def _update(h: "hashlib._Hash", t: torch.Tensor) -> None:
     t = t.detach().cpu().contiguous()
     h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    if t.numel():
+        h.update(t.reshape(-1).view(torch.uint8).numpy())  # the buffer itself, not a copy of its bytes
 
 
 def tensor_digest(t: torch.Tensor) -> str:
