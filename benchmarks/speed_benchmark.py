@@ -9,6 +9,9 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
     forward_cl         + model and input channels-last
     forward_compiled   + ``torch.compile`` (warm-up reported separately, not timed)
     conv_alone         the tapped layer (``conv1``) alone, contiguous and channels-last, allocator tuned
+    noise_alone        the engine's uniform noise alone (``Uniform().chunk``: seeded chunks of 4,096)
+    wgrad_alone        ``conv1``'s weight-gradient kernel alone as the STA calls it: channels-last ReLU'd outputs of
+                       noise made before timing, blocks of ``sta.BLOCK_SAMPLES`` samples, centred stimuli
     ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults), at ``CI_N``
                        samples (10^6: the book's runs, which compile by themselves)
     ci_engine_compiled the same with ``compile=True``
@@ -65,7 +68,10 @@ ARCHS = ("paper_cnn", "lenet", "net3", "alexnet_small")
 FORWARD = ("forward_eager", "forward_malloc", "forward_cl", "forward_compiled")
 ENGINE = ("ci_engine", "ci_engine_compiled", "ci_engine_nomalloc", "sta_engine", "sta_engine_window")
 TRAIN = ("train_plain", "train_wna")
-KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + ENGINE + TRAIN
+#: The work the STA cannot avoid, each part timed alone: its noise and the weight-gradient call (with ``conv_alone_cl``,
+#: the convolution, the three make the STA's ceiling)
+STA_PARTS = ("noise_alone", "wgrad_alone")
+KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + STA_PARTS + ENGINE + TRAIN
 #: Samples of the as-shipped CI engine: the book's runs, long enough for the engine to compile by itself.
 CI_N = 1_000_000
 #: Optimizer steps of batch 256 per training measurement.
@@ -75,10 +81,10 @@ DEFAULT_N = {"paper_cnn": 200_000, "lenet": 200_000, "net3": 100_000, "alexnet_s
 QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small": 4_096}
 #: Samples of the STA and conv-alone measurements (both fast; at least 1 s of the conv alone on 2 CPU cores).
 STA_N = 200_000
-STA_KINDS = ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window")
+STA_KINDS = ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window") + STA_PARTS
 MARK = "@@SPEED_BENCHMARK@@"
 #: Kinds whose ratios divide one by another: ``--update`` re-measures each group whole or not at all.
-RATIO_GROUPS = (FORWARD + ("ci_engine", "ci_engine_compiled"), ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window"), TRAIN)
+RATIO_GROUPS = (FORWARD + ("ci_engine", "ci_engine_compiled"), STA_KINDS, TRAIN)
 TARGETS = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.40, "memory_growth_mb": 64.0,
            "train_wna_over_plain": 1.5}
 
@@ -198,6 +204,35 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
                     f(pool[lo:lo + batch])
                     done += batch
                 sync()
+    elif kind == "noise_alone":
+        stim = wna.Uniform()
+
+        def run() -> None:
+            done = c = 0
+            while done < n:
+                stim.chunk(c, seed=0, chunk_size=4096, input_shape=(1, 28, 28), device=device)
+                done, c = done + 4096, c + 1
+            sync()
+    elif kind == "wgrad_alone":
+        from wna_helpers.methods.sta import BLOCK_SAMPLES
+
+        conv = model.conv1.to(memory_format=torch.channels_last)
+        gen = torch.Generator(device=device).manual_seed(0)
+        with torch.inference_mode():
+            x = torch.rand(min(n, 8 * batch), 1, 28, 28, generator=gen, device=device)
+            act = torch.relu(conv(x.to(memory_format=torch.channels_last))).contiguous(memory_format=torch.channels_last)
+            xc = (x - x.mean()).to(memory_format=torch.channels_last)
+        stub = x.new_empty(conv.weight.shape)
+        stride, padding = list(conv.stride), list(conv.padding)
+
+        def run() -> None:
+            done = 0
+            while done < n:
+                lo = done % (len(x) - BLOCK_SAMPLES + 1)
+                torch.ops.aten.convolution_backward(act[lo:lo + BLOCK_SAMPLES], xc[lo:lo + BLOCK_SAMPLES], stub, None,
+                                                   stride, padding, [1, 1], False, [0, 0], 1, [False, True, False])
+                done += BLOCK_SAMPLES
+            sync()
     else:
         opts = {"progress": False, "batch_size": batch}
         if kind == "ci_engine_compiled":
@@ -272,6 +307,12 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
             out["sta_over_conv_alone_contiguous"] = rate["sta_engine"] / rate["conv_alone"]
         if "sta_engine_window" in rate:
             out["sta_window_over_conv_alone"] = rate["sta_engine_window"] / conv[best]
+        if all(k in rate for k in STA_PARTS):
+            # the rate of doing the three parts one after the other: noise, convolution, weight gradient
+            ceiling = 1.0 / (1.0 / conv[best] + 1.0 / rate["noise_alone"] + 1.0 / rate["wgrad_alone"])
+            out["sta_ceiling"] = ceiling
+            out["sta_over_ceiling"] = rate["sta_engine"] / ceiling
+            out["sta_ceiling_over_conv_alone"] = ceiling / conv[best]
     if "train_plain" in rate and "train_wna" in rate:
         out["train_wna_over_plain"] = rate["train_wna"] / rate["train_plain"]
     mem = [r for r in rows if r["arch"] == arch and r.get("role") == "memory" and "error" not in r]
@@ -316,9 +357,10 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
                      f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     lines += ["", "| model | CI engine (10^6, as shipped) / fastest forward | compiled CI engine / fastest forward | "
               "CI engine / channels-last forward | STA / fastest conv alone | old window-product STA / fastest "
-              "conv alone | STA / contiguous conv alone | allocator speed-up | training wna / plain | "
+              "conv alone | STA / contiguous conv alone | STA's ceiling / fastest conv alone | STA / its ceiling | "
+              "allocator speed-up | training wna / plain | "
               "memory growth in one run (MB) | between two runs (MB) | two identical runs differ by (MB) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(d: dict, k: str, fmt: str = "{:.2f}") -> str:
         return fmt.format(d[k]) if k in d else "n/a"
@@ -326,13 +368,17 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
         lines.append(f"| {arch} | {f(s, 'ci_engine_over_fastest_forward')} ({s.get('fastest_forward', '')}) | "
                      f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | {f(s, 'ci_engine_over_forward_cl')} | "
                      f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_window_over_conv_alone')} | "
-                     f"{f(s, 'sta_over_conv_alone_contiguous')} | {f(s, 'allocator_speedup')} | "
+                     f"{f(s, 'sta_over_conv_alone_contiguous')} | {f(s, 'sta_ceiling_over_conv_alone')} | "
+                     f"{f(s, 'sta_over_ceiling')} | {f(s, 'allocator_speedup')} | "
                      f"{f(s, 'train_wna_over_plain')} | {f(s, 'memory_growth_mb', '{:.0f}')} | "
                      f"{f(s, 'memory_growth_between_mb', '{:.0f}')} | {f(s, 'memory_repeat_spread_mb', '{:.0f}')} |")
     sizes = meta["mem_sizes"]
     memory = (f"; memory growth < {TARGETS['memory_growth_mb']:.0f} MB from n = {sizes[0]:,} to {sizes[1]:,} (peak RSS "
               f"of one run of {sizes[1]:,} samples at its end against after its first {sizes[0]:,})"
               if len(sizes) == 2 else "")
+    if any("sta_ceiling" in s for s in summary.values()):
+        lines.append("\nThe STA's ceiling: noise alone, the fastest conv alone and the weight-gradient call alone one after "
+                     "the other (1 / (1 / each rate summed)), the work the STA cannot avoid.")
     lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
                  f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}; training >= "
                  f"{TARGETS['train_wna_over_plain']} x the plain loop (paper_cnn).")

@@ -87,6 +87,7 @@ def test_speed_benchmark_helpers(tmp_path):
     rows.append({"kind": "ci_engine", "arch": "net3", "error": "rc=1: boom"})
     summary = {"paper_cnn": {"fastest_forward": "forward_cl", "ci_engine_over_fastest_forward": 0.95,
                              "sta_over_conv_alone": 0.25, "memory_growth_mb": -0.3,
+                             "sta_ceiling_over_conv_alone": 0.5, "sta_over_ceiling": 0.5,
                              "memory_growth_between_mb": 40.0, "memory_repeat_spread_mb": 55.0},
                "net3": {"fastest_forward": "forward_cl", "ci_engine_over_fastest_forward": 0.80,
                         "sta_over_conv_alone": 0.40, "memory_growth_mb": 100.0}}
@@ -106,11 +107,13 @@ def test_speed_benchmark_helpers(tmp_path):
     assert table.count("| 2026-12-02 11:00 |") == 1 and table.count("| 2026-12-01 10:00 |") == 11
     targets = perf_report.speed_targets(data)
     # the new columns (old window-product STA, training) show "–" where the file has no such ratio
-    assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | 0.25 (missed) | – | – | 0 (met) | 40 | 55 |" in targets
-    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.40 (met) | – | – | 100 (missed) | – | – |" in targets
+    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | 0.25 (missed) | – | 0.50 | 0.50 | – | 0 (met) | 40 "
+            "| 55 |") in targets
+    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.40 (met) | – | – | – | – | 100 (missed) | – | – |" in targets
     assert perf_report.speed_table(data).count("\n") == 2 + 11  # header, rule, the rows without errors
     assert "0.80 to 0.95 x the fastest forward pass" in perf_report.speed_summary(data)
     summary_text = perf_report.speed_summary(data)
+    assert "added up, allows 0.50 x `conv1` alone; the STA ran at 0.50 x that ceiling" in summary_text
     assert "the peak memory grew by 0 to 100 MB after the first 1,000" in summary_text   # -0.3 prints as 0, not -0
     assert "peaked 55 MB apart, and the run of 10,000 peaked 40 MB above" in summary_text
     for s in data["summary"].values():   # a run with one process per size: no growth within a run to judge

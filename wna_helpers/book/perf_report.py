@@ -172,6 +172,8 @@ def speed_targets(data: Mapping[str, object]) -> str:
                                   targets.get("ci_over_fastest_forward"), ".2f"),
                      "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
                      "sta_w": cell(s.get("sta_window_over_conv_alone"), None, ".2f"),
+                     "sta_top": cell(s.get("sta_ceiling_over_conv_alone"), None, ".2f"),
+                     "sta_c": cell(s.get("sta_over_ceiling"), None, ".2f"),
                      "train": cell(s.get("train_wna_over_plain"), targets.get("train_wna_over_plain"), ".2f"),
                      "mem": cell(s.get("memory_growth_mb"), targets.get("memory_growth_mb"), ".0f", above=False),
                      "mem_b": cell(s.get("memory_growth_between_mb"), None, ".0f"),
@@ -184,6 +186,7 @@ def speed_targets(data: Mapping[str, object]) -> str:
         "ci_c": "same, compile=True",
         "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
         "sta_w": "old window-product STA ÷ conv1 alone",
+        "sta_top": "STA's ceiling ÷ conv1 alone", "sta_c": "STA ÷ its ceiling",
         "train": f"training: wna.train ÷ plain loop (≥ {t['train_wna_over_plain']})",
         "mem": f"memory growth in one run, MB (< {t['memory_growth_mb']})",
         "mem_b": "peak of the long run minus a short run's, MB", "mem_s": "two identical short runs differ by, MB"})
@@ -258,6 +261,10 @@ def speed_summary(data: Mapping[str, object]) -> str:
                      f"({span('sta_over_conv_alone_contiguous')} x `conv1` alone in its default memory layout).")
     if span("sta_window_over_conv_alone"):
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
+    if span("sta_over_ceiling"):
+        parts.append(f"The work the STA cannot avoid, its noise, `conv1` and the weight-gradient call each timed alone "
+                     f"and added up, allows {span('sta_ceiling_over_conv_alone')} x `conv1` alone; the STA ran at "
+                     f"{span('sta_over_ceiling')} x that ceiling.")
     if span("train_wna_over_plain"):
         parts.append(f"`wna.train` ran at {span('train_wna_over_plain')} x a plain PyTorch loop doing the same work.")
     given = meta.get("mem_sizes")  # type: ignore[union-attr]
