@@ -11,7 +11,8 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
     conv_alone         the tapped layer (``conv1``) alone, contiguous and channels-last, allocator tuned
     noise_alone        the engine's uniform noise alone (``Uniform().chunk``: seeded chunks of 4,096)
     wgrad_alone        ``conv1``'s weight-gradient kernel alone as the STA calls it: channels-last ReLU'd outputs of
-                       noise made before timing, blocks of ``sta.BLOCK_SAMPLES`` samples, centred stimuli
+                       noise made before timing at the positions the STA pools (those whose window lies inside the
+                       image: no padding), blocks of ``sta.BLOCK_SAMPLES`` samples, centred stimuli
     ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults), at ``CI_N``
                        samples (10^6: the book's runs, which compile by themselves)
     ci_engine_compiled the same with ``compile=True``
@@ -220,10 +221,12 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
         gen = torch.Generator(device=device).manual_seed(0)
         with torch.inference_mode():
             x = torch.rand(min(n, 8 * batch), 1, 28, 28, generator=gen, device=device)
-            act = torch.relu(conv(x.to(memory_format=torch.channels_last))).contiguous(memory_format=torch.channels_last)
+            # without the layer's padding: the positions the STA pools, as its window_sums call sees them
+            act = torch.relu(torch.nn.functional.conv2d(x.to(memory_format=torch.channels_last), conv.weight, conv.bias,
+                                                        conv.stride)).contiguous(memory_format=torch.channels_last)
             xc = (x - x.mean()).to(memory_format=torch.channels_last)
         stub = x.new_empty(conv.weight.shape)
-        stride, padding = list(conv.stride), list(conv.padding)
+        stride, padding = list(conv.stride), [0, 0]
 
         def run() -> None:
             done = 0
