@@ -143,7 +143,7 @@ def _window_product(model_module: object) -> None:
 
 def _mark_peak(out: dict, mark: int, batch: int) -> Callable[[], None]:
     """Record in ``out["peak_rss_at_mark_mb"]`` the peak RSS once the engine has streamed ``mark`` samples (0: never),
-    through the engine's per-batch :class:`~wna_helpers.engine.speed.HeapWatch` step; returns the function that arms
+    through the engine's per-batch :class:`~wna_helpers.engine.allocator.HeapWatch` step; returns the function that arms
     it: only runs started after that call count (the worker arms it after its warm-up)."""
     from wna_helpers.engine import kernel
 

@@ -241,6 +241,69 @@ def test_allocator_tuned_once_unless_turned_off(env, applied):
         assert status["reason"] == "WNA_MALLOPT=0"
 
 
+HEAP_ONLY = """
+import ctypes, json, torch
+from torch import nn
+import wna_helpers as wna
+from wna_helpers.engine import allocator
+
+class Info(ctypes.Structure):   # glibc's struct mallinfo2
+    _fields_ = [(f, ctypes.c_size_t) for f in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks",
+                                               "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc = ctypes.CDLL("libc.so.6")
+libc.mallinfo2.restype = Info
+
+def mapped(mb):   # how many buffers of their own mmap an allocation of mb MiB added
+    before = libc.mallinfo2().hblks
+    x = torch.empty(mb << 20, dtype=torch.uint8)
+    got = libc.mallinfo2().hblks - before
+    del x
+    return got
+
+class Big(nn.Module):   # a forward pass with a 64 MiB activation, which notes how it was allocated
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+        self.seen = []
+    def forward(self, x):
+        self.seen.append(mapped(64))
+        return self.fc(x.flatten(1))
+
+out = {"tuned": allocator.tune_allocator()["applied"], "outside": mapped(100)}
+big = Big()   # first, while the heap has no free chunk of 64 MiB: the probe before the run maps its own
+wna.classification_images(big, 64, input_shape=(1, 2, 2), progress=False, batch_size=32, compile=False,
+                          channels_last=False)
+out["engine"] = big.seen
+with allocator.heap_only() as on:
+    with allocator.heap_only() as inner:
+        out["nested"] = inner
+    out["on"], out["inside"] = on, mapped(100)   # still on after the inner block
+out["after"] = mapped((libc.mallinfo2().keepcost >> 20) + 64)   # more than the heap has free: its own mmap again
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+@pytest.mark.parametrize("env", ["1", "0"])
+def test_heap_only_serves_large_buffers_from_the_heap_in_engine_runs_and_restores_mmap(env):
+    """Buffers over glibc's largest mmap threshold come from the heap within :func:`heap_only` (and every engine
+    run), from their own mmap outside it; ``WNA_HEAP_ONLY=0`` turns it off."""
+    import json
+    import platform
+    lib, version = platform.libc_ver()
+    if lib != "glibc" or tuple(int(v) for v in version.split(".")[:2]) < (2, 33):
+        pytest.skip("needs glibc 2.33 or later (mallinfo2)")
+    proc = subprocess.run([sys.executable, "-c", HEAP_ONLY], capture_output=True, text=True, check=True,
+                          env={**os.environ, "WNA_HEAP_ONLY": env, "WNA_MALLOPT": "1"})
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    # the last two forward passes are the run's two batches (a probe before them)
+    assert out["tuned"] and out["outside"] == 1 and out["after"] == 1, out
+    if env == "1":
+        assert out["on"] and out["nested"] and out["inside"] == 0 and out["engine"][-2:] == [0, 0], out
+    else:
+        assert not out["on"] and not out["nested"] and out["inside"] == 1 and out["engine"][-2:] == [1, 1], out
+
+
 @pytest.mark.parametrize("kw, match", [({"channels_last": "yes"}, "channels_last must be"),
                                         ({"compile": 1}, "compile must be")])
 def test_bad_speed_options(kw, match):
@@ -263,13 +326,13 @@ def test_the_books_million_sample_runs_compile_and_its_quick_runs_do_not():
 
 
 def test_heap_watch_releases_only_when_the_heap_grew(monkeypatch):
-    from wna_helpers.engine import speed
+    from wna_helpers.engine import allocator
 
     sizes = iter([1000.0, 1010.0, 1100.0, 1001.0, 1020.0, 1300.0, 1290.0, 1310.0, 1340.0, 1295.0])
     released = []
-    monkeypatch.setattr(speed, "resident_mb", lambda: next(sizes))
-    monkeypatch.setattr(speed, "release_free_memory", lambda: released.append(True) or True)
-    watch = speed.HeapWatch(settle=2, slack_mb=48, every=1)
+    monkeypatch.setattr(allocator, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(allocator, "release_free_memory", lambda: released.append(True) or True)
+    watch = allocator.HeapWatch(settle=2, slack_mb=48, every=1)
     watch.active = True  # as if the allocator were tuned
     watch.step(1)  # before settling: no look at all
     watch.step(2)  # settles at 1000
@@ -291,13 +354,13 @@ def test_heap_watch_settles_when_the_heap_grows_straight_back_after_a_release(mo
     """A large model's buffers taken from the system again every batch: the size is past the slack at the next
     look after a release, so the watch settles there instead of releasing at every look (each release of a
     large heap cost alexnet_small about 2 s of kernel time, 494 s over a 10^6-sample run)."""
-    from wna_helpers.engine import speed
+    from wna_helpers.engine import allocator
 
     sizes = iter([1000.0, 1100.0, 1001.0, 1100.0, 1110.0, 1120.0, 1200.0, 1001.0])
     released = []
-    monkeypatch.setattr(speed, "resident_mb", lambda: next(sizes))
-    monkeypatch.setattr(speed, "release_free_memory", lambda: released.append(True) or True)
-    watch = speed.HeapWatch(settle=1, slack_mb=48, every=2)
+    monkeypatch.setattr(allocator, "resident_mb", lambda: next(sizes))
+    monkeypatch.setattr(allocator, "release_free_memory", lambda: released.append(True) or True)
+    watch = allocator.HeapWatch(settle=1, slack_mb=48, every=2)
     watch.active = True
     watch.step(1)                 # settles at 1000
     watch.step(3)                 # 1100: released, back to 1001
@@ -311,10 +374,10 @@ def test_heap_watch_settles_when_the_heap_grows_straight_back_after_a_release(mo
 
 
 def test_heap_watch_is_idle_without_a_tuned_allocator(monkeypatch):
-    from wna_helpers.engine import speed
+    from wna_helpers.engine import allocator
 
-    monkeypatch.setattr(speed, "resident_mb", lambda: pytest.fail("looked at the resident size"))
-    watch = speed.HeapWatch(settle=1, every=1)
+    monkeypatch.setattr(allocator, "resident_mb", lambda: pytest.fail("looked at the resident size"))
+    watch = allocator.HeapWatch(settle=1, every=1)
     watch.active = False
     for i in range(1, 10):
         watch.step(i)

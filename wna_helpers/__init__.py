@@ -23,7 +23,7 @@ from .engine.fingerprint import code_digest, state_digest, tensor_digest
 from .engine.kernel import Accumulator, run_engine
 from .engine.layers import conv_layer_names, layer_table
 from .engine.options import RunOptions
-from .engine.speed import allocator_status, tune_allocator
+from .engine.allocator import allocator_status, tune_allocator
 from .engine.stimuli import Gaussian, Images, Mixture, Noise, Stimulus, Uniform, as_stimulus
 from .engine.structured_noise import GaborNoise, Sinusoid, gabor_dictionary
 from .methods.activations import ActivationStatistics, activation_statistics

@@ -5,7 +5,8 @@
 - :mod:`~wna_helpers.engine.options`: the run options every method takes;
 - :mod:`~wna_helpers.engine.kernel`: the streaming engine and the :class:`~wna_helpers.engine.kernel.Accumulator`
   interface the methods implement;
-- :mod:`~wna_helpers.engine.speed`: how a model is run at the hardware's pace;
+- :mod:`~wna_helpers.engine.speed`, :mod:`~wna_helpers.engine.allocator`: how a model is run at the hardware's pace,
+  and the memory allocator under it;
 - :mod:`~wna_helpers.engine.checks`: the argument checks every layer shares;
 - :mod:`~wna_helpers.engine.layers`, :mod:`~wna_helpers.engine.fingerprint`, :mod:`~wna_helpers.engine.atomic`,
   :mod:`~wna_helpers.engine.places`: a model's layers, content digests, atomic writes, where files live.

@@ -28,8 +28,9 @@ from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
-from .speed import (HeapWatch, choose_channels_last, compile_forward, forward_signature, fused_conv_relu,
-                    memory_layout, note_eager_run, should_compile, tune_allocator)
+from .allocator import HeapWatch, heap_only, tune_allocator
+from .speed import (choose_channels_last, compile_forward, forward_signature, fused_conv_relu, memory_layout,
+                    note_eager_run, should_compile)
 from .stimuli import Stimulus, as_stimulus
 
 __all__ = ["Accumulator", "Chunk", "StopRule", "run_engine", "check_n_samples", "model_device", "default_batch_size",
@@ -311,7 +312,7 @@ class _Run:
         folder = _Folder(self, bar)
         heap = HeapWatch()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), heap_only():
                 for i, segs in enumerate(batch_segments(self.chunks, self.chunk, self.n_samples, self.done,
                                                         self.batch_size), start=1):
                     x, y, whole = folder.stimuli(segs)
@@ -332,7 +333,7 @@ class _Run:
                         break
                     if i % self.opts.checkpoint_every == 0:
                         self.pending = True
-                    heap.step(i)  # the peak stays flat in n (see speed.HeapWatch)
+                    heap.step(i)  # the peak stays flat in n (see allocator.HeapWatch)
                 # a process whose chunks ran out still takes part in the milestones the others reach
                 while self.stop is not None and self.stopped_at is None and self.world > 1 \
                         and self.next_check < self.n_chunks:

@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..engine.atomic import atomic_torch_save, remove_orphans
-from ..engine.speed import tune_allocator
+from ..engine.allocator import tune_allocator
 from ..config import Profile, cache_root, default_device, get_profile
 from .data import Dataset, canonical_name, load_dataset
 from .models import build_model
