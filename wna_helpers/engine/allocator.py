@@ -35,6 +35,12 @@ GLIBC_MMAP_MAX = 65536
 MALLOPT_SETTINGS: dict[str, int] = {"M_MMAP_THRESHOLD": 32 << 20, "M_TRIM_THRESHOLD": 1 << 30,
                                     "M_TOP_PAD": 512 << 20}
 _STATUS: dict[str, object] | None = None
+#: Values of ``WNA_MALLOPT`` / ``WNA_HEAP_ONLY`` that turn the setting off.
+_OFF = ("0", "off", "false", "no")
+
+
+def _switched_off(variable: str) -> bool:
+    return os.environ.get(variable, "1").strip().lower() in _OFF
 
 
 def allocator_status() -> dict[str, object]:
@@ -58,20 +64,21 @@ def tune_allocator() -> dict[str, object]:
     global _STATUS
     if _STATUS is not None:
         return dict(_STATUS)
-    if os.environ.get("WNA_MALLOPT", "1").strip().lower() in ("0", "off", "false", "no"):
+    if _switched_off("WNA_MALLOPT"):
         _STATUS = {"applied": False, "reason": "WNA_MALLOPT=0"}
     elif not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
         _STATUS = {"applied": False, "reason": f"not Linux with glibc ({sys.platform}, {platform.libc_ver()[0]!r})"}
     else:
         try:
-            libc = ctypes.CDLL("libc.so.6")
-            codes = {"M_MMAP_THRESHOLD": _M_MMAP_THRESHOLD, "M_TRIM_THRESHOLD": _M_TRIM_THRESHOLD,
-                     "M_TOP_PAD": _M_TOP_PAD}
-            failed = [k for k, v in MALLOPT_SETTINGS.items() if libc.mallopt(codes[k], v) != 1]
-            _STATUS = {"applied": not failed, "reason": f"mallopt refused {failed}" if failed else "glibc mallopt",
-                       "settings": dict(MALLOPT_SETTINGS)}
+            ctypes.CDLL("libc.so.6")
         except OSError as exc:  # no libc.so.6 after all
             _STATUS = {"applied": False, "reason": f"cannot load libc: {exc}"}
+        else:
+            codes = {"M_MMAP_THRESHOLD": _M_MMAP_THRESHOLD, "M_TRIM_THRESHOLD": _M_TRIM_THRESHOLD,
+                     "M_TOP_PAD": _M_TOP_PAD}
+            failed = [k for k, v in MALLOPT_SETTINGS.items() if not _mallopt(codes[k], v)]
+            _STATUS = {"applied": not failed, "reason": f"mallopt refused {failed}" if failed else "glibc mallopt",
+                       "settings": dict(MALLOPT_SETTINGS)}
     return dict(_STATUS)
 
 
@@ -97,8 +104,7 @@ def heap_only() -> Iterator[bool]:
         ...     pass   # every malloc from the heap here when on is True
     """
     global _HEAP_ONLY_DEPTH
-    on = bool((_STATUS or {}).get("applied")) and \
-        os.environ.get("WNA_HEAP_ONLY", "1").strip().lower() not in ("0", "off", "false", "no")
+    on = bool((_STATUS or {}).get("applied")) and not _switched_off("WNA_HEAP_ONLY")
     if on and _HEAP_ONLY_DEPTH == 0:
         on = _mallopt(_M_MMAP_MAX, 0)
     if on:
@@ -113,6 +119,7 @@ def heap_only() -> Iterator[bool]:
 
 
 def _mallopt(param: int, value: int) -> bool:
+    """glibc's ``mallopt(param, value)``; True if it accepted the value."""
     try:
         return ctypes.CDLL("libc.so.6").mallopt(param, value) == 1
     except (OSError, AttributeError):
