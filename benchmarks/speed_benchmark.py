@@ -14,7 +14,9 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
                        noise made before timing at the positions the STA pools (those whose window lies inside the
                        image: no padding), blocks of ``sta.BLOCK_SAMPLES`` samples, centred stimuli
     ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults), at ``CI_N``
-                       samples (10^6: the book's runs, which compile by themselves)
+                       samples (10^6: the book's runs, which compile by themselves); when ``forward_compiled``
+                       is measured too, it runs again right after (``forward_compiled_after``), and the CI ratios
+                       divide by the mean of the two, which brackets the machine's drift over the long run
     ci_engine_compiled the same with ``compile=True``
     ci_engine_nomalloc the engine with ``WNA_MALLOPT=0``
     sta_engine         ``spike_triggered_average(model, "conv1", n)``: every channel, pooled + centre, its
@@ -73,6 +75,8 @@ TRAIN = ("train_plain", "train_wna")
 #: the convolution, the three make the STA's ceiling)
 STA_PARTS = ("noise_alone", "wgrad_alone")
 KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + STA_PARTS + ENGINE + TRAIN
+#: ``forward_compiled`` measured again right after the long ``ci_engine`` run (not a kind of its own in ``--kinds``).
+AFTER = "forward_compiled_after"
 #: Samples of the as-shipped CI engine: the book's runs, long enough for the engine to compile by itself.
 CI_N = 1_000_000
 #: Optimizer steps of batch 256 per training measurement.
@@ -291,6 +295,10 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
     rate = {k: v["samples_per_s"] for k, v in got.items()}
     out: dict = {}
     fwd = {k: rate[k] for k in FORWARD if k in rate}
+    if "forward_compiled" in fwd and AFTER in rate:
+        # the compiled forward before and after the long CI run: their mean brackets the machine's drift
+        out["forward_compiled_after_over_before"] = rate[AFTER] / fwd["forward_compiled"]
+        fwd["forward_compiled"] = (fwd["forward_compiled"] + rate[AFTER]) / 2
     if fwd:
         best = max(fwd, key=fwd.get)
         out["fastest_forward"] = best
@@ -359,17 +367,18 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
         lines.append(f"| {r['arch']} | {r['kind']} | {_n(r['n'])} | {_n(r['samples_per_s'])} | {r['user_s']:.1f} | "
                      f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     lines += ["", "| model | CI engine (10^6, as shipped) / fastest forward | compiled CI engine / fastest forward | "
-              "CI engine / channels-last forward | STA / fastest conv alone | old window-product STA / fastest "
+              "compiled forward after / before the CI run | CI engine / channels-last forward | STA / fastest conv alone | old window-product STA / fastest "
               "conv alone | STA / contiguous conv alone | STA's ceiling / fastest conv alone | STA / its ceiling | "
               "allocator speed-up | training wna / plain | "
               "memory growth in one run (MB) | between two runs (MB) | two identical runs differ by (MB) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(d: dict, k: str, fmt: str = "{:.2f}") -> str:
         return fmt.format(d[k]) if k in d else "n/a"
     for arch, s in summary.items():
         lines.append(f"| {arch} | {f(s, 'ci_engine_over_fastest_forward')} ({s.get('fastest_forward', '')}) | "
-                     f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | {f(s, 'ci_engine_over_forward_cl')} | "
+                     f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | "
+                     f"{f(s, 'forward_compiled_after_over_before')} | {f(s, 'ci_engine_over_forward_cl')} | "
                      f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_window_over_conv_alone')} | "
                      f"{f(s, 'sta_over_conv_alone_contiguous')} | {f(s, 'sta_ceiling_over_conv_alone')} | "
                      f"{f(s, 'sta_over_ceiling')} | {f(s, 'allocator_speedup')} | "
@@ -382,6 +391,9 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
     if any("sta_ceiling" in s for s in summary.values()):
         lines.append("\nThe STA's ceiling: noise alone, the fastest conv alone and the weight-gradient call alone one after "
                      "the other (1 / (1 / each rate summed)), the work the STA cannot avoid.")
+    if any("forward_compiled_after_over_before" in s for s in summary.values()):
+        lines.append("\nThe compiled forward runs right before and right after the long CI run; the CI ratios divide by "
+                     "the mean of the two (the column of their ratio shows how far the machine drifted meanwhile).")
     lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
                  f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}; training >= "
                  f"{TARGETS['train_wna_over_plain']} x the plain loop (paper_cnn).")
@@ -433,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         old = json.loads(out.read_text())
         if old["meta"].get("device") != args.device or old["meta"].get("batch_size") != batch:
             ap.error(f"{out} was measured on {old['meta'].get('device')} at batch {old['meta'].get('batch_size')}")
-        redo = {(a, k) for a in archs for k in kinds}
+        redo = {(a, k) for a in archs for k in kinds + ([AFTER] if "forward_compiled" in kinds else [])}
         kept = [r for r in old["rows"] if (r.get("arch"), r.get("kind")) not in redo
                 and not (mem_sizes and r.get("role") == "memory" and r.get("arch") in archs)]
         for r in kept:
@@ -456,10 +468,15 @@ def main(argv: list[str] | None = None) -> int:
                 m = max(2, int(TRAIN_STEPS.get(arch, 20) * (0.25 if args.quick else args.scale)))
             r = spawn(kind, arch, m, args.device, batch, args.timeout)
             r["run"] = meta["date"] if not args.update else meta["updates"][-1]["date"]
-            rows.append(r)
-            print(f"{arch:14s} {kind:20s} " + (r["error"] if "error" in r else
-                  f"{r['samples_per_s']:10,.0f} samples/s  sys {r['sys_s']:5.1f} s  RSS {r['peak_rss_mb']:6.0f} MB"),
-                  flush=True)
+            new = [r]
+            if kind == "ci_engine" and "forward_compiled" in kinds:   # the bracket's second half
+                new.append({**spawn("forward_compiled", arch, n, args.device, batch, args.timeout),
+                            "kind": AFTER, "run": r["run"]})
+            for r in new:
+                rows.append(r)
+                print(f"{arch:14s} {r['kind']:22s} " + (r["error"] if "error" in r else
+                      f"{r['samples_per_s']:10,.0f} samples/s  sys {r['sys_s']:5.1f} s  RSS {r['peak_rss_mb']:6.0f} MB"),
+                      flush=True)
         for m in (mem_sizes[0], mem_sizes[1], mem_sizes[0]) if mem_sizes else ():
             r = spawn("ci_engine_memory", arch, m, args.device, batch, args.timeout,
                       mark=mem_sizes[0] if m == mem_sizes[1] else 0)

@@ -47,3 +47,21 @@ def test_update_keeps_the_sta_parts_with_the_sta(bench):
 def test_the_parts_run(bench, kind):
     out = bench.worker(kind, "paper_cnn", 2048, "cpu", 1024)
     assert out["kind"] == kind and out["n"] == 2048 and out["samples_per_s"] > 0
+
+
+def test_ci_ratio_divides_by_the_bracketing_forwards(bench):
+    """The compiled forward timed before and after the long CI run: the ratio uses their mean, and says the drift."""
+    rows = [_row("forward_eager", 20.0), _row("forward_compiled", 100.0), _row("ci_engine", 90.0),
+            _row("forward_compiled_after", 80.0), _row("ci_engine_compiled", 45.0)]
+    s = bench.ratios(rows, "paper_cnn", ())
+    assert s["forward_compiled_after_over_before"] == pytest.approx(0.8)
+    assert s["fastest_forward"] == "forward_compiled"
+    assert s["ci_engine_over_fastest_forward"] == pytest.approx(1.0)        # 90 / mean(100, 80)
+    assert s["ci_engine_compiled_over_fastest_forward"] == pytest.approx(0.5)
+    # without the second half, the first alone (as before the bracket)
+    s = bench.ratios(rows[:3], "paper_cnn", ())
+    assert "forward_compiled_after_over_before" not in s
+    assert s["ci_engine_over_fastest_forward"] == pytest.approx(0.9)
+    # a slower bracket can make another variant the fastest
+    s = bench.ratios(rows + [_row("forward_cl", 95.0)], "paper_cnn", ())
+    assert s["fastest_forward"] == "forward_cl" and s["ci_engine_over_fastest_forward"] == pytest.approx(90 / 95)
