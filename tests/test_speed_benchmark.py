@@ -65,3 +65,12 @@ def test_ci_ratio_divides_by_the_bracketing_forwards(bench):
     # a slower bracket can make another variant the fastest
     s = bench.ratios(rows + [_row("forward_cl", 95.0)], "paper_cnn", ())
     assert s["fastest_forward"] == "forward_cl" and s["ci_engine_over_fastest_forward"] == pytest.approx(90 / 95)
+
+
+def test_one_process_ratio_is_the_median_of_its_rounds(bench):
+    out = bench.worker("ci_one_process", "logreg", 2048, "cpu", 1024)
+    assert out["kind"] == "ci_one_process" and len(out["ci_samples_per_s"]) == bench.ROUNDS
+    ratios = sorted(c / f for c, f in zip(out["ci_samples_per_s"], out["forward_samples_per_s"]))
+    assert out["ci_over_forward"] == pytest.approx(ratios[len(ratios) // 2])
+    s = bench.ratios([{**out, "arch": "paper_cnn"}], "paper_cnn", ())
+    assert s["ci_over_forward_one_process"] == out["ci_over_forward"]
