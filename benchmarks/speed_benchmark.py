@@ -20,8 +20,9 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
     ci_engine_compiled the same with ``compile=True``
     ci_one_process     in one process, ``ROUNDS`` rounds of the compiled forward (as ``forward_compiled``) and the CI
                        engine with ``compile=True``, alternating, n samples each; reported: the median of the
-                       rounds' ratios (two processes running the same code differ by up to about 20 %: this ratio
-                       does not depend on which process ran which)
+                       rounds' ratios (it does not depend on how fast each process happened to run: the compiled
+                       forward of ``paper_cnn`` ran at 16,084 samples/s in one process and 19,279 and 19,897 in two
+                       others within the hour, 2026-12-05)
     ci_engine_nomalloc the engine with ``WNA_MALLOPT=0``
     sta_engine         ``spike_triggered_average(model, "conv1", n)``: every channel, pooled + centre, its
                        pooled sums through the convolution's weight-gradient kernel (as shipped)
@@ -43,7 +44,7 @@ difference and the spread of two identical runs are reported beside it), trainin
 for paper_cnn). The STA and conv-alone measurements stream STA_N samples for every model: at the forward
 passes' sizes (3 x 10^4 for alexnet_small) the conv alone ran for 0.1 s, too short to time.
 
-    .venv/bin/python benchmarks/speed_benchmark.py            # about 20 minutes on 2 idle cores
+    .venv/bin/python benchmarks/speed_benchmark.py            # about 55 minutes on 2 idle cores (43.7 before ci_one_process)
     .venv/bin/python benchmarks/speed_benchmark.py --quick    # a few minutes
     .venv/bin/python benchmarks/speed_benchmark.py --archs paper_cnn --device cuda
     .venv/bin/python benchmarks/speed_benchmark.py --update --kinds sta_engine,conv_alone   # re-measure some kinds
@@ -81,7 +82,7 @@ STA_PARTS = ("noise_alone", "wgrad_alone")
 ONE_PROCESS = "ci_one_process"
 KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + STA_PARTS + ENGINE + (ONE_PROCESS,) + TRAIN
 #: Rounds of ``ci_one_process``.
-ROUNDS = 3
+ROUNDS = 5
 #: ``forward_compiled`` measured again right after the long ``ci_engine`` run (not a kind of its own in ``--kinds``).
 AFTER = "forward_compiled_after"
 #: Samples of the as-shipped CI engine: the book's runs, long enough for the engine to compile by itself.

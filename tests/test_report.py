@@ -107,9 +107,21 @@ def test_speed_benchmark_helpers(tmp_path):
     assert table.count("| 2026-12-02 11:00 |") == 1 and table.count("| 2026-12-01 10:00 |") == 11
     targets = perf_report.speed_targets(data)
     # the new columns (old window-product STA, training) show "–" where the file has no such ratio
-    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | 0.25 (missed) | – | 0.50 | 0.50 | – | 0 (met) | 40 "
-            "| 55 |") in targets
-    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.40 (met) | – | – | – | – | 100 (missed) | – | – |" in targets
+    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | 0.25 (missed) | – | 0.50 | 0.50 | – | 0 (met) "
+            "| 40 | 55 |") in targets
+    assert ("| net3 | forward, channels-last | 0.80 (missed) | – | – | – | 0.40 (met) | – | – | – | – | 100 (missed) | – "
+            "| – |") in targets
+    assert "Alternating with the compiled forward" not in perf_report.speed_summary(data)
+    data["summary"]["net3"].update(forward_compiled_after_over_before=0.97, ci_over_forward_one_process=0.9)
+    data["summary"]["paper_cnn"].update(forward_compiled_after_over_before=1.03, ci_over_forward_one_process=0.8)
+    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.97 | 0.90 (met) | 0.40 (met) |" in \
+        perf_report.speed_targets(data)
+    assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | 1.03 | 0.80 (missed) |" in perf_report.speed_targets(data)
+    assert ("right after the long CI run, whose rates differed by a factor of 0.97 to 1.03. Alternating with the compiled "
+            "forward in one process, the CI engine with `compile=True` ran at 0.80 to 0.90 x it") in \
+        perf_report.speed_summary(data)
+    for s in data["summary"].values():
+        del s["forward_compiled_after_over_before"], s["ci_over_forward_one_process"]
     assert perf_report.speed_table(data).count("\n") == 2 + 11  # header, rule, the rows without errors
     assert "0.80 to 0.95 x the fastest forward pass" in perf_report.speed_summary(data)
     summary_text = perf_report.speed_summary(data)
@@ -130,6 +142,15 @@ def test_speed_benchmark_helpers(tmp_path):
     titled = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in titled] == ["paper_cnn", "net3"]
     assert titled[0].get_xscale() == "log" and len(titled[0].patches) == 6
+    # a bar's share is the benchmark's own ratio where the summary has one (net3: 0.849 and 0.40), not 380 / 400 and
+    # 500 / 2,000 recomputed from the rows
+    labels = [t.get_text() for t in titled[1].texts]
+    assert "380 (0.85x)" in labels and "500 (0.40x)" in labels
+    del data["summary"]["net3"]
+    fig2 = plots.plot_speed(data)
+    labels = [t.get_text() for t in fig2.axes[1].texts]
+    assert fig2.axes[1].get_title() == "net3" and "380 (0.95x)" in labels and "500 (0.25x)" in labels  # the rows' ratio
+    plt.close(fig2)
     plt.close(fig)
 
 

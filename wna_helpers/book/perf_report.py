@@ -115,9 +115,13 @@ def load_speed_benchmark(path: str | None = None) -> tuple[dict | None, str]:
 SPEED_KINDS = {
     "forward_eager": "forward, as built", "forward_malloc": "forward, allocator tuned",
     "forward_cl": "forward, channels-last", "forward_compiled": "forward, compiled",
+    "forward_compiled_after": "forward, compiled, right after the CI run",
     "conv_alone": "conv1 alone", "conv_alone_cl": "conv1 alone, channels-last",
     "ci_engine": "CI engine", "ci_engine_compiled": "CI engine, compile=True",
-    "ci_engine_nomalloc": "CI engine, WNA_MALLOPT=0", "sta_engine": "STA engine (conv1)",
+    "ci_engine_nomalloc": "CI engine, WNA_MALLOPT=0",
+    "ci_one_process": "CI engine, compile=True, one process",
+    "noise_alone": "the engine's noise alone", "wgrad_alone": "conv1's weight gradient alone",
+    "sta_engine": "STA engine (conv1)",
     "sta_engine_window": "STA engine, the old window product", "ci_engine_memory": "CI engine, compile=False",
     "train_plain": "training, a plain PyTorch loop", "train_wna": "training, wna.train",
 }
@@ -170,6 +174,8 @@ def speed_targets(data: Mapping[str, object]) -> str:
                      "ci": cell(s.get("ci_engine_over_fastest_forward"), targets.get("ci_over_fastest_forward"), ".2f"),
                      "ci_c": cell(s.get("ci_engine_compiled_over_fastest_forward"),
                                   targets.get("ci_over_fastest_forward"), ".2f"),
+                     "drift": cell(s.get("forward_compiled_after_over_before"), None, ".2f"),
+                     "ci_1p": cell(s.get("ci_over_forward_one_process"), targets.get("ci_over_fastest_forward"), ".2f"),
                      "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
                      "sta_w": cell(s.get("sta_window_over_conv_alone"), None, ".2f"),
                      "sta_top": cell(s.get("sta_ceiling_over_conv_alone"), None, ".2f"),
@@ -184,6 +190,8 @@ def speed_targets(data: Mapping[str, object]) -> str:
         "arch": "model", "fastest": "fastest forward pass",
         "ci": f"CI engine ÷ fastest (target ≥ {t['ci_over_fastest_forward']})",
         "ci_c": "same, compile=True",
+        "drift": "compiled forward after ÷ before the CI run",
+        "ci_1p": "CI engine (compile=True) ÷ compiled forward, in one process",
         "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
         "sta_w": "old window-product STA ÷ conv1 alone",
         "sta_top": "STA's ceiling ÷ conv1 alone", "sta_c": "STA ÷ its ceiling",
@@ -253,6 +261,13 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"Over {models}, the CI engine as shipped ran at {span('ci_engine_over_fastest_forward')} x the "
                      f"fastest forward pass of the same model, and at {span('ci_engine_compiled_over_fastest_forward')} "
                      f"x with `compile=True`.")
+    if span("forward_compiled_after_over_before"):
+        parts.append(f"Those ratios divide by the mean of the compiled forward timed right before and right after the "
+                     f"long CI run, whose rates differed by a factor of {span('forward_compiled_after_over_before')}.")
+    if span("ci_over_forward_one_process"):
+        parts.append(f"Alternating with the compiled forward in one process, the CI engine with `compile=True` ran at "
+                     f"{span('ci_over_forward_one_process')} x it (the median of the rounds' ratios, which does not "
+                     f"depend on how fast each process happened to run).")
     if span("allocator_speedup"):
         parts.append(f"Tuning the allocator alone made the plain forward pass {span('allocator_speedup')} x as fast.")
     if span("sta_over_conv_alone"):

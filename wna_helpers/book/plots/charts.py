@@ -410,9 +410,10 @@ def plot_benchmark(data: Mapping[str, object], title: str = "Engine benchmark", 
 def plot_speed(data: Mapping[str, object], title: str = "Samples per second, the engine against the hardware") -> Figure:
     """The speed benchmark: one panel per model, one horizontal bar per measurement (samples/s, log scale).
 
-    Forward-pass variants are grey, the tapped conv layer alone light blue, the engines blue; each bar
-    is labelled with its rate, the engines also with their share of the fastest forward (CI) or of the
-    fastest conv layer alone (STA).
+    Forward-pass variants are grey, the tapped conv layer alone and the STA's other parts (its noise, its weight
+    gradient) light blue, the engines blue; each bar is labelled with its rate, the engines also with their share
+    of the fastest forward (CI; the benchmark's own ratio where it has one: against the compiled forward timed
+    before and after the run, or the one-process median) or of the fastest conv layer alone (STA).
 
     Args:
         data: the benchmark's JSON (:func:`wna_helpers.book.perf_report.load_speed_benchmark`).
@@ -422,6 +423,11 @@ def plot_speed(data: Mapping[str, object], title: str = "Samples per second, the
         The figure.
     """
     from ..perf_report import SPEED_KINDS
+    parts = ("noise_alone", "wgrad_alone")  # the STA's other parts, drawn with the convolution alone
+    # the ratios the benchmark computed (the CI engine's against the bracketing forwards, the one-process median)
+    ratio_of = {"ci_engine": "ci_engine_over_fastest_forward",
+                "ci_engine_compiled": "ci_engine_compiled_over_fastest_forward",
+                "ci_one_process": "ci_over_forward_one_process", "sta_engine": "sta_over_conv_alone"}
     rows = [r for r in data.get("rows", []) if isinstance(r, Mapping) and "error" not in r  # type: ignore[union-attr]
             and r.get("role") != "memory"]
     archs = list(dict.fromkeys(str(r["arch"]) for r in rows))
@@ -436,14 +442,16 @@ def plot_speed(data: Mapping[str, object], title: str = "Samples per second, the
         best_conv = max((v for k, v in rate.items() if k.startswith("conv_alone")), default=float("nan"))
         y = np.arange(len(kinds))
         vals = [rate.get(k, np.nan) for k in kinds]
-        colors = ["0.6" if k.startswith("forward") else "tab:cyan" if k.startswith("conv") else "tab:blue"
-                  for k in kinds]
+        colors = ["0.6" if k.startswith("forward") else "tab:cyan" if k.startswith("conv") or k in parts
+                  else "tab:blue" for k in kinds]
         ax.barh(y, vals, color=colors)
+        summary = (data.get("summary") or {}).get(arch, {})  # type: ignore[union-attr]
         for yi, k, v in zip(y, kinds, vals):
             if v != v:
                 continue
             ref = best_conv if k == "sta_engine" else best_fwd if k.startswith("ci_") else float("nan")
-            extra = f" ({v / ref:.2f}x)" if ref == ref else ""
+            ratio = summary.get(ratio_of.get(k, ""), v / ref)   # the benchmark's own ratio where it has one
+            extra = f" ({ratio:.2f}x)" if ratio == ratio else ""
             ax.annotate(f"{v:,.0f}{extra}", (v, yi), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
         ax.set_xscale("log")
         ax.set_yticks(y, [SPEED_KINDS[k] for k in kinds] if i % ncols == 0 else [], fontsize=9)
