@@ -11,8 +11,9 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
     conv_alone         the tapped layer (``conv1``) alone, contiguous and channels-last, allocator tuned
     noise_alone        the engine's uniform noise alone (``Uniform().chunk``: seeded chunks of 4,096)
     wgrad_alone        ``conv1``'s weight-gradient kernel alone as the STA calls it: channels-last ReLU'd outputs of
-                       noise made before timing at the positions the STA pools (those whose window lies inside the
-                       image: no padding), blocks of ``sta.BLOCK_SAMPLES`` samples, centred stimuli
+                       noise made before timing, over the whole map with the layer's padding where that lines the
+                       map up (``sta.full_map_padding``: net3), else at the positions the STA pools (no padding),
+                       blocks of ``sta.BLOCK_SAMPLES`` samples, centred stimuli
     ci_engine          ``classification_images(model, n)``: the engine as shipped (defaults), at ``CI_N``
                        samples (10^6: the book's runs, which compile by themselves); when ``forward_compiled``
                        is measured too, it runs again right after (``forward_compiled_after``), and the CI ratios
@@ -174,6 +175,16 @@ def _mark_peak(out: dict, mark: int, batch: int) -> Callable[[], None]:
     return lambda: setattr(Marking, "armed", True)
 
 
+def cycle(f: Callable, pool, n: int, batch: int, sync: Callable[[], None]) -> None:
+    """``f`` on ``n`` samples, batches of ``batch`` taken in turn from the pre-drawn ``pool``, then ``sync()``."""
+    done = 0
+    while done < n:
+        lo = done % (len(pool) - batch + 1) if len(pool) > batch else 0
+        f(pool[lo:lo + batch])
+        done += batch
+    sync()
+
+
 def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[], None]) -> dict:
     """``ci_one_process``: the compiled forward and the compiled CI engine alternating in this process."""
     import statistics
@@ -187,12 +198,7 @@ def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[]
     pool = torch.rand(min(n, 8 * batch), 1, 28, 28, generator=gen, device=device).to(memory_format=torch.channels_last)
 
     def forward() -> None:
-        done = 0
-        while done < n:
-            lo = done % (len(pool) - batch + 1) if len(pool) > batch else 0
-            f(pool[lo:lo + batch])
-            done += batch
-        sync()
+        cycle(f, pool, n, batch, sync)
 
     def ci() -> None:
         wna.classification_images(model, n, noise=wna.Uniform(), progress=False, batch_size=batch, compile=True)
@@ -258,12 +264,7 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
             sync()
 
             def run() -> None:
-                done = 0
-                while done < n:
-                    lo = done % (len(pool) - batch + 1) if len(pool) > batch else 0
-                    f(pool[lo:lo + batch])
-                    done += batch
-                sync()
+                cycle(f, pool, n, batch, sync)
     elif kind == "noise_alone":
         stim = wna.Uniform()
 
@@ -274,18 +275,20 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
                 done, c = done + 4096, c + 1
             sync()
     elif kind == "wgrad_alone":
-        from wna_helpers.methods.sta import BLOCK_SAMPLES
+        from wna_helpers.methods.sta import BLOCK_SAMPLES, full_map_padding
 
         conv = model.conv1.to(memory_format=torch.channels_last)
+        # the call the STA makes: over the whole map with the layer's padding where that lines the map up (net3),
+        # else over the positions it pools, without the padding
+        pad = full_map_padding(wna.receptive_field(model, "conv1"), (28, 28)) or (0, 0)
         gen = torch.Generator(device=device).manual_seed(0)
         with torch.inference_mode():
             x = torch.rand(min(n, 8 * batch), 1, 28, 28, generator=gen, device=device)
-            # without the layer's padding: the positions the STA pools, as its window_sums call sees them
             act = torch.relu(torch.nn.functional.conv2d(x.to(memory_format=torch.channels_last), conv.weight, conv.bias,
-                                                        conv.stride)).contiguous(memory_format=torch.channels_last)
+                                                        conv.stride, pad)).contiguous(memory_format=torch.channels_last)
             xc = (x - x.mean()).to(memory_format=torch.channels_last)
         stub = x.new_empty(conv.weight.shape)
-        stride, padding = list(conv.stride), [0, 0]
+        stride, padding = list(conv.stride), list(pad)
 
         def run() -> None:
             done = 0

@@ -279,6 +279,30 @@ def test_float32_sta_sums_match_the_float64_reference(arch, layer):
         assert torch.allclose(fast.acc["act_sum"], ref.acc["act_sum"], rtol=1e-6, atol=0)
 
 
+@pytest.mark.parametrize("layer", ["conv1", "conv2"])
+def test_padded_sta_leaves_the_shared_tap_as_it_found_it(layer):
+    """``net3`` pads: its STA zeroes the frame of the map it is handed for the weight-gradient call over the whole
+    map, then writes it back. Two accumulators on one tap in one run give what either gives alone, to the bit,
+    and equal the cropped computation (the layer's padding taken off by hand)."""
+    from wna_helpers.engine.kernel import run_engine
+    from wna_helpers.methods.sta import STAAccumulator, full_map_padding
+
+    model = wna.build_model("net3", seed=0)
+    rf = wna.receptive_field(model, layer)
+    assert full_map_padding(rf, (28, 28)) == {"conv1": (1, 1), "conv2": (3, 3)}[layer]
+    alone = STAAccumulator(layer, rf, (1, 28, 28))
+    run_engine(model, wna.Uniform(), 3000, [alone], input_shape=(1, 28, 28), batch_size=1000, progress=False)
+    assert alone.owns_taps  # alone in its run: it zeroes the frame and leaves it so
+    first, second, cropped = (STAAccumulator(layer, rf, (1, 28, 28)) for _ in range(3))
+    cropped.padding = None  # the pooled positions copied out of the map instead
+    run_engine(model, wna.Uniform(), 3000, [first, second, cropped], input_shape=(1, 28, 28), batch_size=1000,
+               progress=False)
+    assert not (first.owns_taps or second.owns_taps or cropped.owns_taps)
+    for k, v in alone.acc.items():
+        assert torch.equal(first.acc[k], v) and torch.equal(second.acc[k], v), k
+        assert torch.allclose(cropped.acc[k], v, rtol=1e-6, atol=1e-9), k
+
+
 def test_prefix_consistency():
     """Sample i is the same for every n: the first n samples of a longer run are the shorter run."""
     model = wna.build_model("logreg", seed=0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from contextlib import ExitStack, nullcontext
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
@@ -169,6 +170,9 @@ class _Run:
             and len(calls) == len(set(calls)) else None
         for a in accumulators:
             a.setup(num_classes, input_shape, device, tap_shapes)
+        readers = Counter(t for a in accumulators for t in a.taps)
+        for a in accumulators:
+            a.owns_taps = all(readers[t] == 1 for t in a.taps)
         # taps some accumulator reads only through a ReLU (relu_taps), and taps some accumulator reads as they are
         self.relu_wanted = {t for a in accumulators if a.relu_taps for t in a.taps}
         self.raw_wanted = {t for a in accumulators if not a.relu_taps for t in a.taps}

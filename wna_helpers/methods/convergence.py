@@ -73,6 +73,15 @@ class PrefixSnapshots(Accumulator):
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.seen = 0
 
+    @property
+    def owns_taps(self) -> bool:  # type: ignore[override]
+        """The inner accumulator's: the engine's word on whether it may write into its taps passes through."""
+        return self.inner.owns_taps
+
+    @owns_taps.setter
+    def owns_taps(self, value: bool) -> None:
+        self.inner.owns_taps = value
+
     def describe(self):  # noqa: D102
         return {**super().describe(), "inner": self.inner.describe(), "sizes": self.sizes}
 
