@@ -282,8 +282,8 @@ def test_float32_sta_sums_match_the_float64_reference(arch, layer):
 @pytest.mark.parametrize("layer", ["conv1", "conv2"])
 def test_padded_sta_leaves_the_shared_tap_as_it_found_it(layer):
     """``net3`` pads: its STA zeroes the frame of the map it is handed for the weight-gradient call over the whole
-    map, then writes it back. Two accumulators on one tap in one run give what either gives alone, to the bit,
-    and equal the cropped computation (the layer's padding taken off by hand)."""
+    map, and writes it back where another accumulator reads the same map. Two accumulators on one tap in one run
+    give what one alone gives, to the bit, and equal the cropped computation (the pooled positions copied out)."""
     from wna_helpers.engine.kernel import run_engine
     from wna_helpers.methods.sta import STAAccumulator, full_map_padding
 
