@@ -285,6 +285,7 @@ def test_padded_sta_leaves_the_shared_tap_as_it_found_it(layer):
     map, and writes it back where another accumulator reads the same map. Two accumulators on one tap in one run
     give what one alone gives, to the bit, and equal the cropped computation (the pooled positions copied out)."""
     from wna_helpers.engine.kernel import run_engine
+    from wna_helpers.methods.convergence import PrefixSnapshots
     from wna_helpers.methods.sta import STAAccumulator, full_map_padding
 
     model = wna.build_model("net3", seed=0)
@@ -298,9 +299,14 @@ def test_padded_sta_leaves_the_shared_tap_as_it_found_it(layer):
     run_engine(model, wna.Uniform(), 3000, [first, second, cropped], input_shape=(1, 28, 28), batch_size=1000,
                progress=False)
     assert not (first.owns_taps or second.owns_taps or cropped.owns_taps)
+    # wrapped for a convergence series, the STA is told what the engine tells the wrapper
+    wrapped = PrefixSnapshots(STAAccumulator(layer, rf, (1, 28, 28)), [1500, 3000])
+    run_engine(model, wna.Uniform(), 3000, [wrapped], input_shape=(1, 28, 28), batch_size=1000, progress=False)
+    assert wrapped.owns_taps and wrapped.inner.owns_taps
     for k, v in alone.acc.items():
         assert torch.equal(first.acc[k], v) and torch.equal(second.acc[k], v), k
         assert torch.allclose(cropped.acc[k], v, rtol=1e-6, atol=1e-9), k
+        assert torch.allclose(wrapped.acc[k], v, rtol=1e-6, atol=1e-9), k
 
 
 def test_prefix_consistency():

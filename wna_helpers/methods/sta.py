@@ -138,7 +138,6 @@ class STAAccumulator(Accumulator):
         b = out.shape[0]
         r, c = self.rows, self.cols
         (sh, sw), (jh, jw), (oh, ow) = self.rf.size, self.rf.jump, self.rf.offset
-        top, left = oh + r.start * jh, ow + c.start * jw
         # the frame: the positions around the pooled ones, whose windows reach past the input (a padded layer)
         frame = [f for f in (out[:, :, :r.start], out[:, :, r.stop:], out[:, :, r.start:r.stop, :c.start],
                              out[:, :, r.start:r.stop, c.stop:]) if f.numel()]
@@ -157,6 +156,7 @@ class STAAccumulator(Accumulator):
                 for f, v in zip(frame, saved or ()):
                     f.copy_(v)
         else:
+            top, left = oh + r.start * jh, ow + c.start * jw
             crop = x[:, :, top:top + (len(r) - 1) * jh + sh, left:left + (len(c) - 1) * jw + sw]
             pooled = out[:, :, r.start:r.stop, c.start:c.stop]    # the units whose windows lie inside the input
             num, den = window_sums(crop, pooled, self.rf.size, self.rf.jump, relu=False)
