@@ -387,8 +387,9 @@ def test_prepare_trains_every_model_once_and_then_loads(tmp_path, monkeypatch):
     # paper_cnn's snapshots come before its checkpoint (they write it)
     labels = [j.label for j in plan]
     assert labels.index("paper_cnn on mnist: training snapshots (chapter 8)") < labels.index("paper_cnn on mnist")
+    assert plan[labels.index("paper_cnn on mnist")].after == "paper_cnn on mnist: training snapshots (chapter 8)"
     import io
-    prepare.prepare(TINY, stream=io.StringIO())
+    prepare.prepare(TINY, stream=io.StringIO(), workers=1)
     assert len(calls) == len(plan) and len(set(calls)) == len(calls)
 
 
