@@ -47,7 +47,7 @@ def test_workers_run_every_job_once_in_their_own_processes_after_what_they_need(
     lines = out.getvalue()
     for label, _, _ in PLAN:                                  # one line per job, as build_benchmark parses them
         assert len(re.findall(rf"\b{label}: \d+ s\n", lines)) == 1, lines
-    assert "2 at a time" in lines and "the book's models are ready" in lines
+    assert "running 2 at a time" in lines and "the book's models are ready" in lines
 
 
 def test_one_worker_runs_here_in_plan_order(tmp_path, monkeypatch):

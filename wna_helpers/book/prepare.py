@@ -3,9 +3,10 @@
 ``make book`` runs this first (``make models``), so no chapter cell trains for long and a newcomer sees in
 the terminal what is being trained, a progress bar per model and an overall bar with an estimate of the
 time left. What is already cached loads in a second. On a CPU two jobs run at a time, in two processes of one
-thread each (:func:`default_workers`): the small networks this trains keep one thread busier than they keep two,
-and the same jobs took 1.14 (``paper_cnn``, ``lenet``) to 1.6 (``gru``) times as long one after another on two
-threads (2-core AMD EPYC, 2026-12-05). The models: every architecture on both datasets
+thread each (:func:`default_workers`): the small networks this trains keep one thread busier than they keep two.
+On a 2-core AMD EPYC (2026-12-05) six of the full profile's jobs (``lenet`` and ``gru`` on MNIST, four trojan-study
+models) took 208-210 s one after another on two threads and 186-192 s two at a time (1.08-1.13 times as fast;
+``gru`` gains most, 1.6 times, ``alexnet_small`` least). The models: every architecture on both datasets
 (chapter 2), ``paper_cnn``'s training snapshots (chapter 8; they write its checkpoint too), the networks trained
 the paper's way (chapter 8), the Gabor-noise fits (chapters 3 and 8), and the trojan study's clean, trojaned,
 relabelled and reference models (chapter 9).
@@ -140,8 +141,8 @@ def prepare(prof: Profile, *, workers: int | None = None, stream: TextIO = sys.s
     pending = sum(j.seconds for j in todo if not j.cached)
     workers = min(workers, len(todo)) or 1
     print(f"profile {prof.name}: {len(todo)} models and fits; the uncached ones are estimated at about "
-          f"{pending / 60:.0f} min on a 2-core CPU (an upper bound)"
-          + (f", {workers} at a time" if workers > 1 else ""), file=stream, flush=True)
+          f"{pending / 60:.0f} min on a 2-core CPU one at a time (an upper bound)"
+          + (f"; running {workers} at a time" if workers > 1 else ""), file=stream, flush=True)
     start = time.perf_counter()
     overall = tqdm(total=round(sum(j.seconds for j in todo)), desc="the book's models", unit="est. s",
                    position=0, file=stream, smoothing=0.0)
