@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Callable, TextIO
 
 import torch
-
 from tqdm.auto import tqdm
 
 from ..config import Profile, get_profile
@@ -131,7 +130,7 @@ def prepare(prof: Profile, *, workers: int | None = None, stream: TextIO = sys.s
             process calls again (its jobs' calls cannot travel between processes).
 
     Raises:
-        ValueError: ``workers`` below 1 (before anything runs).
+        ValueError: ``workers`` not a whole number from 1 up (before anything runs).
         RuntimeError: a job failed in a worker process (its traceback in the message; the other jobs stop).
     """
     workers = default_workers() if workers is None else _check_workers(workers)
