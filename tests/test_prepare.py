@@ -66,6 +66,15 @@ def test_a_failing_job_stops_make_models_with_its_traceback(tmp_path, monkeypatc
     assert not (tmp_path / "late.json").exists()              # what needed it never started
 
 
+def cyclic_jobs(prof) -> list[prepare.Job]:
+    return [prepare.Job("a", 1.0, False, lambda: None, "b"), prepare.Job("b", 1.0, False, lambda: None, "a")]
+
+
+def test_jobs_that_wait_on_one_another_are_refused_not_waited_for():
+    with pytest.raises(ValueError, match="jobs wait on one another"):
+        prepare.prepare(PROF, workers=2, stream=io.StringIO(), make_jobs=cyclic_jobs)
+
+
 @pytest.mark.parametrize("bad", [0, -1, "two", "1.5"])
 def test_bad_worker_counts_are_refused_before_anything_runs(tmp_path, monkeypatch, bad):
     monkeypatch.setenv("WNA_TEST_PREPARE_DIR", str(tmp_path))

@@ -6,7 +6,8 @@ time left. What is already cached loads in a second. On a CPU two jobs run at a 
 thread each (:func:`default_workers`): the small networks this trains keep one thread busier than they keep two.
 On a 2-core AMD EPYC (2026-12-05) six of the full profile's jobs (``lenet`` and ``gru`` on MNIST, four trojan-study
 models) took 208-210 s one after another on two threads and 186-192 s two at a time (1.08-1.13 times as fast;
-``gru`` gains most, 1.6 times, ``alexnet_small`` least). The models: every architecture on both datasets
+``benchmarks/workers_benchmark.py``). Two at a time, a trojan-study model took 1.8-1.9 times as long as alone,
+``lenet`` 1.7-1.8 times, ``gru`` 1.2-1.3 times. The models: every architecture on both datasets
 (chapter 2), ``paper_cnn``'s training snapshots (chapter 8; they write its checkpoint too), the networks trained
 the paper's way (chapter 8), the Gabor-noise fits (chapters 3 and 8), and the trojan study's clean, trojaned,
 relabelled and reference models (chapter 9).
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+import queue
 import sys
 import time
 import traceback
@@ -197,6 +199,8 @@ def _run_in_processes(prof: Profile, make_jobs: Callable[[Profile], list[Job]], 
                     waiting.remove(i)
                     running.add(i)
                     tasks.put(i)
+            if not running:  # nothing can start: the waiting jobs wait on one another
+                raise ValueError(f"jobs wait on one another: {[todo[i].label for i in waiting]}")
             overall.set_postfix_str("; ".join(todo[i].label for i in sorted(running)))
             i, seconds, error = _next_result(results, procs)
             if error is not None:
@@ -219,7 +223,7 @@ def _next_result(results: "mp.Queue[tuple[int, float, str | None]]",
     while True:
         try:
             return results.get(timeout=5)
-        except Exception:  # queue.Empty: check that every worker is still there
+        except queue.Empty:  # check that every worker is still there
             dead = [p for p in procs if not p.is_alive()]
             if dead:
                 raise RuntimeError(f"a worker process of make models ended with exit code {dead[0].exitcode} "
