@@ -317,7 +317,7 @@ def run_worker(cmd: list[str], mark: str, timeout: float, env: dict | None = Non
 def _batch_size(args, device: str) -> int:
     if args.batch_size is not None:
         return args.batch_size
-    return 32_768 if device.startswith("cuda") else 1024  # wna_helpers.kernel.default_batch_size
+    return 32_768 if device.startswith("cuda") else 1024  # the engine's largest (wna_helpers.engine.kernel.default_batch_size)
 
 
 def _find(rows, device, kind, n=None):

@@ -299,6 +299,9 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
                 done += BLOCK_SAMPLES
             sync()
     else:
+        if os.environ.get("WNA_BENCH_ENGINE_DEFAULT") == "1":   # no --batch-size: the engine's own, as shipped
+            from wna_helpers.engine.kernel import default_batch_size, probe_model
+            batch = default_batch_size(device, probe_model(model, (1, 28, 28), device)[3])
         opts = {"progress": False, "batch_size": batch}
         if kind == "ci_engine_compiled":
             opts["compile"] = True
@@ -337,9 +340,12 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
 
 
 # --------------------------------------------------------------------------------------------- parent
-def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float, mark: int = 0) -> dict:
+def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float, mark: int = 0,
+          engine_default: bool = False) -> dict:
+    """``kind`` measured in a fresh process; ``engine_default``: the engine kinds at the engine's own batch for the
+    model (``default_batch_size``), the forward passes at ``batch``."""
     env = {**os.environ, "WNA_MALLOPT": "0" if kind in ("forward_eager", "ci_engine_nomalloc") else "1",
-           "WNA_BENCH_MEM_MARK": str(mark)}
+           "WNA_BENCH_MEM_MARK": str(mark), "WNA_BENCH_ENGINE_DEFAULT": "1" if engine_default else "0"}
     if kind == "train_plain":
         env["WNA_MALLOPT"] = "0"  # the plain loop as a user runs it
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", kind, arch, str(n), "--device", device,
@@ -471,7 +477,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--archs", default=",".join(ARCHS))
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=None, help="default: the engine's (1,024 CPU, 32,768 CUDA)")
+    ap.add_argument("--batch-size", type=int, default=None, help="every kind at this batch; default: the forward passes at "
+                    "1,024 (CPU) or 32,768 (CUDA), the engine at its own default for each model (a row's batch_size)")
     ap.add_argument("--scale", type=float, default=1.0, help="multiply every n by this")
     ap.add_argument("--mem-sizes", default="1e5,1e6", help="two n for the peak-memory runs ('' for none)")
     ap.add_argument("--quick", action="store_true", help="small n, memory at 1e4 and 5e4")
@@ -497,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--mem-sizes takes two sizes")
     meta = {"cpu": _cpu_name(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(), "device": args.device,
-            "batch_size": batch, "load_start": round(os.getloadavg()[0], 2), "mem_sizes": list(mem_sizes),
+            "batch_size": batch, "engine_batch": "fixed" if args.batch_size else "engine default",
+            "load_start": round(os.getloadavg()[0], 2), "mem_sizes": list(mem_sizes),
             "date": time.strftime("%Y-%m-%d %H:%M"), "argv": sys.argv[1:]}
     out = Path(args.out) if args.out else RESULTS / ("speed_benchmark.quick.json" if args.quick else
                                                      "speed_benchmark.json")
@@ -531,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
                 m = int(CI_N * args.scale)
             if kind in TRAIN:
                 m = max(2, int(TRAIN_STEPS.get(arch, 20) * (0.25 if args.quick else args.scale)))
-            r = spawn(kind, arch, m, args.device, batch, args.timeout)
+            r = spawn(kind, arch, m, args.device, batch, args.timeout, engine_default=args.batch_size is None)
             r["run"] = meta["date"] if not args.update else meta["updates"][-1]["date"]
             new = [r]
             if kind == "ci_engine" and "forward_compiled" in kinds:   # the bracket's second half
@@ -544,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
                       flush=True)
         for m in (mem_sizes[0], mem_sizes[1], mem_sizes[0]) if mem_sizes else ():
             r = spawn("ci_engine_memory", arch, m, args.device, batch, args.timeout,
-                      mark=mem_sizes[0] if m == mem_sizes[1] else 0)
+                      mark=mem_sizes[0] if m == mem_sizes[1] else 0, engine_default=args.batch_size is None)
             r["role"] = "memory"
             r["run"] = meta["date"] if not args.update else meta["updates"][-1]["date"]
             rows.append(r)

@@ -384,6 +384,45 @@ def test_heap_watch_is_idle_without_a_tuned_allocator(monkeypatch):
     assert watch.releases == 0
 
 
+def test_cpu_batch_halves_until_the_widest_output_of_a_batch_fits_the_heap_watch_slack():
+    from wna_helpers.engine.allocator import HEAP_SLACK_MB, heap_batch_size
+    from wna_helpers.engine.kernel import default_batch_size, probe_model
+
+    assert heap_batch_size(None) == heap_batch_size(0) == 1024
+    assert heap_batch_size(HEAP_SLACK_MB * 2**20 // 1024) == 1024          # exactly the slack at 1,024
+    assert heap_batch_size(HEAP_SLACK_MB * 2**20 // 1024 + 1) == 512
+    assert heap_batch_size(10**9) == 128                                    # never under the floor
+    widths = {a: probe_model(wna.build_model(a, seed=0).eval(), (1, 28, 28), CPU)[3]
+              for a in ("paper_cnn", "lenet", "net3", "alexnet_small", "mlp")}
+    assert widths["paper_cnn"] == 20 * 24 * 24 * 4 and widths["net3"] == 32 * 28 * 28 * 4   # conv1's output
+    assert {a: default_batch_size(CPU, w) for a, w in widths.items()} == {
+        "paper_cnn": 1024, "lenet": 512, "net3": 256, "alexnet_small": 512, "mlp": 1024}
+    assert default_batch_size(torch.device("cuda"), widths["net3"]) == 32_768
+
+
+def test_the_engine_streams_a_wide_model_in_smaller_batches_unless_told():
+    """A 1x1 convolution to 64 channels of 28x28 (196 KiB a sample): 128 a batch by default, as asked otherwise."""
+    seen = []
+
+    class Wide(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 64, 1)
+            self.fc = nn.Linear(64, 3)
+
+        def forward(self, x):
+            seen.append(len(x))
+            return self.fc(self.conv(x).mean((2, 3)))
+
+    model = Wide().eval()
+    a = wna.classification_images(model, 1000, compile=False, progress=False)
+    assert max(seen) == 128 and 2 in seen   # the probe's two samples, then batches of 128
+    seen.clear()
+    b = wna.classification_images(model, 1000, batch_size=300, compile=False, progress=False)
+    assert max(seen) == 300
+    assert torch.equal(a.counts, b.counts) and torch.allclose(a.sums, b.sums, rtol=0, atol=1e-9)
+
+
 # ------------------------------------------------------------------ the ReLU inside the convolution
 def test_fused_conv_relu_is_the_relu_of_the_convolution_and_refuses_what_it_cannot_fuse():
     from wna_helpers.engine.speed import fused_conv_relu

@@ -23,7 +23,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 __all__ = ["tune_allocator", "allocator_status", "MALLOPT_SETTINGS", "GLIBC_MMAP_MAX", "heap_only",
-           "release_free_memory", "HeapWatch", "resident_mb", "SETTLE_BATCHES", "HEAP_SLACK_MB", "WATCH_EVERY"]
+           "release_free_memory", "HeapWatch", "resident_mb", "SETTLE_BATCHES", "HEAP_SLACK_MB", "WATCH_EVERY",
+           "heap_batch_size", "CPU_BATCH_SIZE", "MIN_CPU_BATCH_SIZE"]
 
 # glibc's mallopt parameters (malloc.h) and the values the engine sets
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4
@@ -131,6 +132,35 @@ SETTLE_BATCHES = 16
 #: Growth of the resident size past the settled one (MiB) at which :class:`HeapWatch` gives the heap's free
 #: pages back.
 HEAP_SLACK_MB = 48
+#: The engine's largest batch on a CPU, and the least :func:`heap_batch_size` halves it to.
+CPU_BATCH_SIZE, MIN_CPU_BATCH_SIZE = 1024, 128
+
+
+def heap_batch_size(widest_bytes: int | None, *, largest: int = CPU_BATCH_SIZE,
+                    least: int = MIN_CPU_BATCH_SIZE) -> int:
+    """The batch on a CPU: ``largest`` halved while one batch's widest layer output (``widest_bytes`` per sample)
+    would be over :data:`HEAP_SLACK_MB`, down to ``least``; ``largest`` when the width is unknown (None).
+
+    A buffer wider than the heap watch's slack can grow a fragmented heap past it at once, before a watch looks.
+    Measured on a 2-core CPU (``benchmarks/README.md``, 2026-12-06): ``alexnet_small`` (84.5 MiB for its widest
+    output at 1,024 samples) grew 80 MB within a 10^6-sample run at 1,024, 0 at 512 and 0 and 0 at 256, its peak
+    1,193 MB against 828 and 733, at 0.95-1.00 times the samples/s of 1,024; the four CNNs ran at 0.95-1.14 times
+    1,024 at every batch from 128 to 512 (eager and compiled, one process). The batch does not change the result (class sums exactly, float32
+    rounding of spike-triggered sums).
+
+    Example:
+        >>> heap_batch_size(20 * 24 * 24 * 4)    # paper_cnn: 45 MiB at 1,024
+        1024
+        >>> heap_batch_size(32 * 28 * 28 * 4)    # net3: 98 MiB at 1,024, halved until it fits the slack
+        256
+    """
+    batch = largest
+    if widest_bytes:
+        while batch > least and batch * widest_bytes > HEAP_SLACK_MB * 2**20:
+            batch //= 2
+    return batch
+
+
 #: Batches between two looks at the resident size (a read of ``/proc/self/statm``, a few microseconds).
 WATCH_EVERY = 4
 

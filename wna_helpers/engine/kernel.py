@@ -29,7 +29,7 @@ from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
 from .options import RunOptions, resolve_options
-from .allocator import HeapWatch, heap_only, tune_allocator
+from .allocator import HeapWatch, heap_batch_size, heap_only, tune_allocator
 from .speed import (choose_channels_last, compile_forward, forward_signature, fused_conv_relu, memory_layout,
                     note_eager_run, should_compile)
 from .stimuli import Stimulus, as_stimulus
@@ -59,15 +59,18 @@ def model_device(model: nn.Module, device: torch.device | str | None = None) -> 
     return found
 
 
-def default_batch_size(device: torch.device) -> int:
-    """1,024 on CPU, 32,768 on CUDA."""
-    return 32_768 if device.type == "cuda" else 1024
+def default_batch_size(device: torch.device, widest_bytes: int | None = None) -> int:
+    """32,768 on CUDA; on a CPU 1,024, or less for a model whose widest layer output (``widest_bytes`` per sample,
+    :func:`probe_model`) would make one batch's buffer wider than the heap watch's slack
+    (:func:`~wna_helpers.engine.allocator.heap_batch_size`)."""
+    return 32_768 if device.type == "cuda" else heap_batch_size(widest_bytes)
 
 
 def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-                taps: Sequence[str] = ()) -> tuple[int, dict[str, tuple[int, ...]], list[str]]:
+                taps: Sequence[str] = ()) -> tuple[int, dict[str, tuple[int, ...]], list[str], int]:
     """Run two zero inputs through ``model`` (eval mode, no gradients): the number of classes, the tapped
-    layers' output shapes, and the order in which the tapped layers ran (one entry per call).
+    layers' output shapes, the order in which the tapped layers ran (one entry per call), and the bytes per
+    sample of the widest tensor a leaf module returned.
 
     Raises:
         ValueError: if a tap is not a submodule (the message lists the layers), the model's parameters are
@@ -89,7 +92,19 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     def record(t: str, o: torch.Tensor) -> None:
         shapes[t] = tuple(o.shape[1:])
         calls.append(t)
+    widest = [0]
+
+    def measure(o: object) -> None:
+        for t in (o if isinstance(o, (tuple, list)) else (o,)):
+            if isinstance(t, torch.Tensor):  # of the probe's two samples
+                widest[0] = max(widest[0], t.numel() * t.element_size() // 2)
     hooks = [names[t].register_forward_hook(lambda m, i, o, t=t: record(t, o)) for t in taps]
+    for m in model.modules():
+        if next(m.children(), None) is None:
+            try:
+                hooks.append(m.register_forward_hook(lambda m, i, o: measure(o)))
+            except (RuntimeError, AttributeError, TypeError):  # a module that takes no hooks (scripted): unmeasured
+                pass
     try:
         with torch.inference_mode():
             out = model(torch.zeros(2, *input_shape, device=device))
@@ -102,7 +117,7 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 2):
         raise ValueError("the model must return logits of shape (N, num_classes), got "
                          f"{getattr(out, 'shape', type(out))}")
-    return int(out.shape[1]), shapes, calls
+    return int(out.shape[1]), shapes, calls, widest[0]
 
 
 class _StopForward(Exception):
@@ -163,8 +178,8 @@ class _Run:
                  taps: list[str]) -> None:
         self.model, self.stimulus, self.n_samples, self.accumulators = model, stimulus, n_samples, accumulators
         self.input_shape, self.opts, self.stop, self.device, self.taps = input_shape, opts, stop, device, taps
-        self.batch_size = opts.batch_size or default_batch_size(device)
-        num_classes, tap_shapes, calls = probe_model(model, input_shape, device, taps)
+        num_classes, tap_shapes, calls, widest = probe_model(model, input_shape, device, taps)
+        self.batch_size = opts.batch_size or default_batch_size(device, widest)
         # no logits needed and every tap runs once per pass: stop after the last one
         self.stop_at = calls[-1] if calls and not any(a.needs_logits for a in accumulators) \
             and len(calls) == len(set(calls)) else None

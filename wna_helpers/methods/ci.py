@@ -269,7 +269,7 @@ def classification_images(model: nn.Module, n_samples: int, *, noise: Stimulus |
             floats of memory; default False.
         run: :class:`~wna_helpers.engine.options.RunOptions`; default ``RunOptions()``.
         **options: run options as keywords, applied on top of ``run``: ``batch_size`` (default
-            1,024 on CPU, 32,768 on CUDA; does not change the result), ``seed`` (default 0),
+            32,768 on CUDA, on a CPU 1,024 or less for wide models; does not change the result), ``seed`` (default 0),
             ``device`` (the model's, checked), ``autocast`` (None), ``checkpoint`` (None: a file
             to save progress to and resume from), ``checkpoint_every`` (50 batches),
             ``progress`` (True), ``chunk_size`` (4,096 samples per seeded chunk).
