@@ -144,9 +144,9 @@ def heap_batch_size(widest_bytes: int | None, *, largest: int = CPU_BATCH_SIZE,
     A buffer wider than the heap watch's slack can grow a fragmented heap past it at once, before a watch looks.
     Measured on a 2-core Intel Xeon (``benchmarks/README.md``, 2026-12-06): ``alexnet_small`` (84.5 MiB for its widest
     output at 1,024 samples) grew 80 MB within a 10^6-sample run at 1,024, 0 at 512 and 0 and 0 at 256, its peak
-    1,193 MB against 828 and 733, at 0.95-1.00 times the samples/s of 1,024; the four CNNs ran at 0.95-1.14 times
-    1,024 at every batch from 128 to 512 (eager and compiled, one process). The batch does not change the result (class sums exactly, float32
-    rounding of spike-triggered sums).
+    1,193 MB against 828 and 733 (``speed_benchmark.py --batch-size``); ``batch_size_benchmark.py`` put its
+    samples/s at 256 and 512 at 0.97 and 0.98 of 1,024's, ``net3``'s at 1.05 and 1.02. The batch does not change
+    the result (class sums exactly, float32 rounding of spike-triggered sums).
 
     Example:
         >>> heap_batch_size(20 * 24 * 24 * 4)    # paper_cnn: 45 MiB at 1,024

@@ -28,6 +28,7 @@ from .accumulator import Accumulator, Chunk, StopRule
 from .atomic import atomic_torch_save, remove_orphans
 from .checks import check_input_shape, check_n_samples
 from .fingerprint import state_digest
+from .layers import WidestOutput
 from .options import RunOptions, resolve_options
 from .allocator import HeapWatch, heap_batch_size, heap_only, tune_allocator
 from .speed import (choose_channels_last, compile_forward, forward_signature, fused_conv_relu, memory_layout,
@@ -92,21 +93,9 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     def record(t: str, o: torch.Tensor) -> None:
         shapes[t] = tuple(o.shape[1:])
         calls.append(t)
-    widest = [0]
-
-    def measure(o: object) -> None:
-        for t in (o if isinstance(o, (tuple, list)) else (o,)):
-            if isinstance(t, torch.Tensor):  # of the probe's two samples
-                widest[0] = max(widest[0], t.numel() * t.element_size() // 2)
     hooks = [names[t].register_forward_hook(lambda m, i, o, t=t: record(t, o)) for t in taps]
-    for m in model.modules():
-        if next(m.children(), None) is None:
-            try:
-                hooks.append(m.register_forward_hook(lambda m, i, o: measure(o)))
-            except (RuntimeError, AttributeError, TypeError):  # a module that takes no hooks (scripted): unmeasured
-                pass
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), WidestOutput(model, samples=2) as widest:
             out = model(torch.zeros(2, *input_shape, device=device))
     except Exception as exc:
         raise ValueError(f"the model cannot take inputs of shape (N, {', '.join(map(str, input_shape))}) "
@@ -117,7 +106,7 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 2):
         raise ValueError("the model must return logits of shape (N, num_classes), got "
                          f"{getattr(out, 'shape', type(out))}")
-    return int(out.shape[1]), shapes, calls, widest[0]
+    return int(out.shape[1]), shapes, calls, widest.bytes
 
 
 class _StopForward(Exception):

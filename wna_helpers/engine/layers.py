@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["conv_layer_names", "trace_layers", "layer_table"]
+__all__ = ["conv_layer_names", "trace_layers", "layer_table", "WidestOutput"]
 
 
 def conv_layer_names(model: nn.Module) -> list[str]:
@@ -35,6 +35,44 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[s
             h.remove()
         model.train(was_training)
     return order
+
+
+class WidestOutput:
+    """Within the block, :attr:`bytes` is the bytes per sample of the widest tensor a leaf layer of ``model`` has
+    returned in forward passes of ``samples`` inputs (0 before any); a layer that takes no hooks (a scripted one) is
+    not measured. The engine's CPU batch follows it (:func:`~wna_helpers.engine.allocator.heap_batch_size`).
+
+    Example:
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
+        >>> with WidestOutput(model, samples=2) as w:
+        ...     _ = model(torch.zeros(2, 1, 8, 8))
+        >>> w.bytes   # the convolution's 4 x 6 x 6 float32 outputs
+        576
+    """
+
+    def __init__(self, model: nn.Module, samples: int) -> None:
+        self.model, self.samples, self.bytes = model, samples, 0
+        self.hooks: list = []
+
+    def measure(self, out: object) -> None:
+        """Note the tensors a layer returned."""
+        for t in (out if isinstance(out, (tuple, list)) else (out,)):
+            if isinstance(t, torch.Tensor):
+                self.bytes = max(self.bytes, t.numel() * t.element_size() // self.samples)
+
+    def __enter__(self) -> "WidestOutput":
+        for m in self.model.modules():
+            if next(m.children(), None) is None:
+                try:
+                    self.hooks.append(m.register_forward_hook(lambda m, i, o: self.measure(o)))
+                except (RuntimeError, AttributeError, TypeError):  # a module that takes no hooks
+                    pass
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self.hooks:
+            h.remove()
+        self.hooks.clear()
 
 
 def layer_table(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> list[dict[str, object]]:
