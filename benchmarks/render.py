@@ -47,20 +47,23 @@ def headline() -> str:
         lines.append(f"| `{arch}` | {a} | {_fmt(_rate(rows, 'ci_engine', arch), ',.0f')} | "
                      f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.3f')} | "
                      f"{_fmt(s.get('ci_over_forward_one_process'), '.2f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} |")
-    when = {kind: _runs(rows, kind, meta["date"]) for kind in ("ci_engine", "ci_one_process", "sta_engine")}
-    return ("\n".join(lines) + f"\n\nMeasured on a {meta['cpus']}-core {meta['cpu']} (torch {meta['torch']}, batch "
-            f"{meta['batch_size']}): the CI engine as shipped on {when['ci_engine']} (against the compiled forward timed "
-            f"before and after it, each in its own process), the compiled CI engine alternating with the compiled "
-            f"forward in one process on {when['ci_one_process']}, the STA's on {when['sta_engine']}. "
-            f"This machine's speed drifts from day to day, so compare the ratios (each divides two rows of one run), "
-            f"not samples/s across dates; the details are in `benchmarks/README.md` and the book's performance "
-            f"appendix.")
+    when = {kind: _runs(rows, kind, meta) for kind in ("ci_engine", "ci_one_process", "sta_engine")}
+    return ("\n".join(lines) + f"\n\nMeasured on {meta['cpus']} CPU cores (torch {meta['torch']}): the CI engine as "
+            f"shipped on {when['ci_engine']}, against the compiled forward timed before and after it, each in its own "
+            f"process; the compiled CI engine alternating with the compiled forward in one process on "
+            f"{when['ci_one_process']}; the STA's on {when['sta_engine']}, against `conv1` alone. The engines run at "
+            f"their default batch, the forward passes and `conv1` alone at the fastest of 1,024, 256 and 128 (at "
+            f"1,024 alone in runs before 2026-12-06). Speed drifts from day to day and differs between machines, so "
+            f"compare the ratios (each divides two rows of one run), not samples/s across dates; the details are in "
+            f"`benchmarks/README.md` and the book's performance appendix.")
 
 
-def _runs(rows: list[dict], kind: str, first: str) -> str:
-    """The dates of the runs that measured ``kind``'s rows, joined: ``--update`` marks the rows it re-measured with
-    its date (``run``); the others are from the first run, of date ``first``."""
-    return " and ".join(sorted({x.get("run") or first for x in rows if x.get("kind") == kind})) or first
+def _runs(rows: list[dict], kind: str, meta: dict) -> str:
+    """The dates and CPUs of the runs that measured ``kind``'s rows, joined: ``--update`` marks the rows it
+    re-measured with its date (``run``) and notes its CPU in ``meta["updates"]``; the others are from the first run."""
+    cpu = {meta["date"]: meta["cpu"], **{u["date"]: u["cpu"] for u in meta.get("updates", [])}}
+    dates = sorted({x.get("run") or meta["date"] for x in rows if x.get("kind") == kind}) or [meta["date"]]
+    return " and ".join(f"{d} on an {cpu[d]}" if d in cpu else d for d in dates)
 
 
 def latest() -> str:

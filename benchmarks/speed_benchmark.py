@@ -36,8 +36,9 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
                        differ by what the process does before the run settles), and, in the larger run, the
                        peak RSS when the smaller size's samples had streamed (growth within one process)
 
-The forward variants cycle through a pool of uniform [0, 1] noise generated before timing;
-the engines generate their own. Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
+The forward variants and the conv alone cycle through a pool of uniform [0, 1] noise generated before timing, at
+each batch of ``SWEEP_BATCHES`` in turn (unless ``--batch-size`` fixes one), each row the fastest (the others in
+its ``rates_by_batch``); the engines generate their own noise and run at their own default batch. Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
 CI engine as shipped at 10^6 samples / fastest forward variant (target >= 0.85), STA engine / fastest
 conv-alone (target >= 0.40), memory growth from the smaller size to the larger (target < 64 MB; judged
 within one process, since two processes' peaks differ by up to 100 MB at the same size: the between-process
@@ -93,6 +94,10 @@ TRAIN_STEPS = {"paper_cnn": 60, "lenet": 60, "net3": 40, "alexnet_small": 20}
 # samples per timed measurement: about 10 s of the slowest variant that matters on 2 CPU cores
 DEFAULT_N = {"paper_cnn": 200_000, "lenet": 200_000, "net3": 100_000, "alexnet_small": 30_000}
 QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small": 4_096}
+#: Batches the forward passes and the conv alone are timed at in turn, each row the fastest (``--batch-size`` fixes
+#: one): on a 2-core Intel Xeon ``conv1`` alone ran channels-last 1.28-2.40 times as fast at 256 as at 1,024 (the
+#: saved rows' ``rates_by_batch``, 2026-12-06 05:31), so a fixed 1,024 was not what the hardware can do.
+SWEEP_BATCHES = (1024, 256, 128)
 #: Samples of the STA and conv-alone measurements (both fast; at least 1 s of the conv alone on 2 CPU cores).
 STA_N = 200_000
 STA_KINDS = ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window") + STA_PARTS
@@ -262,6 +267,16 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
             for _ in range(2):
                 f(pool[:batch])
             sync()
+            if os.environ.get("WNA_BENCH_ENGINE_DEFAULT") == "1" and device.type == "cpu":   # each batch, the fastest
+                rates = {}
+                for b in SWEEP_BATCHES:
+                    for _ in range(2):
+                        f(pool[:b])
+                    t0 = time.perf_counter()
+                    cycle(f, pool, n, b, sync)
+                    rates[b] = n / (time.perf_counter() - t0)
+                batch = max(rates, key=rates.get)
+                out["rates_by_batch"] = rates
 
             def run() -> None:
                 cycle(f, pool, n, batch, sync)
@@ -342,8 +357,9 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
 # --------------------------------------------------------------------------------------------- parent
 def spawn(kind: str, arch: str, n: int, device: str, batch: int, timeout: float, mark: int = 0,
           engine_default: bool = False) -> dict:
-    """``kind`` measured in a fresh process; ``engine_default``: the engine kinds at the engine's own batch for the
-    model (``default_batch_size``), the forward passes at ``batch``."""
+    """``kind`` measured in a fresh process; ``engine_default`` (no ``--batch-size``): the engine kinds at the engine's
+    own batch for the model (``default_batch_size``), on a CPU the forward passes and the conv alone at the fastest of
+    ``SWEEP_BATCHES``; else everything at ``batch``."""
     env = {**os.environ, "WNA_MALLOPT": "0" if kind in ("forward_eager", "ci_engine_nomalloc") else "1",
            "WNA_BENCH_MEM_MARK": str(mark), "WNA_BENCH_ENGINE_DEFAULT": "1" if engine_default else "0"}
     if kind == "train_plain":
@@ -543,8 +559,8 @@ def main(argv: list[str] | None = None) -> int:
             r["run"] = meta["date"] if not args.update else meta["updates"][-1]["date"]
             new = [r]
             if kind == "ci_engine" and "forward_compiled" in kinds:   # the bracket's second half
-                new.append({**spawn("forward_compiled", arch, n, args.device, batch, args.timeout),
-                            "kind": AFTER, "run": r["run"]})
+                new.append({**spawn("forward_compiled", arch, n, args.device, batch, args.timeout,
+                                    engine_default=args.batch_size is None), "kind": AFTER, "run": r["run"]})
             for r in new:
                 rows.append(r)
                 print(f"{arch:14s} {r['kind']:22s} " + (r["error"] if "error" in r else

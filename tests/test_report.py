@@ -102,7 +102,10 @@ def test_speed_benchmark_helpers(tmp_path):
     data["rows"][0]["run"] = "2026-12-02 11:00"
     good.write_text(json.dumps(data))
     data, note = perf_report.load_speed_benchmark(str(good))
-    assert "some rows re-measured on 2026-12-02 11:00" in note
+    assert "some rows re-measured on 2026-12-02 11:00 (each row" in note
+    data["meta"]["updates"][0]["cpu"] = "CPU Y"      # an update on another machine names it
+    good.write_text(json.dumps(data))
+    assert "re-measured on 2026-12-02 11:00 (CPU Y) (each row" in perf_report.load_speed_benchmark(str(good))[1]
     table = perf_report.speed_table(data)
     assert table.count("| 2026-12-02 11:00 |") == 1 and table.count("| 2026-12-01 10:00 |") == 11
     targets = perf_report.speed_targets(data)

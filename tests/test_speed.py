@@ -398,6 +398,38 @@ def test_cpu_batch_halves_until_the_widest_output_of_a_batch_fits_the_heap_watch
     assert {a: default_batch_size(CPU, w) for a, w in widths.items()} == {
         "paper_cnn": 1024, "lenet": 512, "net3": 256, "alexnet_small": 512, "mlp": 1024}
     assert default_batch_size(torch.device("cuda"), widths["net3"]) == 32_768
+    # an accumulator's cap (the STA's 256): never more than the heap rule, nothing on CUDA
+    assert {a: default_batch_size(CPU, w, cap=256) for a, w in widths.items()} == {
+        "paper_cnn": 256, "lenet": 256, "net3": 256, "alexnet_small": 256, "mlp": 256}
+    assert default_batch_size(CPU, 10**9, cap=256) == 128
+    assert default_batch_size(torch.device("cuda"), widths["net3"], cap=256) == 32_768
+
+
+def test_an_sta_streams_in_its_capped_batches_by_default_and_gives_the_sta_of_any_other_batch():
+    """The STA caps the batch on a CPU at 256, the STC and the CI do not: 1,024 (paper_cnn)."""
+    from wna_helpers.methods.sta import STAAccumulator
+    from wna_helpers.methods.stc import STCAccumulator
+
+    model = wna.build_model("paper_cnn", seed=0).eval()
+    seen = []
+    hook = model.conv1.register_forward_pre_hook(lambda m, a: seen.append(len(a[0])))
+    try:
+        a = wna.spike_triggered_average(model, "conv1", 2000, noise=wna.Uniform(), progress=False)
+        assert max(seen) == STAAccumulator.cpu_batch_cap == 256 and STCAccumulator.cpu_batch_cap is None
+        seen.clear()
+        b = wna.spike_triggered_average(model, "conv1", 2000, noise=wna.Uniform(), batch_size=1000, progress=False)
+        assert max(seen) == 1000
+        seen.clear()
+        wna.classification_images(model, 2000, compile=False, progress=False)
+        assert max(seen) == 1024
+        seen.clear()
+        wna.spike_triggered_covariance(model, "conv1", 2000, noise=wna.Uniform(), progress=False)
+        assert max(seen) == 1024
+    finally:
+        hook.remove()
+    assert torch.allclose(a.pooled, b.pooled, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(a.center, b.center, rtol=1e-6, atol=1e-9)
+    assert torch.allclose(a.mean_activation, b.mean_activation, rtol=1e-6, atol=0)
 
 
 def test_the_engine_streams_a_wide_model_in_smaller_batches_unless_told():

@@ -105,7 +105,8 @@ def load_speed_benchmark(path: str | None = None) -> tuple[dict | None, str]:
     note += (f"; {meta.get('cpu', '?')} with {meta.get('threads', '?')} threads, torch {meta.get('torch', '?')}, "
              f"{meta.get('date', '?')}; 1-minute load average {meta.get('load_start', '?')} at start and "
              f"{meta.get('load_end', '?')} at end")
-    updates = [u.get("date", "?") for u in meta.get("updates", []) if isinstance(u, Mapping)]
+    updates = [u.get("date", "?") + (f" ({u['cpu']})" if u.get("cpu") and u.get("cpu") != meta.get("cpu") else "")
+               for u in meta.get("updates", []) if isinstance(u, Mapping)]
     if updates:
         note += (f"; some rows re-measured on {', '.join(updates)} (each row's *measured* column; every ratio "
                  f"divides two rows of one run)")
@@ -128,8 +129,9 @@ SPEED_KINDS = {
 
 
 def speed_table(data: Mapping[str, object]) -> str:
-    """Markdown table of the speed benchmark's measurements: model, what ran, n, samples/s, CPU
-    seconds in user and kernel mode (the allocator's cost shows in the latter), peak RSS."""
+    """Markdown table of the speed benchmark's measurements: model, what ran, n, batch (the fastest of those tried,
+    for the forward passes and the conv alone), samples/s, CPU seconds in user and kernel mode (the allocator's cost
+    shows in the latter), peak RSS."""
     rows = []
     meta = data.get("meta") if isinstance(data.get("meta"), Mapping) else {}
     for r in data.get("rows", []):  # type: ignore[union-attr]
@@ -139,10 +141,11 @@ def speed_table(data: Mapping[str, object]) -> str:
         if r.get("role") == "memory":
             what += " (memory run)"
         rows.append({**r, "what": what, "when": r.get("run") or meta.get("date", "?")})  # type: ignore[union-attr]
-    return markdown_table(rows, {"arch": "model", "what": "what runs", "n": "n", "samples_per_s": "samples/s",
+    return markdown_table(rows, {"arch": "model", "what": "what runs", "n": "n", "batch_size": "batch",
+                                 "samples_per_s": "samples/s",
                                  "user_s": "user s", "sys_s": "kernel s", "peak_rss_mb": "peak RSS (MB)",
                                  "when": "measured"},
-                          {"n": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
+                          {"n": ",", "batch_size": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
 
 
 def _number(v: float, fmt: str) -> str:
@@ -272,7 +275,7 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"Tuning the allocator alone made the plain forward pass {span('allocator_speedup')} x as fast.")
     if span("sta_over_conv_alone"):
         parts.append(f"The STA engine (every channel of `conv1`, pooled and centre) ran at "
-                     f"{span('sta_over_conv_alone')} x the fastest `conv1` alone "
+                     f"{span('sta_over_conv_alone')} x the fastest `conv1` alone (its fastest layout and batch) "
                      f"({span('sta_over_conv_alone_contiguous')} x `conv1` alone in its default memory layout).")
     if span("sta_window_over_conv_alone"):
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")

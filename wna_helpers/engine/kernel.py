@@ -60,11 +60,13 @@ def model_device(model: nn.Module, device: torch.device | str | None = None) -> 
     return found
 
 
-def default_batch_size(device: torch.device, widest_bytes: int | None = None) -> int:
-    """32,768 on CUDA; on a CPU 1,024, or less for a model whose widest layer output (``widest_bytes`` per sample,
-    :func:`probe_model`) would make one batch's buffer wider than the heap watch's slack
-    (:func:`~wna_helpers.engine.allocator.heap_batch_size`)."""
-    return 32_768 if device.type == "cuda" else heap_batch_size(widest_bytes)
+def default_batch_size(device: torch.device, widest_bytes: int | None = None, *, cap: int | None = None) -> int:
+    """32,768 on CUDA; on a CPU :func:`~wna_helpers.engine.allocator.heap_batch_size` of the widest layer output
+    (``widest_bytes`` per sample, :func:`probe_model`), at most ``cap`` (the accumulators' ``cpu_batch_cap``)."""
+    if device.type == "cuda":
+        return 32_768
+    batch = heap_batch_size(widest_bytes)
+    return batch if cap is None else min(batch, cap)
 
 
 def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
@@ -168,10 +170,11 @@ class _Run:
         self.model, self.stimulus, self.n_samples, self.accumulators = model, stimulus, n_samples, accumulators
         self.input_shape, self.opts, self.stop, self.device, self.taps = input_shape, opts, stop, device, taps
         num_classes, tap_shapes, calls, widest = probe_model(model, input_shape, device, taps)
-        self.batch_size = opts.batch_size or default_batch_size(device, widest)
         # no logits needed and every tap runs once per pass: stop after the last one
         self.stop_at = calls[-1] if calls and not any(a.needs_logits for a in accumulators) \
             and len(calls) == len(set(calls)) else None
+        caps = [a.cpu_batch_cap for a in accumulators if a.cpu_batch_cap]
+        self.batch_size = opts.batch_size or default_batch_size(device, widest, cap=min(caps, default=None))
         for a in accumulators:
             a.setup(num_classes, input_shape, device, tap_shapes)
         readers = Counter(t for a in accumulators for t in a.taps)

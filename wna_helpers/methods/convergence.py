@@ -70,6 +70,7 @@ class PrefixSnapshots(Accumulator):
             raise ValueError(f"sizes must be strictly increasing positive integers, got {sizes!r}")
         self.inner, self.sizes = inner, [int(s) for s in sizes]
         self.taps, self.needs_logits, self.relu_taps = inner.taps, inner.needs_logits, inner.relu_taps
+        self.cpu_batch_cap = inner.cpu_batch_cap
         self.snapshots: list[dict[str, torch.Tensor]] = []
         self.seen = 0
 
