@@ -38,7 +38,8 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
 
 The forward variants and the conv alone cycle through a pool of uniform [0, 1] noise generated before timing, at
 each batch of ``SWEEP_BATCHES`` in turn (unless ``--batch-size`` fixes one), each row the fastest (the others in
-its ``rates_by_batch``); the engines generate their own noise and run at their own default batch. Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
+its ``rates_by_batch``); the engines generate their own noise and run at their own default batch (the STA's capped
+at ``STAAccumulator.cpu_batch_cap``). Reported: samples/s, CPU user/sys seconds, peak RSS; ratios:
 CI engine as shipped at 10^6 samples / fastest forward variant (target >= 0.85), STA engine / fastest
 conv-alone (target >= 0.40), memory growth from the smaller size to the larger (target < 64 MB; judged
 within one process, since two processes' peaks differ by up to 100 MB at the same size: the between-process
@@ -316,7 +317,9 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
     else:
         if os.environ.get("WNA_BENCH_ENGINE_DEFAULT") == "1":   # no --batch-size: the engine's own, as shipped
             from wna_helpers.engine.kernel import default_batch_size, probe_model
-            batch = default_batch_size(device, probe_model(model, (1, 28, 28), device)[3])
+            from wna_helpers.methods.sta import STAAccumulator
+            cap = STAAccumulator.cpu_batch_cap if kind.startswith("sta_engine") else None   # as the engine caps it
+            batch = default_batch_size(device, probe_model(model, (1, 28, 28), device)[3], cap=cap)
         opts = {"progress": False, "batch_size": batch}
         if kind == "ci_engine_compiled":
             opts["compile"] = True

@@ -145,7 +145,8 @@ def speed_table(data: Mapping[str, object]) -> str:
                                  "samples_per_s": "samples/s",
                                  "user_s": "user s", "sys_s": "kernel s", "peak_rss_mb": "peak RSS (MB)",
                                  "when": "measured"},
-                          {"n": ",", "batch_size": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f", "peak_rss_mb": ",.0f"})
+                          {"n": ",", "batch_size": ",", "samples_per_s": ",.0f", "user_s": ".1f", "sys_s": ".1f",
+                           "peak_rss_mb": ",.0f"})
 
 
 def _number(v: float, fmt: str) -> str:
