@@ -96,8 +96,8 @@ TRAIN_STEPS = {"paper_cnn": 60, "lenet": 60, "net3": 40, "alexnet_small": 20}
 DEFAULT_N = {"paper_cnn": 200_000, "lenet": 200_000, "net3": 100_000, "alexnet_small": 30_000}
 QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small": 4_096}
 #: Batches the forward passes and the conv alone are timed at in turn, each row the fastest (``--batch-size`` fixes
-#: one): on a 2-core Intel Xeon ``conv1`` alone ran channels-last 1.28-2.40 times as fast at 256 as at 1,024 (the
-#: saved rows' ``rates_by_batch``, 2026-12-06 05:31), so a fixed 1,024 was not what the hardware can do.
+#: one): on a 2-core Intel Xeon ``conv1`` alone ran channels-last 1.17-2.17 times as fast at 256 as at 1,024 (the
+#: saved rows' ``rates_by_batch``, 2026-12-06 06:22), so a fixed 1,024 was not what the hardware can do.
 SWEEP_BATCHES = (1024, 256, 128)
 #: Samples of the STA and conv-alone measurements (both fast; at least 1 s of the conv alone on 2 CPU cores).
 STA_N = 200_000
