@@ -40,18 +40,33 @@ def headline() -> str:
     accuracy = {(r["arch"], r["dataset"]): r["test_accuracy"] for r in acc}  # type: ignore[union-attr]
     rows, summary, meta = speed["rows"], speed["summary"], speed["meta"]  # type: ignore[index]
     lines = ["| model | test accuracy, MNIST / Fashion-MNIST | CI engine (samples/s) | CI engine / fastest forward "
-             "| the same in one process | STA engine / its conv layer alone |", "|---|---|---:|---:|---:|---:|"]
+             "| the same in one process | STA engine / its conv layer alone | training, `wna.train` / plain loop "
+             "| memory growth, 10^5 to 10^6 samples (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for arch in MODELS:
         s = summary.get(arch, {})
         a = f"{_fmt(accuracy.get((arch, 'mnist')), '.2%')} / {_fmt(accuracy.get((arch, 'fashion_mnist')), '.2%')}"
         lines.append(f"| `{arch}` | {a} | {_fmt(_rate(rows, 'ci_engine', arch), ',.0f')} | "
                      f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.3f')} | "
-                     f"{_fmt(s.get('ci_over_forward_one_process'), '.2f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} |")
-    when = {kind: _runs(rows, kind, meta) for kind in ("ci_engine", "ci_one_process", "sta_engine")}
-    return ("\n".join(lines) + f"\n\nMeasured on {meta['cpus']} CPU cores (torch {meta['torch']}): the CI engine as "
-            f"shipped on {when['ci_engine']}, against the compiled forward timed before and after it, each in its own "
-            f"process; the compiled CI engine alternating with the compiled forward in one process on "
-            f"{when['ci_one_process']}; the STA's on {when['sta_engine']}, against `conv1` alone. The engines run at "
+                     f"{_fmt(s.get('ci_over_forward_one_process'), '.2f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} | "
+                     f"{_fmt(s.get('train_wna_over_plain'), '.2f')} | {_fmt(s.get('memory_growth_mb'), '.0f')} |")
+    kinds = ("ci_engine", "ci_one_process", "sta_engine", "train_wna", "ci_engine_memory")
+    when = {kind: _runs(rows, kind, meta) for kind in kinds}
+    t = speed["targets"]  # type: ignore[index]
+    if len(set(when.values())) == 1:
+        measured = (f"Measured in one run on {meta['cpus']} CPU cores (torch {meta['torch']}), {when['ci_engine']}: "
+                    f"the CI engine as shipped at 10^6 samples against the compiled forward timed before and after "
+                    f"it, each in its own process; the compiled CI engine alternating with the compiled forward in one "
+                    f"process; the STA against `conv1` alone; training on `wna.train` against a plain PyTorch loop; "
+                    f"memory as the growth of the peak resident size within one run of 10^6 samples after its first "
+                    f"10^5. Targets: CI {t['ci_over_fastest_forward']:g}, STA {t['sta_over_conv_alone']:g}, training "
+                    f"{t['train_wna_over_plain']:g} (`paper_cnn`), memory under {t['memory_growth_mb']:g} MB.")
+    else:
+        measured = (f"Measured on {meta['cpus']} CPU cores (torch {meta['torch']}): the CI engine as shipped on "
+                    f"{when['ci_engine']}, against the compiled forward timed before and after it, each in its own "
+                    f"process; the compiled CI engine alternating with the compiled forward in one process on "
+                    f"{when['ci_one_process']}; the STA's on {when['sta_engine']}, against `conv1` alone; training on "
+                    f"{when['train_wna']}; memory on {when['ci_engine_memory']}.")
+    return ("\n".join(lines) + f"\n\n{measured} The engines run at "
             f"their default batch, the forward passes and `conv1` alone at the fastest of 1,024, 256 and 128 (at "
             f"1,024 alone in runs before 2026-12-06). Speed drifts from day to day and differs between machines, so "
             f"compare the ratios (each divides two rows of one run), not samples/s across dates; the details are in "

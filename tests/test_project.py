@@ -99,3 +99,36 @@ def test_chapters_are_thin_and_fit_the_page():
     assert sum(len(v) for v in lines.values()) < 600
     wide = [(k, line) for k, v in lines.items() for line in v if len(line) > 78]
     assert not wide, wide[:5]
+
+
+def test_readme_headline_names_one_run_or_each_runs_date(tmp_path, monkeypatch):
+    """The headline says "in one run" only when every row it quotes comes from the same run; otherwise it names the
+    date and CPU of each kind's run, and the table carries training and memory beside the engines."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("render_under_test", ROOT / "benchmarks" / "render.py")
+    render = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(render)
+    meta = {"date": "2026-01-01 10:00", "cpu": "CPU A", "cpus": 2, "torch": "2.14"}
+    kinds = ("ci_engine", "ci_one_process", "sta_engine", "train_wna", "ci_engine_memory")
+    rows = [{"kind": k, "arch": "paper_cnn", "samples_per_s": 100.0} for k in kinds]
+    summary = {"paper_cnn": {"ci_engine_over_fastest_forward": 0.9, "ci_over_forward_one_process": 0.95,
+                             "sta_over_conv_alone": 0.3, "train_wna_over_plain": 1.7, "memory_growth_mb": 12.0}}
+    targets = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.4, "memory_growth_mb": 64.0,
+               "train_wna_over_plain": 1.5}
+    acc = [{"arch": "paper_cnn", "dataset": "mnist", "test_accuracy": 0.99}]
+
+    def write(rows_, meta_):
+        (tmp_path / "speed_benchmark.json").write_text(json.dumps(
+            {"meta": meta_, "rows": rows_, "summary": summary, "targets": targets}))
+        (tmp_path / "train_accuracy.json").write_text(json.dumps(acc))
+    monkeypatch.setattr(render, "RESULTS", tmp_path)
+    write(rows, meta)
+    one = render.headline()
+    assert "Measured in one run" in one and "2026-01-01 10:00 on an CPU A" in one
+    assert "| `paper_cnn` | 99.00% / – | 100 | 0.900 | 0.95 | 0.30 | 1.70 | 12 |" in one
+    assert "Targets: CI 0.85, STA 0.4, training 1.5" in one
+    later = dict(rows[2], run="2026-01-02 09:00")
+    write([*rows[:2], later, *rows[3:]], {**meta, "updates": [{"date": "2026-01-02 09:00", "cpu": "CPU B"}]})
+    two = render.headline()
+    assert "in one run" not in two
+    assert "the STA's on 2026-01-02 09:00 on an CPU B" in two and "training on 2026-01-01 10:00 on an CPU A" in two
