@@ -125,12 +125,12 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
     """Train ``model`` in place with Adam and cross-entropy, at the hardware's pace.
 
     As fast as the engine runs a model (:mod:`wna_helpers.engine.speed`): glibc's allocator tuned once
-    per process, a convolutional model trained channels-last (weights and batches; ``paper_cnn`` 1.4 to 1.9 times
-    as fast as a plain loop on the 2-core CPUs of ``benchmarks/README.md``), Adam fused into one kernel, and no wait for the device at every step (the loss and the
-    accuracy are read only when they are logged). Channels-last and the fused update change float32 rounding,
-    not the recipe: the same seed gives
-    the same run on one machine with the same settings, and another memory layout a slightly different
-    one (:func:`checkpoint_path` keys on it). The model comes back in the default (contiguous) layout.
+    per process, a convolutional model trained channels-last (weights and batches; ``paper_cnn`` 1.4 to 1.7
+    times as fast on the 2-core CPUs of ``benchmarks/README.md``), Adam fused into one kernel, and no wait for
+    the device at every step (the loss and the accuracy are read only when they are logged). Channels-last and
+    the fused update change float32 rounding, not the recipe: the same seed gives the same run on one machine
+    with the same settings, and another memory layout a slightly different one (:func:`checkpoint_path` keys
+    on it). The model comes back in the default (contiguous) layout.
 
     Training is the same, bit for bit, with and without snapshots: recording one copies the weights
     and evaluates the test set in eval mode under a forked random generator, then puts the model
