@@ -32,6 +32,12 @@ def _fmt(v: float | None, spec: str) -> str:
     return "–" if v is None else format(v, spec)
 
 
+def _count(n: int) -> str:
+    """A sample count as README writes it: ``10^6`` for a power of ten, else ``250,000``."""
+    k = len(str(n)) - 1
+    return f"10^{k}" if n == 10 ** k else f"{n:,}"
+
+
 def headline() -> str:
     """README's table: per CNN the full-profile accuracy and what the engines reach on this CPU."""
     speed, acc = _load("speed_benchmark"), _load("train_accuracy")
@@ -39,9 +45,11 @@ def headline() -> str:
         return "_Run `benchmarks/speed_benchmark.py` and `benchmarks/train_accuracy.py` to fill this table._"
     accuracy = {(r["arch"], r["dataset"]): r["test_accuracy"] for r in acc}  # type: ignore[union-attr]
     rows, summary, meta = speed["rows"], speed["summary"], speed["meta"]  # type: ignore[index]
+    small, large = (_count(n) for n in meta["mem_sizes"]) if len(meta.get("mem_sizes") or ()) == 2 else ("–", "–")
+    ci_n = " and ".join(sorted({_count(x["n"]) for x in rows if x.get("kind") == "ci_engine" and "n" in x}))
     lines = ["| model | test accuracy, MNIST / Fashion-MNIST | CI engine (samples/s) | CI engine / fastest forward "
              "| the same in one process | STA engine / its conv layer alone | training, `wna.train` / plain loop "
-             "| memory growth, 10^5 to 10^6 samples (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             f"| memory growth, {small} to {large} samples (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
     for arch in MODELS:
         s = summary.get(arch, {})
         a = f"{_fmt(accuracy.get((arch, 'mnist')), '.2%')} / {_fmt(accuracy.get((arch, 'fashion_mnist')), '.2%')}"
@@ -54,11 +62,11 @@ def headline() -> str:
     t = speed["targets"]  # type: ignore[index]
     if len(set(when.values())) == 1:
         measured = (f"Measured in one run on {meta['cpus']} CPU cores (torch {meta['torch']}), {when['ci_engine']}: "
-                    f"the CI engine as shipped at 10^6 samples against the compiled forward timed before and after "
+                    f"the CI engine as shipped at {ci_n} samples against the compiled forward timed before and after "
                     f"it, each in its own process; the compiled CI engine alternating with the compiled forward in one "
                     f"process; the STA against `conv1` alone; training on `wna.train` against a plain PyTorch loop; "
-                    f"memory as the growth of the peak resident size within one run of 10^6 samples after its first "
-                    f"10^5. Targets: CI {t['ci_over_fastest_forward']:g}, STA {t['sta_over_conv_alone']:g}, training "
+                    f"memory as the growth of the peak resident size within one run of {large} samples after its first "
+                    f"{small}. Targets: CI {t['ci_over_fastest_forward']:g}, STA {t['sta_over_conv_alone']:g}, training "
                     f"{t['train_wna_over_plain']:g} (`paper_cnn`), memory under {t['memory_growth_mb']:g} MB.")
     else:
         measured = (f"Measured on {meta['cpus']} CPU cores (torch {meta['torch']}): the CI engine as shipped on "

@@ -108,9 +108,9 @@ def test_readme_headline_names_one_run_or_each_runs_date(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("render_under_test", ROOT / "benchmarks" / "render.py")
     render = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(render)
-    meta = {"date": "2026-01-01 10:00", "cpu": "CPU A", "cpus": 2, "torch": "2.14"}
+    meta = {"date": "2026-01-01 10:00", "cpu": "CPU A", "cpus": 2, "torch": "2.14", "mem_sizes": [50000, 10**6]}
     kinds = ("ci_engine", "ci_one_process", "sta_engine", "train_wna", "ci_engine_memory")
-    rows = [{"kind": k, "arch": "paper_cnn", "samples_per_s": 100.0} for k in kinds]
+    rows = [{"kind": k, "arch": "paper_cnn", "samples_per_s": 100.0, "n": 250000} for k in kinds]
     summary = {"paper_cnn": {"ci_engine_over_fastest_forward": 0.9, "ci_over_forward_one_process": 0.95,
                              "sta_over_conv_alone": 0.3, "train_wna_over_plain": 1.7, "memory_growth_mb": 12.0}}
     targets = {"ci_over_fastest_forward": 0.85, "sta_over_conv_alone": 0.4, "memory_growth_mb": 64.0,
@@ -127,6 +127,9 @@ def test_readme_headline_names_one_run_or_each_runs_date(tmp_path, monkeypatch):
     assert "Measured in one run" in one and "2026-01-01 10:00 on an CPU A" in one
     assert "| `paper_cnn` | 99.00% / – | 100 | 0.900 | 0.95 | 0.30 | 1.70 | 12 |" in one
     assert "Targets: CI 0.85, STA 0.4, training 1.5" in one
+    # the sizes are the run's own, not typed: CI at its n, memory between the two sizes it was asked for
+    assert "CI engine as shipped at 250,000 samples" in one and "memory growth, 50,000 to 10^6 samples (MB)" in one
+    assert "one run of 10^6 samples after its first 50,000." in one
     later = dict(rows[2], run="2026-01-02 09:00")
     write([*rows[:2], later, *rows[3:]], {**meta, "updates": [{"date": "2026-01-02 09:00", "cpu": "CPU B"}]})
     two = render.headline()
