@@ -319,7 +319,8 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
             from wna_helpers.engine.kernel import default_batch_size, probe_model
             from wna_helpers.methods.sta import STAAccumulator
             cap = STAAccumulator.cpu_batch_cap if kind.startswith("sta_engine") else None   # as the engine caps it
-            batch = default_batch_size(device, probe_model(model, (1, 28, 28), device)[3], cap=cap)
+            probe = probe_model(model, (1, 28, 28), device)
+            batch = default_batch_size(device, probe[3], cap=cap, total_bytes=probe[4])
         opts = {"progress": False, "batch_size": batch}
         if kind == "ci_engine_compiled":
             opts["compile"] = True

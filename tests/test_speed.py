@@ -384,22 +384,33 @@ def test_heap_watch_is_idle_without_a_tuned_allocator(monkeypatch):
     assert watch.releases == 0
 
 
-def test_cpu_batch_halves_until_the_widest_output_of_a_batch_fits_the_heap_watch_slack():
-    from wna_helpers.engine.allocator import HEAP_SLACK_MB, heap_batch_size
+def test_cpu_batch_halves_until_a_batchs_widest_output_fits_the_slack_and_all_its_outputs_the_budget():
+    from wna_helpers.engine.allocator import BATCH_OUTPUTS_MB, HEAP_SLACK_MB, heap_batch_size
     from wna_helpers.engine.kernel import default_batch_size, probe_model
 
     assert heap_batch_size(None) == heap_batch_size(0) == 1024
     assert heap_batch_size(HEAP_SLACK_MB * 2**20 // 1024) == 1024          # exactly the slack at 1,024
     assert heap_batch_size(HEAP_SLACK_MB * 2**20 // 1024 + 1) == 512
     assert heap_batch_size(10**9) == 128                                    # never under the floor
-    widths = {a: probe_model(wna.build_model(a, seed=0).eval(), (1, 28, 28), CPU)[3]
+    # the outputs of all layers together: exactly the budget at 1,024 keeps it, a byte more halves it
+    assert heap_batch_size(0, total_bytes=BATCH_OUTPUTS_MB * 2**20 // 1024) == 1024
+    assert heap_batch_size(0, total_bytes=BATCH_OUTPUTS_MB * 2**20 // 1024 + 1) == 512
+    assert heap_batch_size(0, total_bytes=10**9) == 128
+    probes = {a: probe_model(wna.build_model(a, seed=0).eval(), (1, 28, 28), CPU)
               for a in ("paper_cnn", "lenet", "net3", "alexnet_small", "mlp")}
+    widths = {a: p[3] for a, p in probes.items()}
+    totals = {a: p[4] for a, p in probes.items()}
     assert widths["paper_cnn"] == 20 * 24 * 24 * 4 and widths["net3"] == 32 * 28 * 28 * 4   # conv1's output
-    assert {a: default_batch_size(CPU, w) for a, w in widths.items()} == {
-        "paper_cnn": 1024, "lenet": 512, "net3": 256, "alexnet_small": 512, "mlp": 1024}
-    assert default_batch_size(torch.device("cuda"), widths["net3"]) == 32_768
+    # paper_cnn's leaf outputs, each layer once: conv1 and its ReLU, the pool, conv2 and its ReLU, the pool, the
+    # flattened copy, fc1 and its ReLU, the logits
+    assert totals["paper_cnn"] == 4 * (2 * 20 * 24 * 24 + 20 * 12 * 12 + 2 * 50 * 8 * 8 + 2 * 800
+                                       + 2 * 500 + 10)
+    assert {a: default_batch_size(CPU, widths[a], total_bytes=totals[a]) for a in probes} == {
+        "paper_cnn": 1024, "lenet": 512, "net3": 256, "alexnet_small": 256, "mlp": 1024}
+    assert default_batch_size(CPU, widths["alexnet_small"]) == 512      # its widest output alone allows 512
+    assert default_batch_size(torch.device("cuda"), widths["net3"], total_bytes=totals["net3"]) == 32_768
     # an accumulator's cap (the STA's 256): never more than the heap rule, nothing on CUDA
-    assert {a: default_batch_size(CPU, w, cap=256) for a, w in widths.items()} == {
+    assert {a: default_batch_size(CPU, widths[a], cap=256, total_bytes=totals[a]) for a in probes} == {
         "paper_cnn": 256, "lenet": 256, "net3": 256, "alexnet_small": 256, "mlp": 256}
     assert default_batch_size(CPU, 10**9, cap=256) == 128
     assert default_batch_size(torch.device("cuda"), widths["net3"], cap=256) == 32_768

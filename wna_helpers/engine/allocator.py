@@ -24,7 +24,7 @@ from typing import Iterator
 
 __all__ = ["tune_allocator", "allocator_status", "MALLOPT_SETTINGS", "GLIBC_MMAP_MAX", "heap_only",
            "release_free_memory", "HeapWatch", "resident_mb", "SETTLE_BATCHES", "HEAP_SLACK_MB", "WATCH_EVERY",
-           "heap_batch_size", "CPU_BATCH_SIZE", "MIN_CPU_BATCH_SIZE"]
+           "heap_batch_size", "CPU_BATCH_SIZE", "MIN_CPU_BATCH_SIZE", "BATCH_OUTPUTS_MB"]
 
 # glibc's mallopt parameters (malloc.h) and the values the engine sets
 _M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -2, -3, -4
@@ -132,32 +132,39 @@ SETTLE_BATCHES = 16
 #: Growth of the resident size past the settled one (MiB) at which :class:`HeapWatch` gives the heap's free
 #: pages back.
 HEAP_SLACK_MB = 48
+#: The most MiB a batch's leaf-layer outputs may add up to on a CPU (:func:`heap_batch_size`): four times the slack.
+BATCH_OUTPUTS_MB = 4 * HEAP_SLACK_MB
 #: The engine's largest batch on a CPU, and the least :func:`heap_batch_size` halves it to.
 CPU_BATCH_SIZE, MIN_CPU_BATCH_SIZE = 1024, 128
 
 
 def heap_batch_size(widest_bytes: int | None, *, largest: int = CPU_BATCH_SIZE,
-                    least: int = MIN_CPU_BATCH_SIZE) -> int:
+                    least: int = MIN_CPU_BATCH_SIZE, total_bytes: int | None = None) -> int:
     """The batch on a CPU: ``largest`` halved while one batch's widest layer output (``widest_bytes`` per sample)
-    would be over :data:`HEAP_SLACK_MB`, down to ``least``; ``largest`` when the width is unknown (None).
+    would be over :data:`HEAP_SLACK_MB`, or all its leaf layers' outputs (``total_bytes`` per sample) over
+    :data:`BATCH_OUTPUTS_MB`, down to ``least``; ``largest`` when the sizes are unknown (None).
 
-    A buffer wider than the heap watch's slack can grow a fragmented heap past it at once, before a watch looks.
-    Measured on a 2-core Intel Xeon (``benchmarks/README.md``, 2026-12-06): ``alexnet_small`` (84.5 MiB for its widest
-    output at 1,024 samples) grew 80 MB within a 10^6-sample run at 1,024, 0 at 512 and 0 and 0 at 256, its peak
-    1,193 MB against 828 and 733 (``speed_benchmark.py --batch-size``); ``batch_size_benchmark.py`` put its
-    samples/s at 256 and 512 at 0.97 and 0.98 of 1,024's, ``net3``'s at 1.05 and 1.02. The batch does not change
-    the result (class sums exactly, float32 rounding of spike-triggered sums).
+    A buffer wider than the heap watch's slack can grow a fragmented heap past it at once, before a watch looks;
+    and the more a batch allocates, the wider the band in which a fragmented heap moves from batch to batch.
+    Measured on a 2-core Intel Xeon (``benchmarks/README.md``, 2026-12-06): ``alexnet_small`` (84.5 MiB for its
+    widest output and 707 MiB for all its outputs at 1,024 samples) grew 80 MB within a 10^6-sample run at 1,024,
+    0 to 123 MB at 512 (its resident size moving in a band about 90 MB wide from batch to batch) and 0 in three
+    runs at 256, its peaks 718-819 MB against 810-1,057 at 512, at 3,598-3,812 samples/s against 3,712-3,768.
+    ``paper_cnn`` (136 MiB of outputs at 1,024), ``lenet`` (98 at 512) and ``net3`` (98 at 256) read 0-36 MB.
+    The batch does not change the result (class sums exactly, float32 rounding of spike-triggered sums).
 
     Example:
         >>> heap_batch_size(20 * 24 * 24 * 4)    # paper_cnn: 45 MiB at 1,024
         1024
         >>> heap_batch_size(32 * 28 * 28 * 4)    # net3: 98 MiB at 1,024, halved until it fits the slack
         256
+        >>> heap_batch_size(84 * 2**10, total_bytes=707 * 2**10)    # alexnet_small: its outputs add up
+        256
     """
     batch = largest
-    if widest_bytes:
-        while batch > least and batch * widest_bytes > HEAP_SLACK_MB * 2**20:
-            batch //= 2
+    while batch > least and ((widest_bytes or 0) * batch > HEAP_SLACK_MB * 2**20
+                             or (total_bytes or 0) * batch > BATCH_OUTPUTS_MB * 2**20):
+        batch //= 2
     return batch
 
 

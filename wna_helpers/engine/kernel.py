@@ -60,20 +60,22 @@ def model_device(model: nn.Module, device: torch.device | str | None = None) -> 
     return found
 
 
-def default_batch_size(device: torch.device, widest_bytes: int | None = None, *, cap: int | None = None) -> int:
+def default_batch_size(device: torch.device, widest_bytes: int | None = None, *, cap: int | None = None,
+                       total_bytes: int | None = None) -> int:
     """32,768 on CUDA; on a CPU :func:`~wna_helpers.engine.allocator.heap_batch_size` of the widest layer output
-    (``widest_bytes`` per sample, :func:`probe_model`), at most ``cap`` (the accumulators' ``cpu_batch_cap``)."""
+    and of all layers' outputs (``widest_bytes`` and ``total_bytes`` per sample, :func:`probe_model`), at most
+    ``cap`` (the accumulators' ``cpu_batch_cap``)."""
     if device.type == "cuda":
         return 32_768
-    batch = heap_batch_size(widest_bytes)
+    batch = heap_batch_size(widest_bytes, total_bytes=total_bytes)
     return batch if cap is None else min(batch, cap)
 
 
 def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.device,
-                taps: Sequence[str] = ()) -> tuple[int, dict[str, tuple[int, ...]], list[str], int]:
+                taps: Sequence[str] = ()) -> tuple[int, dict[str, tuple[int, ...]], list[str], int, int]:
     """Run two zero inputs through ``model`` (eval mode, no gradients): the number of classes, the tapped
-    layers' output shapes, the order in which the tapped layers ran (one entry per call), and the bytes per
-    sample of the widest tensor a leaf module returned.
+    layers' output shapes, the order in which the tapped layers ran (one entry per call), the bytes per
+    sample of the widest tensor a leaf module returned, and of all the tensors the leaf modules returned.
 
     Raises:
         ValueError: if a tap is not a submodule (the message lists the layers), the model's parameters are
@@ -108,7 +110,7 @@ def probe_model(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
     if not (isinstance(out, torch.Tensor) and out.dim() == 2 and out.shape[0] == 2):
         raise ValueError("the model must return logits of shape (N, num_classes), got "
                          f"{getattr(out, 'shape', type(out))}")
-    return int(out.shape[1]), shapes, calls, widest.bytes
+    return int(out.shape[1]), shapes, calls, widest.bytes, widest.total
 
 
 class _StopForward(Exception):
@@ -169,12 +171,13 @@ class _Run:
                  taps: list[str]) -> None:
         self.model, self.stimulus, self.n_samples, self.accumulators = model, stimulus, n_samples, accumulators
         self.input_shape, self.opts, self.stop, self.device, self.taps = input_shape, opts, stop, device, taps
-        num_classes, tap_shapes, calls, widest = probe_model(model, input_shape, device, taps)
+        num_classes, tap_shapes, calls, widest, total = probe_model(model, input_shape, device, taps)
         # no logits needed and every tap runs once per pass: stop after the last one
         self.stop_at = calls[-1] if calls and not any(a.needs_logits for a in accumulators) \
             and len(calls) == len(set(calls)) else None
         caps = [a.cpu_batch_cap for a in accumulators if a.cpu_batch_cap]
-        self.batch_size = opts.batch_size or default_batch_size(device, widest, cap=min(caps, default=None))
+        self.batch_size = opts.batch_size or default_batch_size(device, widest, cap=min(caps, default=None),
+                                                                    total_bytes=total)
         for a in accumulators:
             a.setup(num_classes, input_shape, device, tap_shapes)
         readers = Counter(t for a in accumulators for t in a.taps)

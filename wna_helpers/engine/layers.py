@@ -39,8 +39,9 @@ def trace_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[s
 
 class WidestOutput:
     """Within the block, :attr:`bytes` is the bytes per sample of the widest tensor a leaf layer of ``model`` has
-    returned in forward passes of ``samples`` inputs (0 before any); a layer that takes no hooks (a scripted one) is
-    not measured. The engine's CPU batch follows it (:func:`~wna_helpers.engine.allocator.heap_batch_size`).
+    returned in forward passes of ``samples`` inputs (0 before any), and :attr:`total` the bytes per sample of all
+    the tensors its leaf layers returned; a layer that takes no hooks (a scripted one) is not measured. The
+    engine's CPU batch follows both (:func:`~wna_helpers.engine.allocator.heap_batch_size`).
 
     Example:
         >>> model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 2))
@@ -48,17 +49,20 @@ class WidestOutput:
         ...     _ = model(torch.zeros(2, 1, 8, 8))
         >>> w.bytes   # the convolution's 4 x 6 x 6 float32 outputs
         576
+        >>> w.total   # and the flattened copy's, and the two logits
+        1160
     """
 
     def __init__(self, model: nn.Module, samples: int) -> None:
-        self.model, self.samples, self.bytes = model, samples, 0
+        self.model, self.samples, self.bytes, self.total = model, samples, 0, 0
         self.hooks: list = []
 
     def measure(self, out: object) -> None:
         """Note the tensors a layer returned."""
         for t in (out if isinstance(out, (tuple, list)) else (out,)):
             if isinstance(t, torch.Tensor):
-                self.bytes = max(self.bytes, t.numel() * t.element_size() // self.samples)
+                size = t.numel() * t.element_size() // self.samples
+                self.bytes, self.total = max(self.bytes, size), self.total + size
 
     def __enter__(self) -> "WidestOutput":
         for m in self.model.modules():

@@ -28,10 +28,11 @@ class RunOptions:
     """Run options of every white-noise method.
 
     Args:
-        batch_size: samples per forward pass; default None (32,768 on CUDA; on a CPU 1,024, halved for a model
-            whose widest layer output would make a batch's buffer wider than 48 MiB: ``net3`` 256, ``lenet`` and
-            ``alexnet_small`` 512; :func:`~wna_helpers.engine.allocator.heap_batch_size`; at most 256 for STAs:
-            ``cpu_batch_cap`` of :class:`~wna_helpers.engine.accumulator.Accumulator`).
+        batch_size: samples per forward pass; default None (32,768 on CUDA; on a CPU 1,024, halved while the
+            model's widest layer output would make a batch's buffer wider than 48 MiB or all its layers' outputs
+            would add up to more than 192 MiB: ``lenet`` 512, ``net3`` and ``alexnet_small`` 256;
+            :func:`~wna_helpers.engine.allocator.heap_batch_size`; at most 256 for STAs: ``cpu_batch_cap`` of
+            :class:`~wna_helpers.engine.accumulator.Accumulator`).
             Does not change the result.
         seed: seed of the noise (an int); default 0. With ``chunk_size``, the stimulus and
             ``n_samples`` it fixes the result.
