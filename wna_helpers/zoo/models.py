@@ -36,12 +36,16 @@ class Classifier(nn.Sequential):
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise ``ValueError`` unless ``x`` is a batch ``(N, *input_shape)``."""
         if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
             raise ValueError(
                 f"{self.arch} expects input of shape (N, {', '.join(map(str, self.input_shape))}), "
                 f"got {tuple(x.shape)}"
             )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        self.check_input(x)
         return super().forward(x)
 
 
