@@ -11,7 +11,9 @@ warm-up of a few steps:
     plain_cl        + model and batches channels-last
     plain_compiled  + ``torch.compile(model)`` (the compilation is warm-up, not timed)
     wna_train       ``wna.train`` as shipped (allocator tuned, channels-last for convolutional models,
-                    Adam fused, no wait for the device at each step)
+                    Adam fused, no wait for the device at each step, each ReLU-then-max-pool pair run pool first)
+    wna_train_own_order  the same with the model's layers in their own order (a no-op forward hook on the model
+                    turns ``pool_before_relu`` off): the control for pooling first, not run unless asked for
 
 Reported: samples/s of each variant (the better of the two rounds), and wna_train / plain_eager
 (target >= 1.5 for paper_cnn).
@@ -34,6 +36,8 @@ from engine_benchmark import RESULTS, _cpu_name, _write_json, run_worker  # same
 
 ARCHS = ("paper_cnn", "lenet", "net3", "alexnet_small")
 KINDS = ("plain_eager", "plain_malloc", "plain_cl", "plain_compiled", "wna_train")
+#: Kinds run only when ``--kinds`` names them.
+EXTRA_KINDS = ("wna_train_own_order",)
 MARK = "@@TRAIN_BENCHMARK@@"
 TARGET = 1.5
 WARMUP = 3
@@ -50,7 +54,9 @@ def worker(kind: str, arch: str, steps: int, batch: int) -> dict:
     images, labels = torch.rand(n, 1, 28, 28, generator=gen), torch.randint(10, (n,), generator=gen)
     model = wna.build_model(arch, seed=0)
     out: dict = {"kind": kind, "arch": arch, "steps": steps, "batch_size": batch, "threads": torch.get_num_threads()}
-    if kind == "wna_train":
+    if kind in ("wna_train", "wna_train_own_order"):
+        if kind == "wna_train_own_order":
+            model.register_forward_hook(lambda m, i, o: None)   # a hooked model is never reordered
         data = wna.Dataset(images, labels, tuple(str(i) for i in range(10)), "noise", "train")
         warm = wna.Dataset(images[:WARMUP * batch], labels[:WARMUP * batch], data.classes, "noise", "train")
         wna.train(model, warm, epochs=1, batch_size=batch, progress=False)       # warm-up (and the allocator)
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--batch", type=int, default=256, help="the paper's batch size (default 256)")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--out", default=str(RESULTS / "train_benchmark.json"), help="where the JSON goes")
     ap.add_argument("--worker", nargs=4, metavar=("KIND", "ARCH", "STEPS", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
@@ -101,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         print(MARK + json.dumps(worker(kind, arch, int(steps), int(batch))), flush=True)
         return 0
     archs, kinds = args.archs.split(","), args.kinds.split(",")
+    if set(kinds) - set(KINDS + EXTRA_KINDS):
+        ap.error(f"unknown kinds {sorted(set(kinds) - set(KINDS + EXTRA_KINDS))}; known: {list(KINDS + EXTRA_KINDS)}")
     start, rows = time.time(), []
     env = {**os.environ, "WNA_MALLOPT": "1"}  # the variants decide themselves whether to tune the allocator
     for r in range(args.rounds):
@@ -116,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             for a in archs for k in kinds}
     lines = ["| model | " + " | ".join(kinds) + " | wna_train / plain_eager |", "|---|" + "---:|" * (len(kinds) + 1)]
     for a in archs:
-        ratio = best[a, "wna_train"] / best[a, "plain_eager"] if best.get((a, "plain_eager")) else float("nan")
+        ratio = best[a, "wna_train"] / best[a, "plain_eager"] if best.get((a, "plain_eager")) and \
+            best.get((a, "wna_train")) else float("nan")
         lines.append(f"| `{a}` | " + " | ".join(f"{best[a, k]:,.0f}" for k in kinds) + f" | {ratio:.2f} |")
     meta = {"cpu": _cpu_name(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M"),
             "steps": args.steps, "batch_size": args.batch, "rounds": args.rounds,
@@ -124,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     table = (f"train_benchmark: {meta['cpu']}, {meta['cpus']} CPUs, batch {args.batch}, {args.steps} steps, best of "
              f"{args.rounds} rounds (samples/s); target wna_train >= {TARGET} x plain_eager for paper_cnn\n\n"
              + "\n".join(lines))
-    _write_json(RESULTS / "train_benchmark.json", {"meta": meta, "target": TARGET, "rows": rows,
+    _write_json(Path(args.out), {"meta": meta, "target": TARGET, "rows": rows,
                                                    "best": {f"{a}/{k}": v for (a, k), v in best.items()},
                                                    "markdown": table})
     print(table)

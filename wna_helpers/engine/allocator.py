@@ -148,8 +148,9 @@ def heap_batch_size(widest_bytes: int | None, *, largest: int = CPU_BATCH_SIZE,
     and the more a batch allocates, the wider the band in which a fragmented heap moves from batch to batch.
     Measured on a 2-core Intel Xeon (``benchmarks/README.md``, 2026-12-06): ``alexnet_small`` (84.5 MiB for its
     widest output and 707 MiB for all its outputs at 1,024 samples) grew 80 MB within a 10^6-sample run at 1,024,
-    0 to 123 MB at 512 (its resident size moving in a band about 90 MB wide from batch to batch) and 0 in three
-    runs at 256, its peaks 718-819 MB against 810-1,057 at 512, at 3,598-3,812 samples/s against 3,712-3,768.
+    0 to 123 MB at 512 (its resident size moving in a band about 90 MB wide from batch to batch) and 0 in four
+    runs at 256, its peaks 712-920 MB against 810-1,057 at 512; compiled, in one process, its CI engine ran at 0.97
+    of its speed at 512.
     ``paper_cnn`` (136 MiB of outputs at 1,024), ``lenet`` (98 at 512) and ``net3`` (98 at 256) read 0-36 MB.
     The batch does not change the result (class sums exactly, float32 rounding of spike-triggered sums).
 

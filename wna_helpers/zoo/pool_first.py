@@ -5,8 +5,10 @@ monotone, and a pooling window always holds at least one input). Their gradients
 bit for bit: where a window's maximum is positive both orders route the output's gradient to the same input (the
 first maximum, the same in ``x`` as in ``relu(x)``), and where it is not, both give zeros (the ReLU's gradient is
 zero there). Pooling first runs the ReLU's forward and backward on a tensor ``stride²`` times smaller. On a 2-core
-Intel Xeon (``benchmarks/README.md``, 2026-12-06) a training step of ``paper_cnn`` (batch 256, channels-last) ran
-1.10-1.14 times as fast and one of ``net3`` 1.13-1.21, with the same weights after training.
+Intel Xeon (2026-12-06, ``benchmarks/train_benchmark.py --archs paper_cnn,net3 --kinds
+wna_train,wna_train_own_order --rounds 3``, ``benchmarks/results/train_benchmark_pool_first.json``) ``wna.train`` ran
+``paper_cnn`` 1.06-1.11 times as fast as in the model's own order (round by round) and ``net3`` 1.14-1.19, with the
+same weights after training.
 
 :func:`pool_before_relu` applies it to the library's :class:`~wna_helpers.zoo.models.Classifier` and to any plain
 :class:`~torch.nn.Sequential`; :func:`~wna_helpers.zoo.training.train` uses it. Models of other classes, and

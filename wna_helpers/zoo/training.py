@@ -130,7 +130,7 @@ def train(model: nn.Module, train_data: Dataset, test_data: Dataset | None = Non
     times as fast on the 2-core CPUs of ``benchmarks/README.md``), Adam fused into one kernel, and no wait for
     the device at every step (the loss and the accuracy are read only when they are logged), and each
     ReLU-then-max-pool pair of a sequential model run pool first
-    (:func:`~wna_helpers.zoo.pool_first.pool_before_relu`: the same numbers bit for bit, ``paper_cnn`` 1.10-1.14
+    (:func:`~wna_helpers.zoo.pool_first.pool_before_relu`: the same numbers bit for bit, ``paper_cnn`` 1.06-1.11
     times as fast again). Channels-last and
     the fused update change float32 rounding, not the recipe: the same seed gives the same run on one machine
     with the same settings, and another memory layout a slightly different one (:func:`checkpoint_path` keys
