@@ -7,7 +7,7 @@ first maximum, the same in ``x`` as in ``relu(x)``), and where it is not, both g
 zero there). Pooling first runs the ReLU's forward and backward on a tensor ``stride²`` times smaller. On a 2-core
 Intel Xeon (2026-12-06, ``benchmarks/train_benchmark.py --archs paper_cnn,net3 --kinds
 wna_train,wna_train_own_order --rounds 3``, ``benchmarks/results/train_benchmark_pool_first.json``) ``wna.train`` ran
-``paper_cnn`` 1.06-1.11 times as fast as in the model's own order (round by round) and ``net3`` 1.14-1.19, with the
+``paper_cnn`` 1.06-1.11 times as fast as in the model's own order (round by round) and ``net3`` 1.14-1.18, with the
 same weights after training.
 
 :func:`pool_before_relu` applies it to the library's :class:`~wna_helpers.zoo.models.Classifier` and to any plain
