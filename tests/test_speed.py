@@ -417,7 +417,7 @@ def test_cpu_batch_halves_until_a_batchs_widest_output_fits_the_slack_and_all_it
 
 
 def test_an_sta_streams_in_its_capped_batches_by_default_and_gives_the_sta_of_any_other_batch():
-    """The STA caps the batch on a CPU at 256, the STC and the CI do not: 1,024 (paper_cnn)."""
+    """The STA caps the batch on a CPU at 128, the STC and the CI do not: 1,024 (paper_cnn)."""
     from wna_helpers.methods.sta import STAAccumulator
     from wna_helpers.methods.stc import STCAccumulator
 
@@ -426,7 +426,7 @@ def test_an_sta_streams_in_its_capped_batches_by_default_and_gives_the_sta_of_an
     hook = model.conv1.register_forward_pre_hook(lambda m, a: seen.append(len(a[0])))
     try:
         a = wna.spike_triggered_average(model, "conv1", 2000, noise=wna.Uniform(), progress=False)
-        assert max(seen) == STAAccumulator.cpu_batch_cap == 256 and STCAccumulator.cpu_batch_cap is None
+        assert max(seen) == STAAccumulator.cpu_batch_cap == 128 and STCAccumulator.cpu_batch_cap is None
         seen.clear()
         b = wna.spike_triggered_average(model, "conv1", 2000, noise=wna.Uniform(), batch_size=1000, progress=False)
         assert max(seen) == 1000
@@ -439,7 +439,9 @@ def test_an_sta_streams_in_its_capped_batches_by_default_and_gives_the_sta_of_an
     finally:
         hook.remove()
     assert torch.allclose(a.pooled, b.pooled, rtol=1e-6, atol=1e-9)
-    assert torch.allclose(a.center, b.center, rtol=1e-6, atol=1e-9)
+    # a channel whose centre unit never fired is NaN in both (this untrained model's channel 17, 2,000 samples)
+    assert torch.allclose(a.center, b.center, rtol=1e-6, atol=1e-9, equal_nan=True)
+    assert torch.isnan(a.center).any(dim=(1, 2, 3)).equal(a.center_weight == 0)
     assert torch.allclose(a.mean_activation, b.mean_activation, rtol=1e-6, atol=0)
 
 

@@ -1,7 +1,8 @@
 """engine: stimuli, run options and the streaming kernel. Imports nothing of wna_helpers outside engine.
 
 - :mod:`~wna_helpers.engine.stimuli`, :mod:`~wna_helpers.engine.structured_noise`: what is pushed through a
-  model (noise kinds, mixtures, real images), drawn chunk by chunk from counter-based seeds;
+  model (noise kinds, mixtures, real images), drawn chunk by chunk from counter-based seeds
+  (:mod:`~wna_helpers.engine.host_noise`: uniform noise drawn on every CPU core);
 - :mod:`~wna_helpers.engine.options`: the run options every method takes;
 - :mod:`~wna_helpers.engine.kernel`: the streaming engine and the :class:`~wna_helpers.engine.kernel.Accumulator`
   interface the methods implement;

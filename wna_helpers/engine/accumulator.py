@@ -69,7 +69,7 @@ class Accumulator:
     #: (computed once per batch for all such accumulators, inside the convolution where it can).
     relu_taps: bool = False
     #: The most samples per batch this accumulator streams best at on a CPU (None: no cap); a run on a CPU with
-    #: the default ``batch_size`` takes the smallest cap of its accumulators (the STA's: 256).
+    #: the default ``batch_size`` takes the smallest cap of its accumulators (the STA's: 128).
     cpu_batch_cap: int | None = None
     #: Set by the engine before a run: True when no other accumulator of the run reads this one's taps, so
     #: ``update`` may write into the tap tensors it is handed (nothing reads them after it).

@@ -31,7 +31,7 @@ class RunOptions:
         batch_size: samples per forward pass; default None (32,768 on CUDA; on a CPU 1,024, halved while the
             model's widest layer output would make a batch's buffer wider than 48 MiB or all its layers' outputs
             would add up to more than 192 MiB: ``lenet`` 512, ``net3`` and ``alexnet_small`` 256;
-            :func:`~wna_helpers.engine.allocator.heap_batch_size`; at most 256 for STAs: ``cpu_batch_cap`` of
+            :func:`~wna_helpers.engine.allocator.heap_batch_size`; at most 128 for STAs: ``cpu_batch_cap`` of
             :class:`~wna_helpers.engine.accumulator.Accumulator`).
             Does not change the result.
         seed: seed of the noise (an int); default 0. With ``chunk_size``, the stimulus and

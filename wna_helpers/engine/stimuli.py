@@ -30,6 +30,7 @@ import torch
 
 from .checks import IMAGE_RANGE, check_images, check_number, check_value_range, clip_range
 from .fingerprint import tensor_digest
+from .host_noise import host_uniform_applies, uniform_
 
 __all__ = ["Stimulus", "Noise", "Gaussian", "Uniform", "Mixture", "Images", "as_stimulus", "NOISE_SHORTHANDS",
            "chunk_seed"]
@@ -200,6 +201,10 @@ class Gaussian(Noise):
 class Uniform(Noise):
     """Independent uniform pixels on [low, high] (the paper's noise is the default [0, 1]).
 
+    float32 noise on the CPU comes from numpy's PCG64 streams filled on every core
+    (:func:`~wna_helpers.engine.host_noise.uniform_`, a third of ``torch.rand``'s time); other dtypes and
+    devices from ``torch.rand``.
+
     Args:
         low: default 0.
         high: default 1; must exceed ``low``.
@@ -220,7 +225,10 @@ class Uniform(Noise):
         return f"uniform noise U[{self.low:g}, {self.high:g}]"
 
     def sample(self, gen, shape, device, dtype):  # noqa: D102
-        x = torch.rand(shape, generator=gen, device=device, dtype=dtype)
+        if host_uniform_applies(device, dtype):   # float32 on the CPU: PCG64 streams on every core
+            x = uniform_(torch.empty(shape, dtype=dtype), gen)
+        else:
+            x = torch.rand(shape, generator=gen, device=device, dtype=dtype)
         if (self.low, self.high) != (0.0, 1.0):
             x.mul_(self.high - self.low).add_(self.low)
         return x

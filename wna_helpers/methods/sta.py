@@ -104,8 +104,10 @@ class STAAccumulator(Accumulator):
     needs_logits = False
     relu_taps = True  # reads the layer's output only through its ReLU: the engine hands the ReLU over
     #: 256 ran 1.10, 1.28, 1.53 and 1.57 times as fast as 1,024 (``paper_cnn``, ``lenet``, ``net3``, ``alexnet_small``;
-    #: 128: 1.03-1.60; ``benchmarks/batch_size_benchmark.py --method sta``, 2-core Intel Xeon, 2026-12-06)
-    cpu_batch_cap = 256
+    #: 128: 1.03-1.60; ``benchmarks/batch_size_benchmark.py --method sta``, 2-core Intel Xeon, 2026-12-06); 128 ran
+    #: 1.05-1.18, 0.95-1.02, 1.05-1.28 and 0.96-1.10 times as fast as 256 (three alternating rounds each, 2-core AMD
+    #: EPYC, 2026-12-06 with the parallel noise), so 128
+    cpu_batch_cap = 128
     #: dtype of the products and of their sums over one chunk piece (float64 gives the reference)
     sum_dtype: torch.dtype = torch.float32
 

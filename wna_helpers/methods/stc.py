@@ -102,7 +102,7 @@ class STCAccumulator(STAAccumulator):
     in ``torch.triu_indices`` order) and of the weights themselves.
     """
 
-    #: no cap of its own (the STA's 256): 256 ran at 0.95, 0.92, 1.11 and 1.04 times 1,024's speed (``paper_cnn``,
+    #: no cap of its own (the STA's 128): 256 ran at 0.95, 0.92, 1.11 and 1.04 times 1,024's speed (``paper_cnn``,
     #: ``lenet``, ``net3``, ``alexnet_small``; ``benchmarks/batch_size_benchmark.py --method stc``, 2026-12-06)
     cpu_batch_cap = None
 
