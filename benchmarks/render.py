@@ -48,23 +48,27 @@ def headline() -> str:
     small, large = (_count(n) for n in meta["mem_sizes"]) if len(meta.get("mem_sizes") or ()) == 2 else ("–", "–")
     ci_n = " and ".join(sorted({_count(x["n"]) for x in rows if x.get("kind") == "ci_engine" and "n" in x}))
     lines = ["| model | test accuracy, MNIST / Fashion-MNIST | CI engine (samples/s) | CI engine / fastest forward "
-             "| the same in one process | STA engine / its conv layer alone | training, `wna.train` / plain loop "
-             f"| memory growth, {small} to {large} samples (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+             "| the same in one process | STA engine / its conv layer alone | the same in one process | training, `wna.train` / plain loop "
+             f"| memory growth, {small} to {large} samples (MB) |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for arch in MODELS:
         s = summary.get(arch, {})
         a = f"{_fmt(accuracy.get((arch, 'mnist')), '.2%')} / {_fmt(accuracy.get((arch, 'fashion_mnist')), '.2%')}"
         lines.append(f"| `{arch}` | {a} | {_fmt(_rate(rows, 'ci_engine', arch), ',.0f')} | "
                      f"{_fmt(s.get('ci_engine_over_fastest_forward'), '.3f')} | "
                      f"{_fmt(s.get('ci_over_forward_one_process'), '.2f')} | {_fmt(s.get('sta_over_conv_alone'), '.2f')} | "
+                     f"{_fmt(s.get('sta_over_conv_alone_one_process'), '.2f')} | "
                      f"{_fmt(s.get('train_wna_over_plain'), '.2f')} | {_fmt(s.get('memory_growth_mb'), '.0f')} |")
     kinds = ("ci_engine", "ci_one_process", "sta_engine", "train_wna", "ci_engine_memory")
     when = {kind: _runs(rows, kind, meta) for kind in kinds}
     t = speed["targets"]  # type: ignore[index]
+    sta_1p = (", each in its own process and alternating in one" if any(x.get("kind") == "sta_one_process"
+                                                                        for x in rows) else "")
     if len(set(when.values())) == 1:
         measured = (f"Measured in one run on {meta['cpus']} CPU cores (torch {meta['torch']}), {when['ci_engine']}: "
                     f"the CI engine as shipped at {ci_n} samples against the compiled forward timed before and after "
                     f"it, each in its own process; the compiled CI engine alternating with the compiled forward in one "
-                    f"process; the STA against `conv1` alone; training on `wna.train` against a plain PyTorch loop; "
+                    f"process; the STA against `conv1` alone{sta_1p}; "
+                    f"training on `wna.train` against a plain PyTorch loop; "
                     f"memory as the growth of the peak resident size within one run of {large} samples after its first "
                     f"{small}. Targets: CI {t['ci_over_fastest_forward']:g}, STA {t['sta_over_conv_alone']:g}, training "
                     f"{t['train_wna_over_plain']:g} (`paper_cnn`), memory under {t['memory_growth_mb']:g} MB.")

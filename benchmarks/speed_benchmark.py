@@ -24,6 +24,11 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
                        rounds' ratios (it does not depend on how fast each process happened to run: the compiled
                        forward of ``paper_cnn`` ran at 16,084 samples/s in one process and 19,279 and 19,897 in two
                        others within the hour, 2026-12-05)
+    sta_one_process    in one process, ``STA_ROUNDS`` rounds of the STA as shipped and then ``conv1`` alone in both
+                       layouts at each batch of ``SWEEP_BATCHES``, STA_N samples each; reported: the median of the
+                       rounds' ratios of the STA to that round's fastest conv alone (the separate processes of
+                       ``sta_engine`` and ``conv_alone`` carry the machine's drift between them into their ratio:
+                       ``paper_cnn``'s conv alone ran at 80,000-103,000 samples/s within minutes, 2026-12-06)
     ci_engine_nomalloc the engine with ``WNA_MALLOPT=0``
     sta_engine         ``spike_triggered_average(model, "conv1", n)``: every channel, pooled + centre, its
                        pooled sums through the convolution's weight-gradient kernel (as shipped)
@@ -83,9 +88,12 @@ TRAIN = ("train_plain", "train_wna")
 #: the convolution, the three make the STA's ceiling)
 STA_PARTS = ("noise_alone", "wgrad_alone")
 ONE_PROCESS = "ci_one_process"
-KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + STA_PARTS + ENGINE + (ONE_PROCESS,) + TRAIN
+STA_ONE_PROCESS = "sta_one_process"
+KINDS = FORWARD + ("conv_alone", "conv_alone_cl") + STA_PARTS + ENGINE + (ONE_PROCESS, STA_ONE_PROCESS) + TRAIN
 #: Rounds of ``ci_one_process``.
 ROUNDS = 5
+#: Rounds of ``sta_one_process`` (each times six conv-alone variants beside the STA).
+STA_ROUNDS = 3
 #: ``forward_compiled`` measured again right after the long ``ci_engine`` run (not a kind of its own in ``--kinds``).
 AFTER = "forward_compiled_after"
 #: Samples of the as-shipped CI engine: the book's runs, long enough for the engine to compile by itself.
@@ -101,7 +109,7 @@ QUICK_N = {"paper_cnn": 20_480, "lenet": 20_480, "net3": 8_192, "alexnet_small":
 SWEEP_BATCHES = (1024, 256, 128)
 #: Samples of the STA and conv-alone measurements (both fast; at least 1 s of the conv alone on 2 CPU cores).
 STA_N = 200_000
-STA_KINDS = ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window") + STA_PARTS
+STA_KINDS = ("conv_alone", "conv_alone_cl", "sta_engine", "sta_engine_window") + STA_PARTS + (STA_ONE_PROCESS,)
 MARK = "@@SPEED_BENCHMARK@@"
 #: Kinds whose ratios divide one by another: ``--update`` re-measures each group whole or not at all.
 RATIO_GROUPS = (FORWARD + ("ci_engine", "ci_engine_compiled"), STA_KINDS, TRAIN)
@@ -231,6 +239,53 @@ def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[]
             "threads": torch.get_num_threads()}
 
 
+def _sta_one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[], None]) -> dict:
+    """``sta_one_process``: the STA as shipped and ``conv1`` alone in each layout and batch, alternating in this
+    process; each round's ratio divides by that round's fastest conv alone."""
+    import statistics
+
+    import torch
+    import wna_helpers as wna
+
+    gen = torch.Generator(device=device).manual_seed(0)
+    batches = SWEEP_BATCHES if device.type == "cpu" and os.environ.get("WNA_BENCH_ENGINE_DEFAULT") == "1" else (batch,)
+    convs = {}
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        conv = wna.build_model(arch, seed=0).to(device).eval().to(memory_format=fmt).conv1
+        pool = torch.rand(min(n, 8 * max(batches)), 1, 28, 28, generator=gen, device=device).to(memory_format=fmt)
+        for b in batches:
+            convs[f"{'cl' if fmt == torch.channels_last else 'contiguous'} {b}"] = (conv, pool, b)
+    opts = {} if os.environ.get("WNA_BENCH_ENGINE_DEFAULT") == "1" else {"batch_size": batch}
+
+    def sta(m: int) -> None:
+        wna.spike_triggered_average(model, "conv1", m, noise=wna.Uniform(), progress=False, **opts)
+
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        sta(min(n, 4096))
+        for conv, pool, b in convs.values():
+            conv(pool[:b])
+    warm = time.perf_counter() - t0
+    rates: dict[str, list[float]] = {"sta": [], **{k: [] for k in convs}}
+    with torch.inference_mode():
+        for _ in range(STA_ROUNDS):
+            t = time.perf_counter()
+            sta(n)
+            rates["sta"].append(n / (time.perf_counter() - t))
+            for k, (conv, pool, b) in convs.items():
+                t = time.perf_counter()
+                cycle(conv, pool, n, b, sync)
+                rates[k].append(n / (time.perf_counter() - t))
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    fastest = [max(rates[k][i] for k in convs) for i in range(STA_ROUNDS)]
+    return {"kind": STA_ONE_PROCESS, "arch": arch, "n": n, "device": str(device), "batch_size": batch,
+            "samples_per_s": statistics.median(rates["sta"]), "rates": rates,
+            "sta_over_conv_alone": statistics.median(s / c for s, c in zip(rates["sta"], fastest)),
+            "warmup_seconds": warm, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
+            "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads()}
+
+
 def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
     import torch
     import wna_helpers as wna
@@ -249,6 +304,8 @@ def worker(kind: str, arch: str, n: int, device_name: str, batch: int) -> dict:
     sync = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
     if kind == ONE_PROCESS:
         return _one_process(model, arch, n, device, batch, sync)
+    if kind == STA_ONE_PROCESS:
+        return _sta_one_process(model, arch, n, device, batch, sync)
     out: dict = {}
     if kind.startswith("forward") or kind.startswith("conv_alone"):
         cl = kind in ("forward_cl", "forward_compiled", "conv_alone_cl")
@@ -410,6 +467,8 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
             out["sta_ceiling_over_conv_alone"] = ceiling / conv[best]
     if ONE_PROCESS in got:
         out["ci_over_forward_one_process"] = got[ONE_PROCESS]["ci_over_forward"]
+    if STA_ONE_PROCESS in got:
+        out["sta_over_conv_alone_one_process"] = got[STA_ONE_PROCESS]["sta_over_conv_alone"]
     if "train_plain" in rate and "train_wna" in rate:
         out["train_wna_over_plain"] = rate["train_wna"] / rate["train_plain"]
     mem = [r for r in rows if r["arch"] == arch and r.get("role") == "memory" and "error" not in r]
@@ -454,11 +513,11 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
                      f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     lines += ["", "| model | CI engine (10^6, as shipped) / fastest forward | compiled CI engine / fastest forward | "
               "compiled forward after / before the CI run | compiled CI engine / compiled forward, one process | "
-              "CI engine / channels-last forward | STA / fastest conv alone | old window-product STA / fastest "
+              "CI engine / channels-last forward | STA / fastest conv alone | STA / fastest conv alone, one process | old window-product STA / fastest "
               "conv alone | STA / contiguous conv alone | STA's ceiling / fastest conv alone | STA / its ceiling | "
               "allocator speed-up | training wna / plain | "
               "memory growth in one run (MB) | between two runs (MB) | two identical runs differ by (MB) |",
-              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 
     def f(d: dict, k: str, fmt: str = "{:.2f}") -> str:
         return fmt.format(d[k]) if k in d else "n/a"
@@ -467,7 +526,8 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
                      f"{f(s, 'ci_engine_compiled_over_fastest_forward')} | "
                      f"{f(s, 'forward_compiled_after_over_before')} | {f(s, 'ci_over_forward_one_process')} | "
                      f"{f(s, 'ci_engine_over_forward_cl')} | "
-                     f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_window_over_conv_alone')} | "
+                     f"{f(s, 'sta_over_conv_alone')} | {f(s, 'sta_over_conv_alone_one_process')} | "
+                     f"{f(s, 'sta_window_over_conv_alone')} | "
                      f"{f(s, 'sta_over_conv_alone_contiguous')} | {f(s, 'sta_ceiling_over_conv_alone')} | "
                      f"{f(s, 'sta_over_ceiling')} | {f(s, 'allocator_speedup')} | "
                      f"{f(s, 'train_wna_over_plain')} | {f(s, 'memory_growth_mb', '{:.0f}')} | "
@@ -485,6 +545,10 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
     if any("ci_over_forward_one_process" in s for s in summary.values()):
         lines.append(f"\nOne process: the compiled forward and the CI engine with `compile=True`, alternating {ROUNDS} "
                      "times in one process; the median of the rounds' ratios.")
+    if any("sta_over_conv_alone_one_process" in s for s in summary.values()):
+        lines.append(f"\nSTA, one process: the STA as shipped and `conv1` alone (both layouts, each batch), alternating "
+                     f"{STA_ROUNDS} times in one process; the median of the rounds' ratios to that round's fastest "
+                     "conv alone.")
     lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
                  f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}; training >= "
                  f"{TARGETS['train_wna_over_plain']} x the plain loop (paper_cnn).")

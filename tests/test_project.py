@@ -125,7 +125,8 @@ def test_readme_headline_names_one_run_or_each_runs_date(tmp_path, monkeypatch):
     write(rows, meta)
     one = render.headline()
     assert "Measured in one run" in one and "2026-01-01 10:00 on an CPU A" in one
-    assert "| `paper_cnn` | 99.00% / – | 100 | 0.900 | 0.95 | 0.30 | 1.70 | 12 |" in one
+    assert "| `paper_cnn` | 99.00% / – | 100 | 0.900 | 0.95 | 0.30 | – | 1.70 | 12 |" in one
+    assert "alternating in one" not in one   # no sta_one_process row: the STA's one-process column is empty
     assert "Targets: CI 0.85, STA 0.4, training 1.5" in one
     # the sizes are the run's own, not typed: CI at its n, memory between the two sizes it was asked for
     assert "CI engine as shipped at 250,000 samples" in one and "memory growth, 50,000 to 10^6 samples (MB)" in one
@@ -135,3 +136,8 @@ def test_readme_headline_names_one_run_or_each_runs_date(tmp_path, monkeypatch):
     two = render.headline()
     assert "in one run" not in two
     assert "the STA's on 2026-01-02 09:00 on an CPU B" in two and "training on 2026-01-01 10:00 on an CPU A" in two
+    summary["paper_cnn"]["sta_over_conv_alone_one_process"] = 0.41
+    write([*rows, {"kind": "sta_one_process", "arch": "paper_cnn", "samples_per_s": 90.0, "n": 250000}], meta)
+    three = render.headline()
+    assert "| 0.30 | 0.41 | 1.70 |" in three and "the STA against `conv1` alone, each in its own process and " \
+        "alternating in one;" in three

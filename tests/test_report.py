@@ -110,10 +110,16 @@ def test_speed_benchmark_helpers(tmp_path):
     assert table.count("| 2026-12-02 11:00 |") == 1 and table.count("| 2026-12-01 10:00 |") == 11
     targets = perf_report.speed_targets(data)
     # the new columns (old window-product STA, training) show "–" where the file has no such ratio
-    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | 0.25 (missed) | – | 0.50 | 0.50 | – | 0 (met) "
-            "| 40 | 55 |") in targets
-    assert ("| net3 | forward, channels-last | 0.80 (missed) | – | – | – | 0.40 (met) | – | – | – | – | 100 (missed) | – "
-            "| – |") in targets
+    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | 0.25 (missed) | – | – | 0.50 | 0.50 | – "
+            "| 0 (met) | 40 | 55 |") in targets
+    assert ("| net3 | forward, channels-last | 0.80 (missed) | – | – | – | 0.40 (met) | – | – | – | – | – | 100 (missed) "
+            "| – | – |") in targets
+    assert "Alternating with `conv1` alone" not in perf_report.speed_summary(data)
+    data["summary"]["paper_cnn"]["sta_over_conv_alone_one_process"] = 0.42   # the STA's one-process column
+    assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | 0.25 (missed) | 0.42 (met) | – |" in \
+        perf_report.speed_targets(data)
+    assert "the STA ran at 0.42 x the fastest conv alone of its round" in perf_report.speed_summary(data)
+    del data["summary"]["paper_cnn"]["sta_over_conv_alone_one_process"]
     assert "Alternating with the compiled forward" not in perf_report.speed_summary(data)
     data["summary"]["net3"].update(forward_compiled_after_over_before=0.97, ci_over_forward_one_process=0.9)
     data["summary"]["paper_cnn"].update(forward_compiled_after_over_before=1.03, ci_over_forward_one_process=0.8)

@@ -121,6 +121,7 @@ SPEED_KINDS = {
     "ci_engine": "CI engine", "ci_engine_compiled": "CI engine, compile=True",
     "ci_engine_nomalloc": "CI engine, WNA_MALLOPT=0",
     "ci_one_process": "CI engine, compile=True, one process",
+    "sta_one_process": "STA engine (conv1) alternating with conv1 alone, one process",
     "noise_alone": "the engine's noise alone", "wgrad_alone": "conv1's weight gradient alone",
     "sta_engine": "STA engine (conv1)",
     "sta_engine_window": "STA engine, the old window product", "ci_engine_memory": "CI engine, compile=False",
@@ -181,6 +182,8 @@ def speed_targets(data: Mapping[str, object]) -> str:
                      "drift": cell(s.get("forward_compiled_after_over_before"), None, ".2f"),
                      "ci_1p": cell(s.get("ci_over_forward_one_process"), targets.get("ci_over_fastest_forward"), ".2f"),
                      "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
+                     "sta_1p": cell(s.get("sta_over_conv_alone_one_process"), targets.get("sta_over_conv_alone"),
+                                    ".2f"),
                      "sta_w": cell(s.get("sta_window_over_conv_alone"), None, ".2f"),
                      "sta_top": cell(s.get("sta_ceiling_over_conv_alone"), None, ".2f"),
                      "sta_c": cell(s.get("sta_over_ceiling"), None, ".2f"),
@@ -197,6 +200,7 @@ def speed_targets(data: Mapping[str, object]) -> str:
         "drift": "compiled forward after ÷ before the CI run",
         "ci_1p": "CI engine (compile=True) ÷ compiled forward, in one process",
         "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
+        "sta_1p": "STA ÷ conv1 alone, in one process",
         "sta_w": "old window-product STA ÷ conv1 alone",
         "sta_top": "STA's ceiling ÷ conv1 alone", "sta_c": "STA ÷ its ceiling",
         "train": f"training: wna.train ÷ plain loop (≥ {t['train_wna_over_plain']})",
@@ -278,6 +282,10 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"The STA engine (every channel of `conv1`, pooled and centre) ran at "
                      f"{span('sta_over_conv_alone')} x the fastest `conv1` alone (its fastest layout and batch) "
                      f"({span('sta_over_conv_alone_contiguous')} x `conv1` alone in its default memory layout).")
+    if span("sta_over_conv_alone_one_process"):
+        parts.append(f"Alternating with `conv1` alone in one process, the STA ran at "
+                     f"{span('sta_over_conv_alone_one_process')} x the fastest conv alone of its round (the median of "
+                     f"the rounds' ratios).")
     if span("sta_window_over_conv_alone"):
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
     if span("sta_over_ceiling"):
