@@ -52,7 +52,7 @@ difference and the spread of two identical runs are reported beside it), trainin
 for paper_cnn). The STA and conv-alone measurements stream STA_N samples for every model: at the forward
 passes' sizes (3 x 10^4 for alexnet_small) the conv alone ran for 0.1 s, too short to time.
 
-    .venv/bin/python benchmarks/speed_benchmark.py            # about 55 minutes on 2 idle cores (43.7 before ci_one_process)
+    .venv/bin/python benchmarks/speed_benchmark.py            # about 67 minutes on 2 idle cores (AMD EPYC, 2026-12-06)
     .venv/bin/python benchmarks/speed_benchmark.py --quick    # a few minutes
     .venv/bin/python benchmarks/speed_benchmark.py --archs paper_cnn --device cuda
     .venv/bin/python benchmarks/speed_benchmark.py --update --kinds sta_engine,conv_alone   # re-measure some kinds
