@@ -7,8 +7,8 @@ splits the tensor into blocks of :data:`BLOCK_ELEMENTS` values and fills block `
 seeded by child ``j`` of that seed (``numpy.random.SeedSequence.spawn``), the blocks spread over
 ``torch.get_num_threads()`` threads (numpy releases the GIL while it fills). Each value depends only on the
 generator's state and its position in the tensor, never on the number of threads: the same seed gives the
-same noise on one core or many. About 1.0 µs a sample with two threads (``noise_alone`` in
-``benchmarks/speed_benchmark.py``).
+same noise on one core or many. With two threads, 1.0-1.1 µs a sample into a buffer made beforehand, 1.4-2.0 µs
+as ``noise_alone`` in ``benchmarks/speed_benchmark.py`` times a chunk with its buffer (AMD EPYC, 2026-12-06).
 
 Import rule: ``engine`` modules only (with torch and numpy).
 """
@@ -23,8 +23,9 @@ import torch
 
 __all__ = ["BLOCK_ELEMENTS", "uniform_", "host_uniform_applies"]
 
-#: Values filled from one PCG64 stream (1 MiB of float32): large enough that a stream's set-up (about 20 µs) is
-#: 2 % of its fill, small enough that a 4,096-sample chunk of 28x28 images splits over the cores evenly.
+#: Values filled from one PCG64 stream (1 MiB of float32): large enough that a stream's set-up (about 7 µs, and
+#: 9 µs a stream for ``SeedSequence.spawn``) is under 3 % of its fill (about 600 µs), small enough that a
+#: 4,096-sample chunk of 28x28 images (13 blocks) splits over the cores evenly.
 BLOCK_ELEMENTS = 1 << 18
 #: Below this many values the fill stays in the calling thread (the same values either way).
 THREADED_MIN = 1 << 17
@@ -51,7 +52,7 @@ def uniform_(out: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
     Args:
         out: a contiguous float32 CPU tensor, any shape.
-        gen: a CPU ``torch.Generator``; one 63-bit seed is drawn from it.
+        gen: a CPU ``torch.Generator``; one seed in [0, 2^62) is drawn from it.
 
     Returns:
         ``out``.

@@ -202,7 +202,7 @@ class Uniform(Noise):
     """Independent uniform pixels on [low, high] (the paper's noise is the default [0, 1]).
 
     float32 noise on the CPU comes from numpy's PCG64 streams filled on every core
-    (:func:`~wna_helpers.engine.host_noise.uniform_`, a third of ``torch.rand``'s time); other dtypes and
+    (:func:`~wna_helpers.engine.host_noise.uniform_`, half of ``torch.rand``'s time or less); other dtypes and
     devices from ``torch.rand``.
 
     Args:
