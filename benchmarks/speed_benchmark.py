@@ -513,8 +513,8 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
                      f"{r['sys_s']:.1f} | {r['peak_rss_mb']:.0f} | {note} |")
     lines += ["", "| model | CI engine (10^6, as shipped) / fastest forward | compiled CI engine / fastest forward | "
               "compiled forward after / before the CI run | compiled CI engine / compiled forward, one process | "
-              "CI engine / channels-last forward | STA / fastest conv alone | STA / fastest conv alone, one process | old window-product STA / fastest "
-              "conv alone | STA / contiguous conv alone | STA's ceiling / fastest conv alone | STA / its ceiling | "
+              "CI engine / channels-last forward | STA / fastest conv alone | STA / fastest conv alone, one process | "
+              "old window-product STA / fastest conv alone | STA / contiguous conv alone | STA's ceiling / fastest conv alone | STA / its ceiling | "
               "allocator speed-up | training wna / plain | "
               "memory growth in one run (MB) | between two runs (MB) | two identical runs differ by (MB) |",
               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
