@@ -78,11 +78,35 @@ def headline() -> str:
                     f"process; the compiled CI engine alternating with the compiled forward in one process on "
                     f"{when['ci_one_process']}; the STA's on {when['sta_engine']}, against `conv1` alone; training on "
                     f"{when['train_wna']}; memory on {when['ci_engine_memory']}.")
+    measured += _limits(summary)
     return ("\n".join(lines) + f"\n\n{measured} The engines run at "
             f"their default batch, the forward passes and `conv1` alone at the fastest of 1,024, 256 and 128 (at "
             f"1,024 alone in runs before 2026-12-06). Speed drifts from day to day and differs between machines, so "
             f"compare the ratios (each divides two rows of one run), not samples/s across dates; the details are in "
             f"`benchmarks/README.md` and the book's performance appendix.")
+
+
+def _span(summary: dict, key: str) -> str | None:
+    """``lo–hi`` (or one value) of a ratio over the models that have it, two decimals; None where none has it."""
+    vals = [summary[a][key] for a in MODELS if isinstance(summary.get(a, {}).get(key), (int, float))]
+    if not vals:
+        return None
+    lo, hi = format(min(vals), ".2f"), format(max(vals), ".2f")
+    return lo if lo == hi else f"{lo}–{hi}"
+
+
+def _limits(summary: dict) -> str:
+    """The sentence on the bare loops (the engines' own accumulators in a plain loop, no engine), where measured."""
+    ci, ci_e = _span(summary, "ci_bare_over_forward"), _span(summary, "ci_over_bare")
+    sta, sta_e = _span(summary, "sta_bare_over_conv_alone"), _span(summary, "sta_over_bare")
+    parts = []
+    if ci and ci_e:
+        parts.append(f"the CI's (its sums and permutation statistics) {ci} x the compiled forward, the engine {ci_e} x "
+                     f"that loop")
+    if sta and sta_e:
+        parts.append(f"the STA's {sta} x `conv1` alone, the engine {sta_e} x that loop")
+    return (" In the same one-process rounds, each engine's own accumulators fed by a plain loop with no engine (the "
+            "most the engine can reach) ran at: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _runs(rows: list[dict], kind: str, meta: dict) -> str:

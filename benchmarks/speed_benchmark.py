@@ -19,14 +19,19 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
                        is measured too, it runs again right after (``forward_compiled_after``), and the CI ratios
                        divide by the mean of the two, which brackets the machine's drift over the long run
     ci_engine_compiled the same with ``compile=True``
-    ci_one_process     in one process, ``ROUNDS`` rounds of the compiled forward (as ``forward_compiled``) and the CI
-                       engine with ``compile=True``, alternating, n samples each; reported: the median of the
-                       rounds' ratios (it does not depend on how fast each process happened to run: the compiled
-                       forward of ``paper_cnn`` ran at 16,084 samples/s in one process and 19,279 and 19,897 in two
-                       others within the hour, 2026-12-05)
-    sta_one_process    in one process, ``STA_ROUNDS`` rounds of the STA as shipped and then ``conv1`` alone in both
-                       layouts at each batch of ``SWEEP_BATCHES``, STA_N samples each; reported: the median of the
-                       rounds' ratios of the STA to that round's fastest conv alone (the separate processes of
+    ci_one_process     in one process, ``ROUNDS`` rounds of the compiled forward (as ``forward_compiled``), the CI
+                       engine with ``compile=True`` and the bare loop (``bare_loop``: the CI's own accumulators, its
+                       class sums and 32-permutation statistics, fed the same noise and compiled forward by a plain
+                       loop), alternating, n samples each; reported: the medians of the rounds' ratios (they do not
+                       depend on how fast each process happened to run: the compiled forward of ``paper_cnn`` ran at
+                       16,084 samples/s in one process and 19,279 and 19,897 in two others within the hour,
+                       2026-12-05): CI / forward, bare / forward (the most the CI engine can reach with its
+                       statistics) and CI / bare (what the engine's orchestration costs)
+    sta_one_process    in one process, ``STA_ROUNDS`` rounds of the STA as shipped, the bare loop (the STA's own
+                       accumulator fed by a plain loop, its conv and ReLU as the engine runs them) and then
+                       ``conv1`` alone in both layouts at each batch of ``SWEEP_BATCHES``, STA_N samples each;
+                       reported: the medians of the rounds' ratios of the STA and of the bare loop to that round's
+                       fastest conv alone, and of the STA to the bare loop (the separate processes of
                        ``sta_engine`` and ``conv_alone`` carry the machine's drift between them into their ratio:
                        ``paper_cnn``'s conv alone ran at 80,000-103,000 samples/s within minutes, 2026-12-06)
     ci_engine_nomalloc the engine with ``WNA_MALLOPT=0``
@@ -199,6 +204,43 @@ def cycle(f: Callable, pool, n: int, batch: int, sync: Callable[[], None]) -> No
     sync()
 
 
+def bare_loop(forward: Callable, accumulators: list, n: int, batch: int, device, sync: Callable[[], None], *,
+              taps: Callable | None = None) -> None:
+    """The engine's own accumulators fed by a plain loop, no engine: seeded uniform chunks of ``DEFAULT_CHUNK``
+    (the engine's noise), ``forward`` on batches of ``batch``, each batch's update and each chunk's end. With
+    ``taps``, ``taps(x)`` gives the batch's taps (the STA's ReLU'd conv output) and there are no logits. What is
+    left when the engine's orchestration (chunk bookkeeping, hooks, checkpoints, progress) is taken away: the
+    run's own work, the limit the engine is measured against in ``ci_one_process`` and ``sta_one_process``."""
+    import torch
+    import wna_helpers as wna
+    from wna_helpers.engine.accumulator import Chunk
+    from wna_helpers.engine.options import DEFAULT_CHUNK
+
+    stim = wna.Uniform()
+    done = c = 0
+    while done < n:
+        x, _ = stim.chunk(c, seed=0, chunk_size=DEFAULT_CHUNK, input_shape=(1, 28, 28), device=device)
+        x = x[:n - done]   # n samples, as the engine's runs
+        parts = []
+        for lo in range(0, len(x), batch):
+            xb = x[lo:lo + batch]
+            if taps is None:   # a short last batch padded, as the engine pads it: a compiled forward keeps its shape
+                xin = xb if len(xb) == batch else torch.cat([xb, xb.new_zeros(batch - len(xb), *xb.shape[1:])])
+                parts.append(forward(xin.to(memory_format=torch.channels_last)).float()[:len(xb)])
+                for a in accumulators:
+                    a.update(xb, parts[-1], {}, None)
+            else:
+                t = taps(xb)
+                for a in accumulators:
+                    a.update(xb, None, t, None)
+        if taps is None:
+            for a in accumulators:
+                if a.wants_chunks:
+                    a.end_chunk(Chunk(c, 0, x, torch.cat(parts), None))
+        done, c = done + len(x), c + 1
+    sync()
+
+
 def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[], None]) -> dict:
     """``ci_one_process``: the compiled forward and the compiled CI engine alternating in this process."""
     import statistics
@@ -217,16 +259,25 @@ def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[]
     def ci() -> None:
         wna.classification_images(model, n, noise=wna.Uniform(), progress=False, batch_size=batch, compile=True)
 
+    def bare() -> None:   # the CI's accumulators (its sums and statistics, as shipped) in a plain loop
+        from wna_helpers.methods.ci import CIAccumulator
+        from wna_helpers.methods.ci_stats import CIStatsAccumulator
+
+        accs = [CIAccumulator(), CIStatsAccumulator()]
+        for a in accs:
+            a.setup(10, (1, 28, 28), device, {})
+        bare_loop(f, accs, n, batch, device, sync)
+
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     with torch.inference_mode():
         f(pool[:batch])
         wna.classification_images(model, batch, noise=wna.Uniform(), progress=False, batch_size=batch, compile=True)
     warm = time.perf_counter() - t0
-    rates: dict[str, list[float]] = {"forward": [], "ci": []}
+    rates: dict[str, list[float]] = {"forward": [], "ci": [], "bare": []}
     with torch.inference_mode():
         for _ in range(ROUNDS):
-            for name, run in (("forward", forward), ("ci", ci)):
+            for name, run in (("forward", forward), ("ci", ci), ("bare", bare)):
                 t = time.perf_counter()
                 run()
                 rates[name].append(n / (time.perf_counter() - t))
@@ -234,7 +285,9 @@ def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[]
     ratio = statistics.median(c / fw for c, fw in zip(rates["ci"], rates["forward"]))
     return {"kind": ONE_PROCESS, "arch": arch, "n": n, "device": str(device), "batch_size": batch,
             "samples_per_s": statistics.median(rates["ci"]), "forward_samples_per_s": rates["forward"],
-            "ci_samples_per_s": rates["ci"], "ci_over_forward": ratio, "warmup_seconds": warm,
+            "ci_samples_per_s": rates["ci"], "ci_over_forward": ratio, "bare_samples_per_s": rates["bare"],
+            "bare_over_forward": statistics.median(b / fw for b, fw in zip(rates["bare"], rates["forward"])),
+            "ci_over_bare": statistics.median(c / b for c, b in zip(rates["ci"], rates["bare"])), "warmup_seconds": warm,
             "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime, "peak_rss_mb": _peak_rss_mb(),
             "threads": torch.get_num_threads()}
 
@@ -260,19 +313,40 @@ def _sta_one_process(model, arch: str, n: int, device, batch: int, sync: Callabl
     def sta(m: int) -> None:
         wna.spike_triggered_average(model, "conv1", m, noise=wna.Uniform(), progress=False, **opts)
 
+    # the STA's accumulator in a plain loop, its batch as the engine caps it, the conv and its ReLU as the engine runs
+    # them (oneDNN's fused call where it applies)
+    from wna_helpers.engine.kernel import default_batch_size, probe_model
+    from wna_helpers.engine.speed import fused_conv_relu
+    from wna_helpers.methods.sta import STAAccumulator
+
+    cl_conv = wna.build_model(arch, seed=0).to(device).eval().to(memory_format=torch.channels_last).conv1
+    conv_relu = fused_conv_relu(cl_conv) or (lambda x: torch.relu(cl_conv(x)))
+    rf = wna.receptive_field(model, "conv1")
+    probe = probe_model(model, (1, 28, 28), device)
+    bare_batch = opts.get("batch_size") or default_batch_size(device, probe[3], cap=STAAccumulator.cpu_batch_cap,
+                                                              total_bytes=probe[4])
+
+    def bare(m: int) -> None:
+        acc = STAAccumulator("conv1", rf, (1, 28, 28))
+        acc.owns_taps = True
+        acc.setup(10, (1, 28, 28), device, {"conv1": conv_relu(torch.zeros(1, 1, 28, 28, device=device)).shape[1:]})
+        bare_loop(None, [acc], m, bare_batch, device, sync, taps=lambda x: {"conv1": conv_relu(x)})
+
     r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     with torch.inference_mode():
         sta(min(n, 4096))
+        bare(min(n, 4096))
         for conv, pool, b in convs.values():
             conv(pool[:b])
     warm = time.perf_counter() - t0
-    rates: dict[str, list[float]] = {"sta": [], **{k: [] for k in convs}}
+    rates: dict[str, list[float]] = {"sta": [], "bare": [], **{k: [] for k in convs}}
     with torch.inference_mode():
         for _ in range(STA_ROUNDS):
-            t = time.perf_counter()
-            sta(n)
-            rates["sta"].append(n / (time.perf_counter() - t))
+            for name, run in (("sta", sta), ("bare", bare)):
+                t = time.perf_counter()
+                run(n)
+                rates[name].append(n / (time.perf_counter() - t))
             for k, (conv, pool, b) in convs.items():
                 t = time.perf_counter()
                 cycle(conv, pool, n, b, sync)
@@ -282,6 +356,8 @@ def _sta_one_process(model, arch: str, n: int, device, batch: int, sync: Callabl
     return {"kind": STA_ONE_PROCESS, "arch": arch, "n": n, "device": str(device), "batch_size": batch,
             "samples_per_s": statistics.median(rates["sta"]), "rates": rates,
             "sta_over_conv_alone": statistics.median(s / c for s, c in zip(rates["sta"], fastest)),
+            "bare_over_conv_alone": statistics.median(b / c for b, c in zip(rates["bare"], fastest)),
+            "sta_over_bare": statistics.median(s / b for s, b in zip(rates["sta"], rates["bare"])),
             "warmup_seconds": warm, "user_s": r1.ru_utime - r0.ru_utime, "sys_s": r1.ru_stime - r0.ru_stime,
             "peak_rss_mb": _peak_rss_mb(), "threads": torch.get_num_threads()}
 
@@ -467,8 +543,14 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
             out["sta_ceiling_over_conv_alone"] = ceiling / conv[best]
     if ONE_PROCESS in got:
         out["ci_over_forward_one_process"] = got[ONE_PROCESS]["ci_over_forward"]
+        for k in ("bare_over_forward", "ci_over_bare"):   # rows from before the bare loop have neither
+            if k in got[ONE_PROCESS]:
+                out[f"ci_{k}" if k.startswith("bare") else k] = got[ONE_PROCESS][k]
     if STA_ONE_PROCESS in got:
         out["sta_over_conv_alone_one_process"] = got[STA_ONE_PROCESS]["sta_over_conv_alone"]
+        for k in ("bare_over_conv_alone", "sta_over_bare"):
+            if k in got[STA_ONE_PROCESS]:
+                out[f"sta_{k}" if k.startswith("bare") else k] = got[STA_ONE_PROCESS][k]
     if "train_plain" in rate and "train_wna" in rate:
         out["train_wna_over_plain"] = rate["train_wna"] / rate["train_plain"]
     mem = [r for r in rows if r["arch"] == arch and r.get("role") == "memory" and "error" not in r]
@@ -549,6 +631,13 @@ def tables(rows: list[dict], summary: dict, meta: dict) -> str:
         lines.append(f"\nSTA, one process: the STA as shipped and `conv1` alone (both layouts, each batch), alternating "
                      f"{STA_ROUNDS} times in one process; the median of the rounds' ratios to that round's fastest "
                      "conv alone.")
+    limits = ("ci_bare_over_forward", "ci_over_bare", "sta_bare_over_conv_alone", "sta_over_bare")
+    if any(k in s for s in summary.values() for k in limits):
+        lines += ["\nThe limit, one process: the bare loop (the engine's own accumulators fed the same noise and forward by "
+                  "a plain loop) beside the engine in the same rounds; the medians of the rounds' ratios.", "",
+                  "| model | CI bare loop / compiled forward | CI engine / CI bare loop | STA bare loop / fastest conv "
+                  "alone | STA / STA bare loop |", "|---|---:|---:|---:|---:|"]
+        lines += [f"| {arch} | " + " | ".join(f(s, k) for k in limits) + " |" for arch, s in summary.items()]
     lines.append(f"\nTargets: CI engine >= {TARGETS['ci_over_fastest_forward']} x fastest forward; STA >= "
                  f"{TARGETS['sta_over_conv_alone']} x conv alone{memory}; training >= "
                  f"{TARGETS['train_wna_over_plain']} x the plain loop (paper_cnn).")

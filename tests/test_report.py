@@ -110,20 +110,35 @@ def test_speed_benchmark_helpers(tmp_path):
     assert table.count("| 2026-12-02 11:00 |") == 1 and table.count("| 2026-12-01 10:00 |") == 11
     targets = perf_report.speed_targets(data)
     # the new columns (old window-product STA, training) show "–" where the file has no such ratio
-    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | 0.25 (missed) | – | – | 0.50 | 0.50 | – "
-            "| 0 (met) | 40 | 55 |") in targets
-    assert ("| net3 | forward, channels-last | 0.80 (missed) | – | – | – | 0.40 (met) | – | – | – | – | – | 100 (missed) "
-            "| – | – |") in targets
+    assert ("| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | – | 0.25 (missed) | – | – | – | 0.50 | 0.50 "
+            "| – | 0 (met) | 40 | 55 |") in targets
+    assert ("| net3 | forward, channels-last | 0.80 (missed) | – | – | – | – | 0.40 (met) | – | – | – | – | – | – "
+            "| 100 (missed) | – | – |") in targets
     assert "Alternating with `conv1` alone" not in perf_report.speed_summary(data)
     data["summary"]["paper_cnn"]["sta_over_conv_alone_one_process"] = 0.42   # the STA's one-process column
-    assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | 0.25 (missed) | 0.42 (met) | – |" in \
+    assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | – | – | – | 0.25 (missed) | 0.42 (met) | – |" in \
         perf_report.speed_targets(data)
     assert "the STA ran at 0.42 x the fastest conv alone of its round" in perf_report.speed_summary(data)
+    assert "bare loop" not in perf_report.speed_summary(data)   # a file from before the bare loops: no sentence
+    data["summary"]["paper_cnn"].update(sta_bare_over_conv_alone=0.44, sta_over_bare=0.95)   # the STA's limit
+    assert "| 0.25 (missed) | 0.42 (met) | 0.44 | – |" in perf_report.speed_targets(data)
+    assert ("the STA's own accumulator fed by a plain loop (its noise, the fused convolution and ReLU, the "
+            "weight-gradient call, the channel sums; no engine) ran at 0.44 x the fastest conv alone, and the STA at "
+            "0.95 x that bare loop") in perf_report.speed_summary(data)
+    for k in ("sta_bare_over_conv_alone", "sta_over_bare"):
+        del data["summary"]["paper_cnn"][k]
+    data["summary"]["net3"].update(ci_bare_over_forward=0.83, ci_over_bare=0.97)   # the CI's limit
+    assert "| net3 | forward, channels-last | 0.80 (missed) | – | – | – | 0.83 | 0.40 (met) |" in \
+        perf_report.speed_targets(data)
+    assert ("ran at 0.83 x the compiled forward: the most the engine can reach while it computes those statistics; "
+            "the engine ran at 0.97 x the bare loop") in perf_report.speed_summary(data)
+    for k in ("ci_bare_over_forward", "ci_over_bare"):
+        del data["summary"]["net3"][k]
     del data["summary"]["paper_cnn"]["sta_over_conv_alone_one_process"]
     assert "Alternating with the compiled forward" not in perf_report.speed_summary(data)
     data["summary"]["net3"].update(forward_compiled_after_over_before=0.97, ci_over_forward_one_process=0.9)
     data["summary"]["paper_cnn"].update(forward_compiled_after_over_before=1.03, ci_over_forward_one_process=0.8)
-    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.97 | 0.90 (met) | 0.40 (met) |" in \
+    assert "| net3 | forward, channels-last | 0.80 (missed) | – | 0.97 | 0.90 (met) | – | 0.40 (met) |" in \
         perf_report.speed_targets(data)
     assert "| paper_cnn | forward, channels-last | 0.95 (met) | – | 1.03 | 0.80 (missed) |" in perf_report.speed_targets(data)
     assert ("right after the long CI run, whose rates differed by a factor of 0.97 to 1.03. Alternating with the compiled "

@@ -74,3 +74,49 @@ def test_one_process_ratio_is_the_median_of_its_rounds(bench):
     assert out["ci_over_forward"] == pytest.approx(ratios[len(ratios) // 2])
     s = bench.ratios([{**out, "arch": "paper_cnn"}], "paper_cnn", ())
     assert s["ci_over_forward_one_process"] == out["ci_over_forward"]
+    # the bare loop alternates with them: its own medians, the engine against it
+    assert len(out["bare_samples_per_s"]) == bench.ROUNDS
+    bare = sorted(b / f for b, f in zip(out["bare_samples_per_s"], out["forward_samples_per_s"]))
+    assert out["bare_over_forward"] == pytest.approx(bare[len(bare) // 2])
+    over = sorted(c / b for c, b in zip(out["ci_samples_per_s"], out["bare_samples_per_s"]))
+    assert out["ci_over_bare"] == pytest.approx(over[len(over) // 2])
+    assert s["ci_bare_over_forward"] == out["bare_over_forward"] and s["ci_over_bare"] == out["ci_over_bare"]
+    # a row from before the bare loop: no bare ratios, not zeros
+    old = {k: v for k, v in out.items() if "bare" not in k}
+    s = bench.ratios([{**old, "arch": "paper_cnn"}], "paper_cnn", ())
+    assert "ci_over_bare" not in s and "ci_bare_over_forward" not in s
+
+
+def test_bare_loop_does_the_engines_work(bench):
+    """The bare loop feeds the accumulators what the engine feeds them: the same noise (n not a whole number of
+    chunks), the same predictions, so the same sums, statistics and STA; what it leaves out is only the engine."""
+    import torch
+    import wna_helpers as wna
+    from wna_helpers.engine.options import resolve_options
+    from wna_helpers.methods.ci import CIAccumulator, ci_result
+    from wna_helpers.methods.ci_stats import CIStatsAccumulator
+    from wna_helpers.methods.sta import STAAccumulator
+
+    n, cpu = 5000, torch.device("cpu")
+    model = wna.build_model("logreg", seed=0).eval()
+    accs = [CIAccumulator(), CIStatsAccumulator()]
+    for a in accs:
+        a.setup(10, (1, 28, 28), cpu, {})
+    with torch.inference_mode():
+        bench.bare_loop(model, accs, n, 1024, cpu, lambda: None)
+    ci = wna.classification_images(model, n, noise=wna.Uniform(), progress=False, batch_size=1024, compile=False)
+    bare = ci_result(*accs, (1, 28, 28), n, wna.Uniform(), resolve_options(None, {}), 1)
+    assert torch.equal(bare.counts, ci.counts) and int(ci.counts.sum()) == n
+    for k in ("sums", "null_images", "odd_sums", "logit_images"):
+        assert torch.allclose(getattr(bare, k), getattr(ci, k), rtol=1e-9, atol=1e-9, equal_nan=True), k
+    cnn = wna.build_model("paper_cnn", seed=0).eval()
+    rf = wna.receptive_field(cnn, "conv1")
+    acc = STAAccumulator("conv1", rf, (1, 28, 28))
+    acc.owns_taps = True
+    acc.setup(10, (1, 28, 28), cpu, {"conv1": (20, 24, 24)})
+    with torch.inference_mode():
+        bench.bare_loop(None, [acc], n, 128, cpu, lambda: None, taps=lambda x: {"conv1": torch.relu(cnn.conv1(x))})
+    sta = wna.spike_triggered_average(cnn, "conv1", n, noise=wna.Uniform(), progress=False)
+    got = (acc.acc["pooled_num"] / acc.acc["pooled_den"][:, None]).view_as(sta.pooled)
+    assert torch.allclose(got, sta.pooled, rtol=0, atol=1e-6, equal_nan=True)
+    assert torch.allclose(acc.acc["act_sum"], sta.mean_activation * n * 24 * 24, rtol=1e-6)

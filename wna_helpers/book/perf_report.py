@@ -181,9 +181,11 @@ def speed_targets(data: Mapping[str, object]) -> str:
                                   targets.get("ci_over_fastest_forward"), ".2f"),
                      "drift": cell(s.get("forward_compiled_after_over_before"), None, ".2f"),
                      "ci_1p": cell(s.get("ci_over_forward_one_process"), targets.get("ci_over_fastest_forward"), ".2f"),
+                     "ci_bare": cell(s.get("ci_bare_over_forward"), None, ".2f"),
                      "sta": cell(s.get("sta_over_conv_alone"), targets.get("sta_over_conv_alone"), ".2f"),
                      "sta_1p": cell(s.get("sta_over_conv_alone_one_process"), targets.get("sta_over_conv_alone"),
                                     ".2f"),
+                     "sta_bare": cell(s.get("sta_bare_over_conv_alone"), None, ".2f"),
                      "sta_w": cell(s.get("sta_window_over_conv_alone"), None, ".2f"),
                      "sta_top": cell(s.get("sta_ceiling_over_conv_alone"), None, ".2f"),
                      "sta_c": cell(s.get("sta_over_ceiling"), None, ".2f"),
@@ -199,8 +201,10 @@ def speed_targets(data: Mapping[str, object]) -> str:
         "ci_c": "same, compile=True",
         "drift": "compiled forward after ÷ before the CI run",
         "ci_1p": "CI engine (compile=True) ÷ compiled forward, in one process",
+        "ci_bare": "its bare loop ÷ compiled forward, same rounds",
         "sta": f"STA ÷ conv1 alone (≥ {t['sta_over_conv_alone']})",
         "sta_1p": "STA ÷ conv1 alone, in one process",
+        "sta_bare": "its bare loop ÷ conv1 alone, same rounds",
         "sta_w": "old window-product STA ÷ conv1 alone",
         "sta_top": "STA's ceiling ÷ conv1 alone", "sta_c": "STA ÷ its ceiling",
         "train": f"training: wna.train ÷ plain loop (≥ {t['train_wna_over_plain']})",
@@ -276,6 +280,11 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"Alternating with the compiled forward in one process, the CI engine with `compile=True` ran at "
                      f"{span('ci_over_forward_one_process')} x it (the median of the rounds' ratios, which does not "
                      f"depend on how fast each process happened to run).")
+    if span("ci_bare_over_forward"):
+        parts.append(f"In the same rounds a bare loop, the CI's own accumulators (its class sums and permutation "
+                     f"statistics) fed the same noise and compiled forward by a plain loop with no engine around them, "
+                     f"ran at {span('ci_bare_over_forward')} x the compiled forward: the most the engine can reach while "
+                     f"it computes those statistics; the engine ran at {span('ci_over_bare')} x the bare loop.")
     if span("allocator_speedup"):
         parts.append(f"Tuning the allocator alone made the plain forward pass {span('allocator_speedup')} x as fast.")
     if span("sta_over_conv_alone"):
@@ -286,6 +295,11 @@ def speed_summary(data: Mapping[str, object]) -> str:
         parts.append(f"Alternating with `conv1` alone in one process, the STA ran at "
                      f"{span('sta_over_conv_alone_one_process')} x the fastest conv alone of its round (the median of "
                      f"the rounds' ratios).")
+    if span("sta_bare_over_conv_alone"):
+        parts.append(f"In the same rounds the STA's own accumulator fed by a plain loop (its noise, the fused "
+                     f"convolution and ReLU, the weight-gradient call, the channel sums; no engine) ran at "
+                     f"{span('sta_bare_over_conv_alone')} x the fastest conv alone, and the STA at "
+                     f"{span('sta_over_bare')} x that bare loop.")
     if span("sta_window_over_conv_alone"):
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
     if span("sta_over_ceiling"):
