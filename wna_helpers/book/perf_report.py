@@ -303,9 +303,12 @@ def speed_summary(data: Mapping[str, object]) -> str:
     if span("sta_window_over_conv_alone"):
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
     if span("sta_over_ceiling"):
+        cache = (" (each part alone keeps its data in cache, so this ceiling lies above the bare loop, where the "
+                 "map the convolution writes is read back by the weight-gradient call)"
+                 if span("sta_bare_over_conv_alone") else "")
         parts.append(f"The work the STA cannot avoid, its noise, `conv1` and the weight-gradient call each timed alone "
-                     f"and added up, allows {span('sta_ceiling_over_conv_alone')} x `conv1` alone; the STA ran at "
-                     f"{span('sta_over_ceiling')} x that ceiling.")
+                     f"and added up, allows {span('sta_ceiling_over_conv_alone')} x `conv1` alone{cache}; the STA ran "
+                     f"at {span('sta_over_ceiling')} x that ceiling.")
     if span("train_wna_over_plain"):
         parts.append(f"`wna.train` ran at {span('train_wna_over_plain')} x a plain PyTorch loop doing the same work.")
     given = meta.get("mem_sizes")  # type: ignore[union-attr]
