@@ -242,7 +242,8 @@ def bare_loop(forward: Callable, accumulators: list, n: int, batch: int, device,
 
 
 def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[], None]) -> dict:
-    """``ci_one_process``: the compiled forward and the compiled CI engine alternating in this process."""
+    """``ci_one_process``: the compiled forward, the compiled CI engine and its bare loop (:func:`bare_loop`)
+    alternating in this process."""
     import statistics
 
     import torch
@@ -293,8 +294,8 @@ def _one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[]
 
 
 def _sta_one_process(model, arch: str, n: int, device, batch: int, sync: Callable[[], None]) -> dict:
-    """``sta_one_process``: the STA as shipped and ``conv1`` alone in each layout and batch, alternating in this
-    process; each round's ratio divides by that round's fastest conv alone."""
+    """``sta_one_process``: the STA as shipped, its bare loop (:func:`bare_loop`) and ``conv1`` alone in each layout
+    and batch, alternating in this process; each round's ratio divides by that round's fastest conv alone."""
     import statistics
 
     import torch
