@@ -106,7 +106,7 @@ def _limits(summary: dict) -> str:
     if sta and sta_e:
         parts.append(f"the STA's {sta} x `conv1` alone, the engine {sta_e} x that loop")
     return (" In the same one-process rounds, each engine's own accumulators fed by a plain loop with no engine (the "
-            "most the engine can reach) ran at: " + "; ".join(parts) + ".") if parts else ""
+            "pace of the work itself) ran at: " + "; ".join(parts) + ".") if parts else ""
 
 
 def _runs(rows: list[dict], kind: str, meta: dict) -> str:

@@ -25,8 +25,8 @@ peak RSS), in one run on one machine, so the ratios compare like with like:
                        loop), alternating, n samples each; reported: the medians of the rounds' ratios (they do not
                        depend on how fast each process happened to run: the compiled forward of ``paper_cnn`` ran at
                        16,084 samples/s in one process and 19,279 and 19,897 in two others within the hour,
-                       2026-12-05): CI / forward, bare / forward (the most the CI engine can reach with its
-                       statistics) and CI / bare (what the engine's orchestration costs)
+                       2026-12-05): CI / forward, bare / forward (the pace of the CI's own work, its statistics
+                       included) and CI / bare (what the engine's orchestration costs)
     sta_one_process    in one process, ``STA_ROUNDS`` rounds of the STA as shipped, the bare loop (the STA's own
                        accumulator fed by a plain loop, its conv and ReLU as the engine runs them) and then
                        ``conv1`` alone in both layouts at each batch of ``SWEEP_BATCHES``, STA_N samples each;
@@ -204,7 +204,7 @@ def cycle(f: Callable, pool, n: int, batch: int, sync: Callable[[], None]) -> No
     sync()
 
 
-def bare_loop(forward: Callable, accumulators: list, n: int, batch: int, device, sync: Callable[[], None], *,
+def bare_loop(forward: Callable | None, accumulators: list, n: int, batch: int, device, sync: Callable[[], None], *,
               taps: Callable | None = None) -> None:
     """The engine's own accumulators fed by a plain loop, no engine: seeded uniform chunks of ``DEFAULT_CHUNK``
     (the engine's noise), ``forward`` on batches of ``batch``, each batch's update and each chunk's end. With
@@ -544,14 +544,14 @@ def ratios(rows: list[dict], arch: str, mem_sizes: tuple[int, int]) -> dict:
             out["sta_ceiling_over_conv_alone"] = ceiling / conv[best]
     if ONE_PROCESS in got:
         out["ci_over_forward_one_process"] = got[ONE_PROCESS]["ci_over_forward"]
-        for k in ("bare_over_forward", "ci_over_bare"):   # rows from before the bare loop have neither
-            if k in got[ONE_PROCESS]:
-                out[f"ci_{k}" if k.startswith("bare") else k] = got[ONE_PROCESS][k]
+        for k, key in (("bare_over_forward", "ci_bare_over_forward"), ("ci_over_bare", "ci_over_bare")):
+            if k in got[ONE_PROCESS]:   # rows from before the bare loop have neither
+                out[key] = got[ONE_PROCESS][k]
     if STA_ONE_PROCESS in got:
         out["sta_over_conv_alone_one_process"] = got[STA_ONE_PROCESS]["sta_over_conv_alone"]
-        for k in ("bare_over_conv_alone", "sta_over_bare"):
+        for k, key in (("bare_over_conv_alone", "sta_bare_over_conv_alone"), ("sta_over_bare", "sta_over_bare")):
             if k in got[STA_ONE_PROCESS]:
-                out[f"sta_{k}" if k.startswith("bare") else k] = got[STA_ONE_PROCESS][k]
+                out[key] = got[STA_ONE_PROCESS][k]
     if "train_plain" in rate and "train_wna" in rate:
         out["train_wna_over_plain"] = rate["train_wna"] / rate["train_plain"]
     mem = [r for r in rows if r["arch"] == arch and r.get("role") == "memory" and "error" not in r]

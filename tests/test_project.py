@@ -145,6 +145,6 @@ def test_readme_headline_names_one_run_or_each_runs_date(tmp_path, monkeypatch):
     summary["paper_cnn"].update(ci_bare_over_forward=0.84, ci_over_bare=0.97, sta_bare_over_conv_alone=0.35,
                                 sta_over_bare=1.02)
     write([*rows, {"kind": "sta_one_process", "arch": "paper_cnn", "samples_per_s": 90.0, "n": 250000}], meta)
-    assert ("each engine's own accumulators fed by a plain loop with no engine (the most the engine can reach) ran at: "
+    assert ("each engine's own accumulators fed by a plain loop with no engine (the pace of the work itself) ran at: "
             "the CI's (its sums and permutation statistics) 0.84 x the compiled forward, the engine 0.97 x that loop; "
             "the STA's 0.35 x `conv1` alone, the engine 1.02 x that loop.") in render.headline()

@@ -283,8 +283,8 @@ def speed_summary(data: Mapping[str, object]) -> str:
     if span("ci_bare_over_forward"):
         parts.append(f"In the same rounds a bare loop, the CI's own accumulators (its class sums and permutation "
                      f"statistics) fed the same noise and compiled forward by a plain loop with no engine around them, "
-                     f"ran at {span('ci_bare_over_forward')} x the compiled forward: the most the engine can reach while "
-                     f"it computes those statistics; the engine ran at {span('ci_over_bare')} x the bare loop.")
+                     f"ran at {span('ci_bare_over_forward')} x the compiled forward: the pace of that work itself; the "
+                     f"engine ran at {span('ci_over_bare')} x the bare loop.")
     if span("allocator_speedup"):
         parts.append(f"Tuning the allocator alone made the plain forward pass {span('allocator_speedup')} x as fast.")
     if span("sta_over_conv_alone"):
@@ -303,8 +303,7 @@ def speed_summary(data: Mapping[str, object]) -> str:
     if span("sta_window_over_conv_alone"):
         parts.append(f"The window product it replaced ran at {span('sta_window_over_conv_alone')} x.")
     if span("sta_over_ceiling"):
-        cache = (" (each part alone keeps its data in cache, so this ceiling lies above the bare loop, where the "
-                 "map the convolution writes is read back by the weight-gradient call)"
+        cache = (" (above the bare loop: the parts run slower together than alone)"
                  if span("sta_bare_over_conv_alone") else "")
         parts.append(f"The work the STA cannot avoid, its noise, `conv1` and the weight-gradient call each timed alone "
                      f"and added up, allows {span('sta_ceiling_over_conv_alone')} x `conv1` alone{cache}; the STA ran "
